@@ -1,0 +1,213 @@
+/*
+ * kv.h - the public interface of libkv, a shared-memory key-value store.
+ *
+ * A store is a named mapping (a POSIX shared-memory object /dev/shm/kv.NAME,
+ * or a regular file when the name contains '/') that holds a hash index and
+ * the memory for keys and values. Every process that attaches maps the same
+ * bytes: gets are plain memory reads that take no lock and make no system
+ * call; puts and deletes are serialised by a robust process-shared mutex that
+ * lives in the mapping.
+ *
+ * Conventions
+ *   - Every call returns KV_OK (0) or a negative KV_E... code. kv_strerror()
+ *     turns a code into a one-line message, kv_errname() into its name.
+ *   - Keys and values are byte strings: any bytes, NUL included, given as a
+ *     pointer and a length. Nothing is NUL-terminated by the library.
+ *   - The library never keeps a pointer to a caller's buffer after a call
+ *     returns, and never hands out a pointer into the mapping: values are
+ *     copied out, so a concurrent writer can never change bytes under you.
+ *   - A kv_t handle may be used by many threads at once. kv_close() must not
+ *     race with other calls on the same handle.
+ */
+#ifndef KV_H
+#define KV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(KV_BUILDING_LIBRARY) && defined(__GNUC__)
+#define KV_API __attribute__((visibility("default")))
+#else
+#define KV_API
+#endif
+
+#define KV_VERSION_MAJOR 0
+#define KV_VERSION_MINOR 1
+#define KV_VERSION_PATCH 0
+#define KV_VERSION_STRING "0.1.0"
+
+/* Limits. Keys are 1..KV_MAX_KEY bytes. Values are 0..max_value bytes,
+ * where max_value is fixed when the store is created (KV_DEFAULT_MAX_VALUE
+ * unless kv_options says otherwise, at most KV_MAX_VALUE_LIMIT). */
+#define KV_MAX_KEY 4096u
+#define KV_DEFAULT_MAX_VALUE (1024u * 1024u)
+#define KV_MAX_VALUE_LIMIT (64u * 1024u * 1024u)
+#define KV_MAX_NAME 64u
+
+/* Status codes: one list, used for the enum, kv_strerror and kv_errname. */
+#define KV_ERRNO_MAP(XX)                                                       \
+	XX(ENOTFOUND, -1, "key not found")                                     \
+	XX(ENOSTORE, -2, "store does not exist")                               \
+	XX(EPERM, -3, "permission denied")                                     \
+	XX(EVERSION, -4, "incompatible store format version")                  \
+	XX(EFULL, -5, "store is full")                                         \
+	XX(EKEYSIZE, -6, "key is empty or too long")                           \
+	XX(EVALSIZE, -7, "value is too large for this store")                  \
+	XX(EINVAL, -8, "invalid argument")                                     \
+	XX(ECORRUPT, -9, "store is corrupt")                                   \
+	XX(ERANGE, -10, "buffer too small for value")                          \
+	XX(EEXIST, -11, "key already exists")                                  \
+	XX(ENAME, -12, "invalid store name")                                   \
+	XX(ESTOREEXISTS, -13, "store already exists")                          \
+	XX(ENOSPC, -14, "no space left to create the store")                   \
+	XX(ENOMEM, -15, "out of memory")                                       \
+	XX(ERDONLY, -16, "store is attached read-only")                        \
+	XX(EBUSY, -17, "store is busy, try again")                             \
+	XX(ESERVED, -18, "another kvd already serves this store")              \
+	XX(ENOTREADY, -19, "store is not initialised")                         \
+	XX(ESYS, -20, "system error")                                          \
+	XX(ETOOSMALL, -21, "store size is too small")                          \
+	XX(ETOOBIG, -22, "store size is too large")                            \
+	XX(ENOTSTORE, -23, "not a kv store (bad magic)")                       \
+	XX(ETRUNCATED, -24, "store is truncated")
+
+enum kv_status {
+	KV_OK = 0,
+#define KV__ERRNO_ENUM(name, val, msg) KV_##name = (val),
+	KV_ERRNO_MAP(KV__ERRNO_ENUM)
+#undef KV__ERRNO_ENUM
+};
+
+typedef struct kv kv_t;
+
+/* Flags for kv_open(). */
+#define KV_RDONLY 0x0u /* map read-only: gets only; needs read permission */
+#define KV_RDWR 0x1u   /* map read-write: gets, puts, deletes */
+
+/* Options for kv_create(). Zero-initialise, then set what you need; a zero
+ * field means "the default". */
+struct kv_options {
+	uint64_t size;      /* bytes of the whole mapping; default 64 MiB */
+	uint32_t mode;      /* permission bits; default 0600 */
+	uint32_t max_value; /* largest value in bytes; default 1 MiB */
+	uint64_t max_items; /* index sized for this many keys; default from size */
+	uint32_t flags;     /* KV_CREATE_... */
+	uint32_t reserved[7];
+};
+
+#define KV_CREATE_EXCL 0x1u /* fail with KV_ESTOREEXISTS rather than adopt */
+
+/* Options for kv_put(). Zero-initialise; NULL means all defaults. */
+struct kv_put_opts {
+	uint64_t ttl_ms; /* time to live in milliseconds; 0 = never expires */
+	uint32_t flags;  /* KV_PUT_... */
+	uint32_t reserved[5];
+};
+
+#define KV_PUT_NX 0x1u /* only if absent: KV_EEXIST if the key is live */
+#define KV_PUT_XX 0x2u /* only if present: KV_ENOTFOUND if it is not */
+
+/* Store-wide figures. Counters count since the store was created. */
+struct kv_stats {
+	uint32_t format_version; /* KV_FORMAT_VERSION of the store */
+	uint32_t max_key;        /* longest key accepted */
+	uint32_t max_value;      /* longest value accepted */
+	uint32_t page_size;      /* bytes per allocator page */
+	uint64_t map_size;       /* bytes of the whole mapping */
+	uint64_t data_bytes;     /* bytes of the value arena */
+	uint64_t data_used;      /* arena bytes held by live chunks */
+	uint64_t pages_total;    /* allocator pages */
+	uint64_t pages_used;     /* pages assigned to a size class */
+	uint64_t buckets;        /* index buckets (cache lines) */
+	uint64_t slots;          /* index slots (buckets * slots per bucket) */
+	uint64_t items;          /* live keys (expired ones not yet reclaimed too) */
+	uint64_t key_bytes;      /* sum of live key lengths */
+	uint64_t value_bytes;    /* sum of live value lengths */
+	uint64_t puts;           /* successful puts */
+	uint64_t deletes;        /* successful deletes */
+	uint64_t expired;        /* expired items reclaimed */
+	uint64_t recoveries;     /* times a dead writer's lock was recovered */
+	uint64_t max_probe;      /* longest probe (in buckets) of any key */
+	uint64_t created_ms;     /* creation time, ms since the Unix epoch */
+	uint32_t nclasses;       /* size classes */
+	uint32_t daemon_pid;     /* pid of the kvd serving the store, or 0 */
+	uint64_t reserved[8];
+};
+
+/* Create a store, or adopt an existing compatible one with its data (unless
+ * KV_CREATE_EXCL). The mapping's memory is reserved up front, so a full
+ * tmpfs fails here with KV_ENOSPC rather than later with SIGBUS. The handle
+ * is attached read-write. opts may be NULL.
+ * Returns KV_OK; KV_ENAME, KV_EINVAL, KV_ETOOSMALL, KV_ETOOBIG, KV_ENOSPC,
+ * KV_EPERM, KV_EVERSION, KV_ECORRUPT, KV_ESTOREEXISTS, KV_ENOTREADY, KV_ESYS.
+ * On success *out owns the handle; release it with kv_close(). */
+KV_API int kv_create(const char *name, const struct kv_options *opts,
+                     kv_t **out);
+
+/* Attach to an existing store. flags is KV_RDONLY or KV_RDWR.
+ * Returns KV_OK; KV_ENAME, KV_ENOSTORE, KV_EPERM, KV_EVERSION, KV_ENOTSTORE,
+ * KV_ETRUNCATED, KV_ECORRUPT, KV_ENOTREADY, KV_EINVAL, KV_ESYS. */
+KV_API int kv_open(const char *name, unsigned flags, kv_t **out);
+
+/* Detach and free the handle. NULL is allowed. The store stays. */
+KV_API void kv_close(kv_t *kv);
+
+/* Remove a store by name (its data is gone once every process detaches).
+ * Returns KV_OK; KV_ENAME, KV_ENOSTORE, KV_EPERM, KV_ESYS. */
+KV_API int kv_destroy(const char *name);
+
+/* Copy the value of key into buf[0..cap). *vlen receives the value's length
+ * in every case where the key was found, so a caller may size a buffer by
+ * calling with cap 0. Takes no lock.
+ * Returns KV_OK; KV_ENOTFOUND; KV_ERANGE (cap < *vlen, buf untouched);
+ * KV_EKEYSIZE, KV_EINVAL, KV_ECORRUPT, KV_EBUSY. */
+KV_API int kv_get(kv_t *kv, const void *key, size_t klen, void *buf,
+                  size_t cap, size_t *vlen);
+
+/* Insert or replace. The bytes are copied into the store. opts may be NULL.
+ * Returns KV_OK; KV_EEXIST (KV_PUT_NX and the key is live); KV_ENOTFOUND
+ * (KV_PUT_XX and it is not); KV_EKEYSIZE; KV_EVALSIZE; KV_EFULL; KV_ERDONLY;
+ * KV_EINVAL; KV_ECORRUPT. On any error the store is unchanged. */
+KV_API int kv_put(kv_t *kv, const void *key, size_t klen, const void *val,
+                  size_t vlen, const struct kv_put_opts *opts);
+
+/* Remove a key. Returns KV_OK; KV_ENOTFOUND; KV_EKEYSIZE; KV_ERDONLY;
+ * KV_EINVAL; KV_ECORRUPT. */
+KV_API int kv_del(kv_t *kv, const void *key, size_t klen);
+
+/* Remaining time to live of a key: *ttl_ms is -1 when it never expires.
+ * Returns KV_OK; KV_ENOTFOUND; KV_EKEYSIZE; KV_EINVAL; KV_ECORRUPT. */
+KV_API int kv_ttl(kv_t *kv, const void *key, size_t klen, int64_t *ttl_ms);
+
+/* Fill *out with the store's figures. Returns KV_OK or KV_EINVAL. */
+KV_API int kv_stats(kv_t *kv, struct kv_stats *out);
+
+/* Walk the whole store and verify every invariant of the index and the
+ * allocator. Each problem found is passed to report(ctx, message) when
+ * report is not NULL. Takes the writer lock when the handle is read-write.
+ * Returns KV_OK when the store is sound, KV_ECORRUPT otherwise, or
+ * KV_EINVAL. */
+KV_API int kv_check(kv_t *kv, void (*report)(void *ctx, const char *problem),
+                    void *ctx);
+
+/* Message for a status code: a static string, never NULL. */
+KV_API const char *kv_strerror(int code);
+
+/* Name of a status code ("KV_ENOTFOUND"): a static string, never NULL. */
+KV_API const char *kv_errname(int code);
+
+/* Version of the library, "MAJOR.MINOR.PATCH". */
+KV_API const char *kv_version(void);
+
+/* Check a store name: KV_OK, or KV_ENAME with no side effect. */
+KV_API int kv_name_check(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KV_H */

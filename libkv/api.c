@@ -1,0 +1,330 @@
+/*
+ * api.c - the public calls: argument checks, then the read path (index.c)
+ * or a write under the lock with the journal (lock.c, alloc.c, index.c).
+ *
+ * Every public call validates its arguments before touching the store, so
+ * a bad argument never changes anything. Writes check every condition that
+ * could fail (flags, space, a corrupt free list) before the journal
+ * transaction begins: once it begins, it commits.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+
+#include "kv_internal.h"
+
+enum { KV_OP_PUT = 1, KV_OP_DEL = 2 };
+
+const char *kv_strerror(int code)
+{
+	switch (code) {
+	case KV_OK:
+		return "success";
+#define KV__STR(name, val, msg)                                                \
+	case KV_##name:                                                        \
+		return msg;
+		KV_ERRNO_MAP(KV__STR)
+#undef KV__STR
+	default:
+		return "unknown error";
+	}
+}
+
+const char *kv_errname(int code)
+{
+	switch (code) {
+	case KV_OK:
+		return "KV_OK";
+#define KV__NAME(name, val, msg)                                               \
+	case KV_##name:                                                        \
+		return "KV_" #name;
+		KV_ERRNO_MAP(KV__NAME)
+#undef KV__NAME
+	default:
+		return "KV_EUNKNOWN";
+	}
+}
+
+const char *kv_version(void)
+{
+	return KV_VERSION_STRING;
+}
+
+static int check_key(const kv_t *kv, const void *key, size_t klen)
+{
+	if (kv == NULL || (key == NULL && klen != 0))
+		return KV_EINVAL;
+	if (klen == 0 || klen > kv->max_key)
+		return KV_EKEYSIZE;
+	return KV_OK;
+}
+
+int kv_get(kv_t *kv, const void *key, size_t klen, void *buf, size_t cap,
+           size_t *vlen)
+{
+	int rc = check_key(kv, key, klen);
+	if (rc != KV_OK)
+		return rc;
+	if (buf == NULL && cap != 0)
+		return KV_EINVAL;
+
+	uint64_t h = kv__hash(kv, key, klen);
+	struct kv_read r = {.buf = buf, .cap = cap};
+	rc = kv__lookup(kv, key, klen, h, false, &r);
+	if (rc == KV_EBUSY && !kv->rdonly) {
+		/* A bucket stayed odd: its writer is slow or dead. Taking the
+		 * lock waits for the first and recovers the second. */
+		rc = kv__lock(kv);
+		if (rc != KV_OK)
+			return rc;
+		rc = kv__lookup(kv, key, klen, h, true, &r);
+		kv__unlock(kv);
+	}
+	if ((rc == KV_OK || rc == KV_ERANGE) && vlen != NULL)
+		*vlen = r.vlen;
+	return rc;
+}
+
+int kv_ttl(kv_t *kv, const void *key, size_t klen, int64_t *ttl_ms)
+{
+	int rc = check_key(kv, key, klen);
+	if (rc != KV_OK)
+		return rc;
+	if (ttl_ms == NULL)
+		return KV_EINVAL;
+	uint64_t h = kv__hash(kv, key, klen);
+	struct kv_read r = {0};
+	rc = kv__lookup(kv, key, klen, h, false, &r);
+	if (rc == KV_EBUSY && !kv->rdonly) {
+		rc = kv__lock(kv);
+		if (rc != KV_OK)
+			return rc;
+		rc = kv__lookup(kv, key, klen, h, true, &r);
+		kv__unlock(kv);
+	}
+	if (rc == KV_ERANGE)
+		rc = KV_OK;
+	if (rc != KV_OK)
+		return rc;
+	if (r.expire_ms == 0) {
+		*ttl_ms = -1;
+	} else {
+		uint64_t now = kv__now_ms();
+		*ttl_ms = r.expire_ms > now ? (int64_t)(r.expire_ms - now) : 0;
+	}
+	return KV_OK;
+}
+
+static bool expired(const struct kv *kv, uint64_t item, uint64_t now)
+{
+	const struct kv_item *it =
+	    (const struct kv_item *)(const void *)(kv->base + item);
+	return it->expire_ms != 0 && now >= it->expire_ms;
+}
+
+static void add64(struct kv *kv, _Atomic uint64_t *field, int64_t delta)
+{
+	kv__tx_put64(kv, field, kv__tx_get64(kv, field) + (uint64_t)delta);
+}
+
+/* Record the removal of the item at f (already unlinked or replaced). */
+static void account_removed(struct kv *kv, const struct kv_found *f,
+                            bool was_expired)
+{
+	struct kv_hdr *h = kv__hdr(kv);
+	const struct kv_item *old =
+	    (const struct kv_item *)(const void *)(kv->base + f->item);
+
+	add64(kv, &h->key_bytes, -(int64_t)old->klen);
+	add64(kv, &h->value_bytes, -(int64_t)old->vlen);
+	if (was_expired)
+		add64(kv, &h->expired, 1);
+	kv__free_chunk(kv, f->cls, f->item);
+}
+
+static void fill_item(struct kv *kv, const struct kv_alloc *a,
+                      const void *key, size_t klen, const void *val,
+                      size_t vlen, uint64_t expire, uint64_t version)
+{
+	struct kv_item *it = (struct kv_item *)(void *)(kv->base + a->chunk);
+
+	it->vlen = (uint32_t)vlen;
+	it->klen = (uint16_t)klen;
+	it->cls = (uint8_t)a->cls;
+	atomic_store_explicit(&it->ref, 0, memory_order_relaxed);
+	it->expire_ms = expire;
+	it->version = version;
+	KV_CRASHPOINT(2);
+	memcpy(it + 1, key, klen);
+	if (vlen)
+		memcpy((uint8_t *)(it + 1) + klen, val, vlen);
+	KV_CRASHPOINT(3);
+}
+
+int kv_put(kv_t *kv, const void *key, size_t klen, const void *val,
+           size_t vlen, const struct kv_put_opts *opts)
+{
+	static const struct kv_put_opts none;
+	int rc = check_key(kv, key, klen);
+	if (rc != KV_OK)
+		return rc;
+	if (opts == NULL)
+		opts = &none;
+	if (val == NULL && vlen != 0)
+		return KV_EINVAL;
+	if ((opts->flags & ~(KV_PUT_NX | KV_PUT_XX)) != 0 ||
+	    (opts->flags & (KV_PUT_NX | KV_PUT_XX)) ==
+	        (KV_PUT_NX | KV_PUT_XX))
+		return KV_EINVAL;
+	if (vlen > kv->max_value)
+		return KV_EVALSIZE;
+	if (kv->rdonly)
+		return KV_ERDONLY;
+	uint64_t expire = 0;
+	if (opts->ttl_ms != 0) {
+		uint64_t now = kv__now_ms();
+		if (opts->ttl_ms > UINT64_MAX / 2 - now)
+			return KV_EINVAL;
+		expire = now + opts->ttl_ms;
+	}
+
+	uint64_t h = kv__hash(kv, key, klen);
+	struct kv_hdr *hdr = kv__hdr(kv);
+	struct kv_found f;
+	struct kv_alloc a;
+
+	rc = kv__lock(kv);
+	if (rc != KV_OK)
+		return rc;
+	rc = kv__find_locked(kv, h, key, klen, &f);
+	if (rc != KV_OK)
+		goto out;
+	bool old_expired = f.item && expired(kv, f.item, kv__now_ms());
+	bool live = f.item && !old_expired;
+	if ((opts->flags & KV_PUT_NX) && live) {
+		rc = KV_EEXIST;
+		goto out;
+	}
+	if ((opts->flags & KV_PUT_XX) && !live) {
+		rc = KV_ENOTFOUND;
+		goto out;
+	}
+	if (!f.item && !f.have_free) {
+		rc = KV_EFULL;
+		goto out;
+	}
+	uint32_t cls = kv__class_for(kv, KV_ITEM_HDR + klen + vlen);
+	rc = cls < kv->nclasses ? kv__alloc_peek(kv, cls, &a) : KV_EVALSIZE;
+	if (rc != KV_OK)
+		goto out;
+
+	kv__tx_begin(kv, KV_OP_PUT);
+	kv__alloc_pend(kv, &a);
+	uint64_t version = atomic_load_explicit(&hdr->version,
+	                                        memory_order_relaxed) + 1;
+	fill_item(kv, &a, key, klen, val, vlen, expire, version);
+	uint64_t home = h & kv->mask;
+	if (f.item)
+		kv__mark_odd(kv, f.bucket, 1);
+	else
+		kv__mark_odd(kv, home, f.dist + 1);
+	kv__alloc_take(kv, &a);
+	if (f.item) {
+		kv__replace(kv, h, &f, a.chunk);
+		account_removed(kv, &f, old_expired);
+	} else {
+		kv__link(kv, h, &f, a.chunk);
+		add64(kv, &hdr->items, 1);
+	}
+	add64(kv, &hdr->key_bytes, (int64_t)klen);
+	add64(kv, &hdr->value_bytes, (int64_t)vlen);
+	add64(kv, &hdr->puts, 1);
+	kv__tx_put64(kv, &hdr->version, version);
+	kv__tx_commit(kv);
+	kv__mark_even(kv);
+	kv__tx_end(kv);
+out:
+	kv__unlock(kv);
+	return rc;
+}
+
+int kv_del(kv_t *kv, const void *key, size_t klen)
+{
+	int rc = check_key(kv, key, klen);
+	if (rc != KV_OK)
+		return rc;
+	if (kv->rdonly)
+		return KV_ERDONLY;
+
+	uint64_t h = kv__hash(kv, key, klen);
+	struct kv_hdr *hdr = kv__hdr(kv);
+	struct kv_found f;
+
+	rc = kv__lock(kv);
+	if (rc != KV_OK)
+		return rc;
+	rc = kv__find_locked(kv, h, key, klen, &f);
+	if (rc != KV_OK)
+		goto out;
+	if (!f.item) {
+		rc = KV_ENOTFOUND;
+		goto out;
+	}
+	bool was_expired = expired(kv, f.item, kv__now_ms());
+	kv__tx_begin(kv, KV_OP_DEL);
+	kv__mark_odd(kv, h & kv->mask, f.dist + 1);
+	kv__unlink(kv, h, &f);
+	account_removed(kv, &f, was_expired);
+	add64(kv, &hdr->items, -1);
+	if (!was_expired)
+		add64(kv, &hdr->deletes, 1);
+	kv__tx_commit(kv);
+	kv__mark_even(kv);
+	kv__tx_end(kv);
+	/* An expired key was already invisible: deleting it finds nothing. */
+	rc = was_expired ? KV_ENOTFOUND : KV_OK;
+out:
+	kv__unlock(kv);
+	return rc;
+}
+
+static uint64_t ld(_Atomic uint64_t *p)
+{
+	return atomic_load_explicit(p, memory_order_relaxed);
+}
+
+int kv_stats(kv_t *kv, struct kv_stats *out)
+{
+	if (kv == NULL || out == NULL)
+		return KV_EINVAL;
+	struct kv_hdr *h = kv__hdr(kv);
+
+	*out = (struct kv_stats){0};
+	out->format_version = KV_FORMAT_VERSION;
+	out->max_key = kv->max_key;
+	out->max_value = kv->max_value;
+	out->page_size = kv->page_size;
+	out->map_size = kv->size;
+	out->data_bytes = kv->arena_end - kv->arena_off;
+	out->data_used = ld(&h->data_used);
+	out->pages_total = kv->npages;
+	out->pages_used = ld(&h->page_bump);
+	out->buckets = kv->nbuckets;
+	out->slots = kv->nbuckets * KV_SLOTS;
+	out->items = ld(&h->items);
+	out->key_bytes = ld(&h->key_bytes);
+	out->value_bytes = ld(&h->value_bytes);
+	out->puts = ld(&h->puts);
+	out->deletes = ld(&h->deletes);
+	out->expired = ld(&h->expired);
+	out->recoveries = ld(&h->recoveries);
+	out->max_probe = ld(&h->max_probe);
+	out->created_ms = h->created_ms;
+	out->nclasses = kv->nclasses;
+	uint32_t pid = atomic_load_explicit(&h->daemon_pid,
+	                                    memory_order_relaxed);
+	/* The pid is advisory: report it only while that process lives. */
+	if (pid != 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+		out->daemon_pid = pid;
+	return KV_OK;
+}

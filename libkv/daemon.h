@@ -1,0 +1,34 @@
+/*
+ * daemon.h - the private calls kvd makes into libkv. Not installed.
+ *
+ * kvd links the library statically (the internal archive libkvcore.a), so
+ * these need no export.
+ */
+#ifndef KV_DAEMON_H
+#define KV_DAEMON_H
+
+#include <sys/types.h>
+
+#include "kv.h"
+
+/* Claim the store for this process as its serving daemon: an exclusive,
+ * non-blocking flock(2) on the store's descriptor, released by the kernel
+ * if the daemon dies, and our pid recorded in the header for others to see.
+ * Returns KV_OK, or KV_ESERVED with *other set to the serving kvd's pid
+ * (0 if unknown), or KV_ESYS. */
+int kv__daemon_claim(kv_t *kv, pid_t *other);
+
+/* Give the claim up: clear the recorded pid and drop the flock. */
+void kv__daemon_release(kv_t *kv);
+
+/* Periodic upkeep, called by kvd every few milliseconds: if a writer died
+ * holding the lock, recover now (so read-only clients, which cannot take the
+ * lock, are not left waiting). Never blocks on a live writer.
+ * Returns KV_OK, or a negative status if the store is corrupt. */
+int kv__maintain(kv_t *kv);
+
+/* The path of the store's backing object ("/dev/shm/kv.NAME" or the file),
+ * for log messages. Valid until kv_close(). */
+const char *kv__path(const kv_t *kv);
+
+#endif /* KV_DAEMON_H */

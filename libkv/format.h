@@ -1,0 +1,268 @@
+/*
+ * format.h - the bytes of a kv store. Private to libkv and kvd; never
+ * installed. Treat this file as a file-format specification: every struct
+ * here lives in shared memory, is pinned with static_assert, and refers to
+ * other parts of the mapping by byte offset from the start of the mapping,
+ * never by pointer (each process maps the store at its own address).
+ *
+ * Layout of a mapping of map_size bytes:
+ *
+ *   0x0000  +---------------------------------------------+
+ *           | struct kv_hdr           (4 KiB)             |  geometry, seed,
+ *           |   0x000 magic "KVSTORE\0" (written last)    |  robust mutex,
+ *           |   0x008 format word                         |  counters
+ *           |   0x080 robust process-shared mutex (64 B)  |
+ *   0x1000  +---------------------------------------------+
+ *           | struct kv_class[128]    (8 KiB)             |  allocator state
+ *   0x3000  +---------------------------------------------+
+ *           | struct kv_journal       (20 KiB)            |  redo log of the
+ *           |                                             |  write in flight
+ *   0x8000  +---------------------------------------------+  = index_off
+ *           | struct kv_bucket[nbuckets]  (64 B each)     |  the hash index
+ *           +---------------------------------------------+  = ptab_off
+ *           | struct kv_page[npages]      (16 B each)     |  page -> class
+ *           +--- aligned to 4 KiB ------------------------+  = arena_off
+ *           | page 0 | page 1 | ... | page npages-1       |  items
+ *           +---------------------------------------------+  <= map_size
+ *
+ * Who guards what
+ *   - Geometry (magic .. class sizes) is written once by the creator before
+ *     the magic is published and never changes: read it once at attach time,
+ *     validate it, and keep a private copy.
+ *   - Everything else is guarded by the writer mutex (hdr.mutex) and changed
+ *     only through the redo journal (see lock.c), except bucket sequence
+ *     counters, which writers bump around each change so lock-free readers
+ *     can validate what they read (see index.c), and the daemon fields.
+ *
+ * All multi-byte fields are little-endian host order; the format word and
+ * magic make a store from a foreign build fail with KV_EVERSION rather than
+ * be misread.
+ */
+#ifndef KV_FORMAT_H
+#define KV_FORMAT_H
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bump whenever any byte of the layout or any protocol on it changes. */
+#define KV_FORMAT_VERSION 1u
+
+/* The format word folds the layout version with the ABI facts the layout
+ * depends on, so a store made by a build with a different pthread mutex or
+ * cache line size is refused instead of misread. */
+#define KV_CACHELINE 64u
+#define KV_FORMAT_WORD                                                          \
+	((KV_FORMAT_VERSION << 24) | ((uint32_t)sizeof(pthread_mutex_t) << 8) | \
+	 KV_CACHELINE)
+
+#define KV_MAGIC "KVSTORE"  /* 8 bytes with its NUL */
+#define KV_MAX_CLASSES 128u
+#define KV_SLOTS 7u          /* slots per bucket */
+#define KV_MAX_PROBE 128u    /* buckets a key may sit from its home bucket */
+#define KV_LOG_MAX 1248u     /* redo journal entries */
+#define KV_MIN_CHUNK 32u     /* smallest size class */
+#define KV_CHUNK_ALIGN 8u    /* every chunk size is a multiple of this */
+#define KV_PAGE_ALIGN 4096u
+#define KV_MIN_PAGE (64u * 1024u)
+
+#define KV_HDR_OFF 0x0000u
+#define KV_CLASS_OFF 0x1000u
+#define KV_JOURNAL_OFF 0x3000u
+#define KV_INDEX_OFF 0x8000u
+
+/* ------------------------------------------------------------------------
+ * Header. 4 KiB at offset 0.
+ */
+struct kv_hdr {
+	/* Geometry: written once before the magic, then read-only. */
+	char magic[8];          /* 0x000 KV_MAGIC, stored last at creation */
+	uint32_t format;        /* 0x008 KV_FORMAT_WORD */
+	uint32_t hdr_size;      /* 0x00c sizeof(struct kv_hdr) */
+	uint64_t map_size;      /* 0x010 bytes of the whole mapping */
+	uint64_t seed;          /* 0x018 XXH3 seed, random per store */
+	uint64_t created_ms;    /* 0x020 creation time, ms since the epoch */
+	uint64_t index_off;     /* 0x028 offset of bucket 0 */
+	uint64_t nbuckets;      /* 0x030 power of two */
+	uint64_t ptab_off;      /* 0x038 offset of the page table */
+	uint64_t arena_off;     /* 0x040 offset of page 0 */
+	uint64_t npages;        /* 0x048 pages in the arena */
+	uint32_t page_size;     /* 0x050 bytes per page, multiple of 4 KiB */
+	uint32_t nclasses;      /* 0x054 size classes in use */
+	uint32_t max_key;       /* 0x058 longest key accepted */
+	uint32_t max_value;     /* 0x05c longest value accepted */
+	uint32_t flags;         /* 0x060 KV_HF_... */
+	uint32_t reserved0[7];  /* 0x064 zero */
+
+	/* 0x080: the writer lock, alone in its cache line. */
+	alignas(64) pthread_mutex_t mutex;
+	char mutex_pad[64 - sizeof(pthread_mutex_t)];
+
+	/* 0x0c0: the serving daemon. Written by kvd without the mutex (it
+	 * holds an flock instead); read by anyone, advisory only. */
+	_Atomic uint32_t daemon_pid;  /* 0x0c0 0 when no kvd serves */
+	uint32_t reserved1;           /* 0x0c4 */
+	_Atomic uint64_t daemon_beat; /* 0x0c8 ms of kvd's last tick */
+	uint64_t reserved2[6];        /* 0x0d0 */
+
+	/* 0x100: writer state, guarded by the mutex and changed only through
+	 * the journal. Readers may load these racily for statistics. */
+	_Atomic uint64_t page_bump;   /* 0x100 pages ever handed to a class */
+	_Atomic uint64_t items;       /* 0x108 keys in the index */
+	_Atomic uint64_t key_bytes;   /* 0x110 sum of their key lengths */
+	_Atomic uint64_t value_bytes; /* 0x118 sum of their value lengths */
+	_Atomic uint64_t puts;        /* 0x120 */
+	_Atomic uint64_t deletes;     /* 0x128 */
+	_Atomic uint64_t expired;     /* 0x130 expired items reclaimed */
+	_Atomic uint64_t recoveries;  /* 0x138 dead-writer recoveries */
+	_Atomic uint64_t version;     /* 0x140 last version handed to a put */
+	_Atomic uint64_t max_probe;   /* 0x148 longest probe ever placed */
+	_Atomic uint64_t data_used;   /* 0x150 bytes of chunks in use */
+	uint64_t reserved3[21];       /* 0x158 */
+
+	/* 0x200: chunk size of each class, ascending; immutable. */
+	uint32_t class_size[KV_MAX_CLASSES]; /* 0x200 */
+
+	char reserved4[4096 - 0x400];        /* 0x400 zero */
+};
+
+#define KV_HF_NOEVICT 0x1u /* store full is an error, never an eviction */
+
+static_assert(sizeof(struct kv_hdr) == 4096, "kv_hdr is one page");
+static_assert(offsetof(struct kv_hdr, format) == 0x008, "layout");
+static_assert(offsetof(struct kv_hdr, seed) == 0x018, "layout");
+static_assert(offsetof(struct kv_hdr, arena_off) == 0x040, "layout");
+static_assert(offsetof(struct kv_hdr, page_size) == 0x050, "layout");
+static_assert(offsetof(struct kv_hdr, flags) == 0x060, "layout");
+static_assert(offsetof(struct kv_hdr, mutex) == 0x080, "layout");
+static_assert(sizeof(pthread_mutex_t) <= 64, "mutex fits its line");
+static_assert(offsetof(struct kv_hdr, daemon_pid) == 0x0c0, "layout");
+static_assert(offsetof(struct kv_hdr, page_bump) == 0x100, "layout");
+static_assert(offsetof(struct kv_hdr, data_used) == 0x150, "layout");
+static_assert(offsetof(struct kv_hdr, class_size) == 0x200, "layout");
+
+/* ------------------------------------------------------------------------
+ * Size classes. One 64-byte record per class at KV_CLASS_OFF, guarded by
+ * the mutex, changed only through the journal.
+ *
+ * A class owns whole pages. A chunk is taken from the free list if it is
+ * not empty, else from the unused tail of the class's newest page (bump ..
+ * bump_end), else the class takes the next never-used page of the arena.
+ * A free chunk's first 8 bytes hold the offset of the next free chunk.
+ */
+struct kv_class {
+	_Atomic uint64_t free_head; /* 0x00 first free chunk, 0 = none */
+	_Atomic uint64_t bump;      /* 0x08 next never-used chunk, 0 = none */
+	_Atomic uint64_t bump_end;  /* 0x10 end of the page bump is in */
+	_Atomic uint64_t used;      /* 0x18 chunks holding an item */
+	_Atomic uint64_t nfree;     /* 0x20 chunks on the free list */
+	_Atomic uint64_t pages;     /* 0x28 pages owned */
+	uint64_t reserved[2];       /* 0x30 */
+};
+
+static_assert(sizeof(struct kv_class) == 64, "kv_class is a cache line");
+static_assert(offsetof(struct kv_class, pages) == 0x28, "layout");
+static_assert(KV_CLASS_OFF + KV_MAX_CLASSES * sizeof(struct kv_class) ==
+                  KV_JOURNAL_OFF,
+              "classes end where the journal starts");
+
+/* Page table entry, one per arena page. cls is the owning class, or
+ * KV_PAGE_FREE for a page no class has taken. */
+struct kv_page {
+	_Atomic uint32_t cls;   /* 0x0 */
+	uint32_t reserved0;     /* 0x4 */
+	uint64_t reserved1;     /* 0x8 */
+};
+
+#define KV_PAGE_FREE 0xffffffffu
+
+static_assert(sizeof(struct kv_page) == 16, "kv_page");
+
+/* ------------------------------------------------------------------------
+ * Redo journal. See lock.c for the protocol; in short, a writer records
+ * every word it will change as (offset, new value), then sets state to
+ * COMMIT, then applies the words. A writer that dies before COMMIT changed
+ * nothing a reader can see; one that dies after it is finished by the next
+ * lock holder, who applies the same words again (they are absolute values,
+ * so applying twice is the same as once).
+ */
+struct kv_logent {
+	uint64_t off; /* byte offset; KV_LOG_W32 set for a 4-byte word */
+	uint64_t val;
+};
+
+#define KV_LOG_W32 (UINT64_C(1) << 63)
+
+enum kv_jstate {
+	KV_J_IDLE = 0,   /* nothing in flight */
+	KV_J_BUILD = 1,  /* entries being recorded; none applied */
+	KV_J_COMMIT = 2, /* entries complete; being applied */
+};
+
+struct kv_journal {
+	_Atomic uint32_t state;   /* 0x00 enum kv_jstate */
+	uint32_t n;               /* 0x04 entries recorded */
+	uint64_t odd_first;       /* 0x08 first bucket whose seq we made odd */
+	uint32_t odd_count;       /* 0x10 buckets from odd_first (wrapping) */
+	uint32_t op;              /* 0x14 what the writer was doing, for logs */
+	/* A chunk taken from a free list is overwritten by the new item
+	 * before COMMIT; if the writer dies first, its link is restored. */
+	uint64_t pend_chunk;      /* 0x18 chunk being filled, 0 = none */
+	uint64_t pend_next;       /* 0x20 its free-list link before filling */
+	uint64_t reserved[3];     /* 0x28 */
+	struct kv_logent ent[KV_LOG_MAX]; /* 0x40 */
+};
+
+static_assert(offsetof(struct kv_journal, ent) == 0x40, "layout");
+static_assert(KV_JOURNAL_OFF + sizeof(struct kv_journal) <= KV_INDEX_OFF,
+              "journal fits before the index");
+
+/* ------------------------------------------------------------------------
+ * Index bucket: one cache line. A slot is 0 when empty, else
+ *   bits 63..48  tag: the top 16 bits of the key's hash
+ *   bits 47..0   offset of the item in the mapping
+ *
+ * overflow counts the keys whose home bucket lies before this bucket in
+ * probe order and that sit after it: a lookup may stop at the first bucket
+ * that has no match and overflow 0. The counts are exact (decremented again
+ * on delete), so deletion leaves no tombstones and lookups never slow down
+ * with churn. seq is odd while a writer changes the bucket.
+ */
+struct kv_bucket {
+	_Atomic uint32_t seq;            /* 0x00 */
+	_Atomic uint32_t overflow;       /* 0x04 */
+	_Atomic uint64_t slot[KV_SLOTS]; /* 0x08 */
+};
+
+static_assert(sizeof(struct kv_bucket) == KV_CACHELINE, "bucket is a line");
+static_assert(offsetof(struct kv_bucket, slot) == 8, "layout");
+
+#define KV_SLOT_OFF_MASK ((UINT64_C(1) << 48) - 1)
+#define KV_SLOT_TAG(w) ((uint16_t)((w) >> 48))
+#define KV_SLOT_OFF(w) ((w) & KV_SLOT_OFF_MASK)
+#define KV_SLOT_MAKE(tag, off) (((uint64_t)(tag) << 48) | (uint64_t)(off))
+
+/* ------------------------------------------------------------------------
+ * Item: a header, then the key bytes, then the value bytes, in one chunk.
+ * Written completely before it is published in a slot, and never changed
+ * after, except the ref byte (a CLOCK reference bit readers may set).
+ */
+struct kv_item {
+	uint32_t vlen;          /* 0x00 value bytes */
+	uint16_t klen;          /* 0x04 key bytes, 1..max_key */
+	uint8_t cls;            /* 0x06 size class of the chunk */
+	_Atomic uint8_t ref;    /* 0x07 CLOCK reference bit */
+	uint64_t expire_ms;     /* 0x08 ms since the epoch; 0 = never */
+	uint64_t version;       /* 0x10 store-wide put counter at its put */
+	/* 0x18: key bytes, then value bytes */
+};
+
+#define KV_ITEM_HDR 24u
+static_assert(sizeof(struct kv_item) == KV_ITEM_HDR, "kv_item header");
+static_assert(offsetof(struct kv_item, expire_ms) == 8, "layout");
+static_assert(offsetof(struct kv_item, version) == 16, "layout");
+
+#endif /* KV_FORMAT_H */

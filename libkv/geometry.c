@@ -1,0 +1,160 @@
+/*
+ * geometry.c - how a store of a given size is divided: index buckets, page
+ * table, arena pages and size classes. Used by the creator to lay a store
+ * out, and by every attacher to check that a header describes a layout this
+ * build would have made (anything else is refused as corrupt).
+ *
+ * Size classes grow by 1/8 (rounded up to 8 bytes), so a chunk wastes at
+ * most 12.5 % of itself; the last class is a whole page, and a page is just
+ * large enough for the largest item (header + longest key + largest value).
+ * Items above a few hundred KiB therefore waste more (one per page); a
+ * store for large values should be given more pages, not bigger ones.
+ */
+#include <errno.h>
+#include <time.h>
+
+#include "kv_internal.h"
+
+#define KV_MAX_MAP (UINT64_C(1) << 40) /* 1 TiB, far below 2^48 offsets */
+#define KV_DEFAULT_SIZE (UINT64_C(64) << 20)
+
+static uint64_t round_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
+}
+
+static uint64_t pow2_floor(uint64_t v)
+{
+	uint64_t p = 1;
+	while (p <= v / 2)
+		p *= 2;
+	return p;
+}
+
+static uint64_t pow2_ceil(uint64_t v)
+{
+	uint64_t p = 1;
+	while (p < v)
+		p *= 2;
+	return p;
+}
+
+static int make_classes(uint32_t page_size, struct kv_geometry *g)
+{
+	uint64_t c = KV_MIN_CHUNK;
+	uint32_t n = 0;
+
+	while (c < page_size) {
+		if (n == KV_MAX_CLASSES - 1)
+			return KV_EINVAL;
+		g->class_size[n++] = (uint32_t)c;
+		uint64_t next = round_up(c + c / 8, KV_CHUNK_ALIGN);
+		c = next > c + KV_CHUNK_ALIGN ? next : c + KV_CHUNK_ALIGN;
+	}
+	g->class_size[n++] = page_size;
+	g->nclasses = n;
+	return KV_OK;
+}
+
+int kv__classes(uint32_t max_value, struct kv_geometry *g)
+{
+	if (max_value == 0 || max_value > KV_MAX_VALUE_LIMIT)
+		return KV_EINVAL;
+	uint64_t page = round_up(KV_ITEM_HDR + KV_MAX_KEY + (uint64_t)max_value,
+	                         KV_PAGE_ALIGN);
+	if (page < KV_MIN_PAGE)
+		page = KV_MIN_PAGE;
+	g->page_size = (uint32_t)page;
+	g->max_value = max_value;
+	return make_classes(g->page_size, g);
+}
+
+int kv__geometry(uint64_t map_size, uint32_t max_value, uint64_t max_items,
+                 struct kv_geometry *g)
+{
+	*g = (struct kv_geometry){0};
+	if (map_size == 0)
+		map_size = KV_DEFAULT_SIZE;
+	if (max_value == 0)
+		max_value = KV_DEFAULT_MAX_VALUE;
+	if (max_value > KV_MAX_VALUE_LIMIT)
+		return KV_EINVAL;
+	if (map_size > KV_MAX_MAP)
+		return KV_ETOOBIG;
+	map_size = map_size / KV_PAGE_ALIGN * KV_PAGE_ALIGN;
+
+	int rc = kv__classes(max_value, g);
+	if (rc != KV_OK)
+		return rc;
+	uint64_t page = g->page_size;
+
+	/* Index: sized for max_items at a 7/8 load, else about 1/16 of the
+	 * store, which suits items of a hundred or so bytes. */
+	uint64_t nb;
+	if (max_items) {
+		if (max_items > map_size / 16)
+			return KV_ETOOSMALL;
+		nb = pow2_ceil((max_items * 8 + KV_SLOTS * 7 - 1) /
+		               (KV_SLOTS * 7));
+	} else {
+		nb = pow2_floor(map_size / 16 / KV_CACHELINE);
+	}
+	if (nb < 64)
+		nb = 64;
+	g->nbuckets = nb;
+	g->index_off = KV_INDEX_OFF;
+	g->ptab_off = g->index_off + nb * KV_CACHELINE;
+	if (g->ptab_off >= map_size)
+		return KV_ETOOSMALL;
+
+	/* Pages: the page table and the arena share what is left. */
+	uint64_t left = map_size - g->ptab_off;
+	uint64_t np = left / (page + sizeof(struct kv_page));
+	while (np > 0) {
+		uint64_t arena = round_up(g->ptab_off +
+		                              np * sizeof(struct kv_page),
+		                          KV_PAGE_ALIGN);
+		if (arena + np * page <= map_size) {
+			g->arena_off = arena;
+			break;
+		}
+		np--;
+	}
+	if (np < 2)
+		return KV_ETOOSMALL;
+	g->npages = np;
+	g->map_size = map_size;
+	return KV_OK;
+}
+
+uint32_t kv__class_for(const struct kv *kv, uint64_t bytes)
+{
+	uint32_t lo = 0, hi = kv->nclasses; /* first class with size >= bytes */
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (kv->class_size[mid] < bytes)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo; /* == nclasses when nothing fits */
+}
+
+static _Atomic uint64_t test_clock;
+
+uint64_t kv__now_ms(void)
+{
+	uint64_t pinned = atomic_load_explicit(&test_clock,
+	                                       memory_order_relaxed);
+	if (pinned)
+		return pinned;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void kv__set_test_clock(uint64_t ms)
+{
+	atomic_store_explicit(&test_clock, ms, memory_order_relaxed);
+}

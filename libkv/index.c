@@ -1,0 +1,345 @@
+/*
+ * index.c - the hash index: finding a key without a lock, and the writer's
+ * probe, link and unlink.
+ *
+ * Probing
+ * -------
+ * A key's hash is XXH3-64 with the store's random seed. Its low bits pick
+ * a home bucket, its top 16 bits are the tag kept in the slot beside the
+ * item's offset. A key lives in the first bucket, in the order home,
+ * home+1, ... (wrapping), that had a free slot when it was inserted, at
+ * most KV_MAX_PROBE buckets from home. Each bucket counts in `overflow` the
+ * keys that probed past it, so a lookup that finds no match in a bucket with
+ * overflow 0 can stop: no key that hashes to home lies beyond. Deleting a
+ * key decrements the counts it incremented. There are no tombstones, so a
+ * store that has seen a billion deletes probes exactly as one that has
+ * seen none.
+ *
+ * Lock-free reads
+ * ---------------
+ * Writers never change an item after publishing it and never move a key
+ * between slots. To replace a value they write a new item and swap the
+ * slot; to delete they clear it; only then is the old chunk freed. Every
+ * such change happens while the bucket's sequence number is odd. So a
+ * reader:
+ *
+ *   1. loads seq (acquire); if odd, a writer is inside: retry;
+ *   2. scans the slots, and for a tag match bounds-checks the offset and
+ *      lengths against the arena, compares the key, copies the value;
+ *   3. loads seq again after an acquire fence: if it is unchanged, the slot
+ *      held that item for the whole read, so the chunk was not freed, not
+ *      reused, and the bytes copied are exactly the item's. Otherwise retry.
+ *
+ * The reader stores nothing to shared memory. Bytes read before the check
+ * may be garbage (a chunk reused under us); they are only ever compared,
+ * bounded and copied into the caller's buffer, and are discarded when the
+ * check fails. A bucket that stays odd (its writer is slow, or died) makes
+ * the reader back off and, after about a millisecond, take the writer lock
+ * itself, which also runs recovery if the holder died. A read-only handle
+ * cannot take the lock; it keeps backing off, relying on kvd (or the next
+ * writer) to recover, and gives up with KV_EBUSY after KV_RO_WAIT_MS.
+ *
+ * Limitations: a key inserted while a lookup is past its home bucket may be
+ * missed, which is the same as the lookup happening first. Sequence numbers
+ * are 32 bits: a reader stalled across exactly 2^31 writes to one bucket
+ * could be fooled; every value it could return is still a whole value that
+ * was stored under the same key, as the key is compared.
+ */
+#include <sched.h>
+#include <string.h>
+#include <time.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "kv_internal.h"
+
+#define KV_SPIN_FAST 64     /* retries before yielding */
+#define KV_SPIN_MS 1        /* then yield for this long before the lock */
+#define KV_RO_WAIT_MS 2000  /* read-only handles give up after this */
+
+#if defined(__SANITIZE_THREAD__)
+#define KV_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KV_TSAN 1
+#endif
+#endif
+
+/* The seqlock protocol reads bytes a writer may be changing and throws
+ * them away if it was; ThreadSanitizer cannot know that, so the few
+ * functions that do it are not instrumented, and copy byte by byte rather
+ * than through the intercepted memcpy/memcmp. */
+#ifdef KV_TSAN
+#define KV_RACY __attribute__((no_sanitize("thread"), noinline))
+KV_RACY static void racy_copy(void *dst, const void *src, size_t n)
+{
+	unsigned char *d = dst;
+	const volatile unsigned char *s = src;
+	for (size_t i = 0; i < n; i++)
+		d[i] = s[i];
+}
+KV_RACY static int racy_cmp(const void *a, const void *b, size_t n)
+{
+	const volatile unsigned char *x = a;
+	const unsigned char *y = b;
+	for (size_t i = 0; i < n; i++)
+		if (x[i] != y[i])
+			return 1;
+	return 0;
+}
+#else
+#define KV_RACY
+#define racy_copy memcpy
+#define racy_cmp memcmp
+#endif
+
+uint64_t kv__hash(const struct kv *kv, const void *key, size_t klen)
+{
+	return XXH3_64bits_withSeed(key, klen, kv->seed);
+}
+
+static inline uint16_t tag_of(uint64_t h)
+{
+	return (uint16_t)(h >> 48);
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Back off after a failed validation. Returns false when the caller should
+ * stop retrying and fall back. */
+static bool backoff(struct kv_backoff *bo, bool rdonly)
+{
+	bo->tries++;
+	if (bo->tries < KV_SPIN_FAST) {
+		cpu_relax();
+		return true;
+	}
+	uint64_t now = mono_ns();
+	if (bo->since == 0)
+		bo->since = now;
+	uint64_t limit = (rdonly ? KV_RO_WAIT_MS : KV_SPIN_MS) * 1000000ull;
+	if (now - bo->since > limit)
+		return false;
+	if (rdonly && now - bo->since > 1000000ull) {
+		struct timespec ts = {0, 100000};
+		nanosleep(&ts, NULL);
+	} else {
+		sched_yield();
+	}
+	return true;
+}
+
+/* Could an item start at off with these lengths without any byte of it
+ * lying outside the arena? Cheap enough for the read path. */
+static inline bool item_in_bounds(const struct kv *kv, uint64_t off,
+                                  uint64_t klen, uint64_t vlen)
+{
+	if (off < kv->arena_off || off % KV_CHUNK_ALIGN != 0 ||
+	    off > kv->arena_end - KV_ITEM_HDR)
+		return false;
+	uint64_t total = KV_ITEM_HDR + klen + vlen;
+	return vlen <= kv->max_value && total <= kv->page_size &&
+	       total <= kv->arena_end - off;
+}
+
+KV_RACY int kv__lookup(struct kv *kv, const void *key, size_t klen,
+                       uint64_t hash, bool locked, struct kv_read *r)
+{
+	uint16_t tag = tag_of(hash);
+	uint64_t home = hash & kv->mask;
+	uint64_t maxd = kv->nbuckets < KV_MAX_PROBE + 1 ? kv->nbuckets
+	                                                : KV_MAX_PROBE + 1;
+	struct kv_backoff bo = {0, 0};
+
+	for (uint64_t d = 0; d < maxd; d++) {
+		struct kv_bucket *bk = kv__bucket(kv, (home + d) & kv->mask);
+	again:;
+		uint32_t s1 = atomic_load_explicit(&bk->seq,
+		                                   memory_order_acquire);
+		if (!locked && (s1 & 1u)) {
+			if (!backoff(&bo, kv->rdonly))
+				return KV_EBUSY;
+			goto again;
+		}
+		for (unsigned s = 0; s < KV_SLOTS; s++) {
+			uint64_t w = atomic_load_explicit(&bk->slot[s],
+			                                  memory_order_relaxed);
+			if (w == 0 || KV_SLOT_TAG(w) != tag)
+				continue;
+			uint64_t off = KV_SLOT_OFF(w);
+			const struct kv_item *it =
+			    (const struct kv_item *)(void *)(kv->base + off);
+			uint64_t ik = 0, iv = 0;
+			bool ok = off >= kv->arena_off &&
+			          off % KV_CHUNK_ALIGN == 0 &&
+			          off <= kv->arena_end - KV_ITEM_HDR;
+			if (ok) {
+				ik = it->klen;
+				iv = it->vlen;
+				ok = item_in_bounds(kv, off, ik, iv);
+			}
+			if (!ok) {
+				/* Garbage: a torn read, or corruption if the
+				 * bucket did not change meanwhile. */
+				atomic_thread_fence(memory_order_acquire);
+				if (locked || atomic_load_explicit(
+				                  &bk->seq, memory_order_relaxed) ==
+				                  s1)
+					return KV_ECORRUPT;
+				goto retry;
+			}
+			if (ik != klen ||
+			    racy_cmp(it + 1, key, klen) != 0)
+				continue;
+			uint64_t exp = it->expire_ms;
+			uint64_t ver = it->version;
+			bool fits = iv <= r->cap;
+			if (fits && iv > 0)
+				racy_copy(r->buf, (const uint8_t *)(it + 1) + ik,
+				          iv);
+			atomic_thread_fence(memory_order_acquire);
+			if (!locked && atomic_load_explicit(
+			                   &bk->seq, memory_order_relaxed) != s1)
+				goto retry;
+			if (exp != 0 && kv__now_ms() >= exp)
+				return KV_ENOTFOUND;
+			r->vlen = iv;
+			r->expire_ms = exp;
+			r->version = ver;
+			r->item = off;
+			return fits ? KV_OK : KV_ERANGE;
+		}
+		uint32_t ov = atomic_load_explicit(&bk->overflow,
+		                                   memory_order_relaxed);
+		atomic_thread_fence(memory_order_acquire);
+		if (!locked &&
+		    atomic_load_explicit(&bk->seq, memory_order_relaxed) != s1)
+			goto retry;
+		if (ov == 0)
+			return KV_ENOTFOUND;
+		continue;
+	retry:
+		if (!backoff(&bo, kv->rdonly))
+			return KV_EBUSY;
+		goto again;
+	}
+	return KV_ENOTFOUND;
+}
+
+int kv__item_check(const struct kv *kv, uint64_t off, uint32_t *cls)
+{
+	uint32_t c;
+	if (kv__chunk_check(kv, off, &c) != KV_OK)
+		return KV_ECORRUPT;
+	const struct kv_item *it =
+	    (const struct kv_item *)(const void *)(kv->base + off);
+	if (it->klen == 0 || it->klen > kv->max_key ||
+	    it->vlen > kv->max_value || it->cls != c ||
+	    KV_ITEM_HDR + (uint64_t)it->klen + it->vlen > kv->class_size[c])
+		return KV_ECORRUPT;
+	*cls = c;
+	return KV_OK;
+}
+
+int kv__find_locked(struct kv *kv, uint64_t hash, const void *key,
+                    size_t klen, struct kv_found *f)
+{
+	uint16_t tag = tag_of(hash);
+	uint64_t home = hash & kv->mask;
+	uint64_t maxd = kv->nbuckets < KV_MAX_PROBE + 1 ? kv->nbuckets
+	                                                : KV_MAX_PROBE + 1;
+	bool searching = true;
+
+	*f = (struct kv_found){0};
+	for (uint64_t d = 0; d < maxd; d++) {
+		uint64_t b = (home + d) & kv->mask;
+		struct kv_bucket *bk = kv__bucket(kv, b);
+		for (unsigned s = 0; s < KV_SLOTS; s++) {
+			uint64_t w = atomic_load_explicit(&bk->slot[s],
+			                                  memory_order_relaxed);
+			if (w == 0) {
+				if (!f->have_free) {
+					f->have_free = true;
+					f->bucket = b;
+					f->slot = s;
+					f->dist = (uint32_t)d;
+				}
+				continue;
+			}
+			if (!searching || KV_SLOT_TAG(w) != tag)
+				continue;
+			uint64_t off = KV_SLOT_OFF(w);
+			uint32_t cls;
+			if (kv__item_check(kv, off, &cls) != KV_OK)
+				return KV_ECORRUPT;
+			const struct kv_item *it =
+			    (const struct kv_item *)(void *)(kv->base + off);
+			if (it->klen == klen &&
+			    memcmp(it + 1, key, klen) == 0) {
+				f->bucket = b;
+				f->slot = s;
+				f->dist = (uint32_t)d;
+				f->item = off;
+				f->cls = cls;
+				return KV_OK;
+			}
+		}
+		if (searching && atomic_load_explicit(&bk->overflow,
+		                                      memory_order_relaxed) == 0)
+			searching = false;
+		if (!searching && f->have_free)
+			return KV_OK;
+	}
+	return KV_OK;
+}
+
+void kv__link(struct kv *kv, uint64_t hash, const struct kv_found *f,
+              uint64_t item)
+{
+	uint64_t home = hash & kv->mask;
+	struct kv_hdr *h = kv__hdr(kv);
+
+	for (uint32_t d = 0; d < f->dist; d++) {
+		struct kv_bucket *bk = kv__bucket(kv, (home + d) & kv->mask);
+		kv__tx_put32(kv, &bk->overflow,
+		             kv__tx_get32(kv, &bk->overflow) + 1);
+	}
+	kv__tx_put64(kv, &kv__bucket(kv, f->bucket)->slot[f->slot],
+	             KV_SLOT_MAKE(tag_of(hash), item));
+	if (f->dist + 1u > kv__tx_get64(kv, &h->max_probe))
+		kv__tx_put64(kv, &h->max_probe, f->dist + 1u);
+}
+
+void kv__replace(struct kv *kv, uint64_t hash, const struct kv_found *f,
+                 uint64_t item)
+{
+	kv__tx_put64(kv, &kv__bucket(kv, f->bucket)->slot[f->slot],
+	             KV_SLOT_MAKE(tag_of(hash), item));
+}
+
+void kv__unlink(struct kv *kv, uint64_t hash, const struct kv_found *f)
+{
+	uint64_t home = hash & kv->mask;
+
+	kv__tx_put64(kv, &kv__bucket(kv, f->bucket)->slot[f->slot], 0);
+	for (uint32_t d = 0; d < f->dist; d++) {
+		struct kv_bucket *bk = kv__bucket(kv, (home + d) & kv->mask);
+		uint32_t ov = kv__tx_get32(kv, &bk->overflow);
+		kv__tx_put32(kv, &bk->overflow, ov ? ov - 1 : 0);
+	}
+}

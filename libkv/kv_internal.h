@@ -1,0 +1,185 @@
+/*
+ * kv_internal.h - the process-side handle and the calls between libkv's
+ * files. Private; never installed.
+ *
+ * The handle keeps a private, validated copy of the store's geometry taken
+ * at attach time. Nothing on a hot path re-reads geometry from the mapping:
+ * those bytes are shared with every process that can write the store, so
+ * they are input, not truth.
+ */
+#ifndef KV_INTERNAL_H
+#define KV_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "format.h"
+#include "kv.h"
+
+#define KV_PATH_MAX 4096
+
+struct kv {
+	uint8_t *base;       /* the mapping */
+	size_t size;         /* bytes mapped (== hdr map_size, == file size) */
+	int fd;              /* the backing object, kept for flock */
+	bool rdonly;         /* mapped PROT_READ */
+	bool daemon;         /* this handle holds the daemon flock */
+
+	/* Validated copy of the geometry. */
+	uint64_t seed;
+	uint64_t nbuckets;
+	uint64_t mask;       /* nbuckets - 1 */
+	uint64_t index_off;
+	uint64_t ptab_off;
+	uint64_t arena_off;
+	uint64_t arena_end;  /* arena_off + npages * page_size */
+	uint64_t npages;
+	uint32_t page_size;
+	uint32_t nclasses;
+	uint32_t max_key;
+	uint32_t max_value;
+	uint32_t hflags;
+	uint32_t class_size[KV_MAX_CLASSES];
+	uint32_t class_per_page[KV_MAX_CLASSES];
+
+	char path[KV_PATH_MAX]; /* backing object, for messages */
+};
+
+static inline struct kv_hdr *kv__hdr(const struct kv *kv)
+{
+	return (struct kv_hdr *)(void *)kv->base;
+}
+
+static inline struct kv_class *kv__class(const struct kv *kv, uint32_t c)
+{
+	return (struct kv_class *)(void *)(kv->base + KV_CLASS_OFF) + c;
+}
+
+static inline struct kv_journal *kv__journal(const struct kv *kv)
+{
+	return (struct kv_journal *)(void *)(kv->base + KV_JOURNAL_OFF);
+}
+
+static inline struct kv_bucket *kv__bucket(const struct kv *kv, uint64_t b)
+{
+	return (struct kv_bucket *)(void *)(kv->base + kv->index_off) + b;
+}
+
+static inline struct kv_page *kv__page(const struct kv *kv, uint64_t p)
+{
+	return (struct kv_page *)(void *)(kv->base + kv->ptab_off) + p;
+}
+
+static inline uint64_t kv__off(const struct kv *kv, const void *p)
+{
+	return (uint64_t)((const uint8_t *)p - kv->base);
+}
+
+/* geometry.c: size classes and layout, shared by create and attach. */
+struct kv_geometry {
+	uint64_t map_size;
+	uint64_t nbuckets;
+	uint64_t index_off;
+	uint64_t ptab_off;
+	uint64_t arena_off;
+	uint64_t npages;
+	uint32_t page_size;
+	uint32_t nclasses;
+	uint32_t max_value;
+	uint32_t class_size[KV_MAX_CLASSES];
+};
+int kv__classes(uint32_t max_value, struct kv_geometry *g);
+int kv__geometry(uint64_t map_size, uint32_t max_value, uint64_t max_items,
+                 struct kv_geometry *g);
+uint32_t kv__class_for(const struct kv *kv, uint64_t bytes);
+
+/* hash.c */
+uint64_t kv__hash(const struct kv *kv, const void *key, size_t klen);
+
+/* clock: ms since the epoch; tests may pin it. */
+uint64_t kv__now_ms(void);
+void kv__set_test_clock(uint64_t ms); /* 0 = the real clock again */
+
+/* lock.c: the writer lock and the redo journal. */
+int kv__lock(struct kv *kv);
+void kv__unlock(struct kv *kv);
+int kv__recover(struct kv *kv);
+void kv__tx_begin(struct kv *kv, uint32_t op);
+void kv__tx_put64(struct kv *kv, const void *addr, uint64_t val);
+void kv__tx_put32(struct kv *kv, const void *addr, uint32_t val);
+void kv__tx_commit(struct kv *kv);
+void kv__tx_end(struct kv *kv);
+void kv__mark_odd(struct kv *kv, uint64_t first, uint32_t count);
+void kv__mark_even(struct kv *kv);
+
+/* Numbered points inside a write where a crash test may kill us. */
+void kv__crash_arm(int point); /* 0 disarms */
+#ifdef KV_CRASHPOINTS
+extern int kv__crash_armed;
+void kv__crash_fire(int point);
+#define KV_CRASHPOINT(n)                                                       \
+	do {                                                                   \
+		if (__builtin_expect(kv__crash_armed == (n), 0))               \
+			kv__crash_fire(n);                                     \
+	} while (0)
+#else
+#define KV_CRASHPOINT(n) ((void)0)
+#endif
+
+/* Read a word as the open transaction will leave it: the last value
+ * recorded for it, else what the mapping holds. */
+uint64_t kv__tx_get64(struct kv *kv, const void *addr);
+uint32_t kv__tx_get32(struct kv *kv, const void *addr);
+
+/* alloc.c: chunks inside the arena. kv__alloc_peek picks the chunk the
+ * next allocation of a class returns without changing anything;
+ * kv__alloc_pend protects it in the journal before the caller fills it;
+ * kv__alloc_take and kv__free_chunk record their changes in the open
+ * transaction. */
+enum kv_alloc_src { KV_SRC_FREE, KV_SRC_BUMP, KV_SRC_PAGE };
+struct kv_alloc {
+	uint64_t chunk;
+	uint64_t next;  /* KV_SRC_FREE: the chunk's free-list link */
+	uint32_t cls;
+	enum kv_alloc_src src;
+};
+int kv__alloc_peek(struct kv *kv, uint32_t cls, struct kv_alloc *a);
+void kv__alloc_pend(struct kv *kv, const struct kv_alloc *a);
+void kv__alloc_take(struct kv *kv, const struct kv_alloc *a);
+void kv__free_chunk(struct kv *kv, uint32_t cls, uint64_t chunk);
+int kv__chunk_check(const struct kv *kv, uint64_t off, uint32_t *cls);
+
+/* index.c */
+struct kv_found {
+	uint64_t bucket;  /* where the key is, or the first free slot */
+	uint32_t slot;
+	uint32_t dist;    /* buckets from home to bucket */
+	uint64_t item;    /* offset of the item, 0 if absent */
+	uint32_t cls;     /* its size class */
+	bool have_free;   /* item == 0: a free slot was found */
+};
+struct kv_read {
+	void *buf;          /* in: where to copy the value */
+	size_t cap;         /* in: bytes available there */
+	size_t vlen;        /* out: value length */
+	uint64_t expire_ms; /* out: 0 = never */
+	uint64_t version;   /* out */
+	uint64_t item;      /* out: offset of the item */
+};
+struct kv_backoff {
+	uint32_t tries;
+	uint64_t since;
+};
+int kv__lookup(struct kv *kv, const void *key, size_t klen, uint64_t hash,
+               bool locked, struct kv_read *r);
+int kv__find_locked(struct kv *kv, uint64_t hash, const void *key,
+                    size_t klen, struct kv_found *f);
+void kv__link(struct kv *kv, uint64_t hash, const struct kv_found *f,
+              uint64_t item);
+void kv__replace(struct kv *kv, uint64_t hash, const struct kv_found *f,
+                 uint64_t item);
+void kv__unlink(struct kv *kv, uint64_t hash, const struct kv_found *f);
+int kv__item_check(const struct kv *kv, uint64_t off, uint32_t *cls);
+
+#endif /* KV_INTERNAL_H */

@@ -1,0 +1,317 @@
+/*
+ * lock.c - the writer lock, the redo journal, and recovery from a writer
+ * that died holding the lock. This is the one place that handles
+ * EOWNERDEAD.
+ *
+ * How a write works
+ * -----------------
+ * A writer holds the robust mutex for the whole operation and changes the
+ * store in four steps:
+ *
+ *   1. tx_begin: journal state := BUILD. If the new item goes into a chunk
+ *      popped from a free list, the chunk's free-list link is saved in the
+ *      journal (pend_chunk, pend_next) before the chunk is overwritten.
+ *      The item's bytes are written into the chunk; no reader can reach it.
+ *   2. mark_odd: every bucket the operation will change gets an odd
+ *      sequence number, so a lock-free reader that looks at it retries.
+ *      The range is recorded in the journal first.
+ *   3. The writer records each word it will change as (offset, new value)
+ *      in the journal, then stores state := COMMIT (release). This is the
+ *      commit point. Then it applies the words in order.
+ *   4. mark_even, then state := IDLE.
+ *
+ * What recovery does
+ * ------------------
+ * When pthread_mutex_lock returns EOWNERDEAD the previous holder died
+ * somewhere in those steps. kv__recover looks at the journal:
+ *
+ *   - IDLE: it died outside an operation; nothing to do.
+ *   - BUILD: nothing visible has changed. If it had started filling a
+ *     chunk popped from a free list, that chunk's link is put back. The
+ *     operation is lost, as it was never acknowledged.
+ *   - COMMIT: the operation is finished by applying every recorded word
+ *     again. Each is an absolute value, so applying it twice is the same as
+ *     once, and recovery may itself be killed and rerun.
+ *
+ * Then every bucket left odd is made even, and the journal is reset. A
+ * writer killed at any instruction thus loses at most its own operation,
+ * recovery costs a bounded amount of work, and readers (who never wait on
+ * the lock) only ever retried the few buckets the dead writer held odd.
+ *
+ * Memory ordering: a SIGKILLed process's stores to a shared mapping are not
+ * lost (they are in the page cache, not in the process), so the journal
+ * state seen by recovery is exactly what the writer had stored. The release
+ * stores on state keep the compiler and CPU from reordering the entries
+ * after the commit.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include "kv_internal.h"
+
+int kv__crash_armed;
+
+void kv__crash_arm(int point)
+{
+	kv__crash_armed = point;
+}
+
+void kv__crash_fire(int point)
+{
+	(void)point;
+	kill(getpid(), SIGKILL);
+	for (;;)
+		pause();
+}
+
+int kv__lock(struct kv *kv)
+{
+	struct kv_hdr *h = kv__hdr(kv);
+
+	if (kv->rdonly)
+		return KV_ERDONLY;
+	int e = pthread_mutex_lock(&h->mutex);
+	if (e == EOWNERDEAD) {
+		int rc = kv__recover(kv);
+		pthread_mutex_consistent(&h->mutex);
+		if (rc != KV_OK) {
+			pthread_mutex_unlock(&h->mutex);
+			return rc;
+		}
+		return KV_OK;
+	}
+	if (e == ENOTRECOVERABLE)
+		return KV_ECORRUPT;
+	if (e != 0)
+		return KV_ESYS;
+	/* A journal not at rest under a lock nobody died holding means the
+	 * bytes were changed behind our back: repair as after a death. */
+	if (atomic_load_explicit(&kv__journal(kv)->state,
+	                         memory_order_acquire) != KV_J_IDLE) {
+		int rc = kv__recover(kv);
+		if (rc != KV_OK) {
+			pthread_mutex_unlock(&h->mutex);
+			return rc;
+		}
+	}
+	return KV_OK;
+}
+
+void kv__unlock(struct kv *kv)
+{
+	pthread_mutex_unlock(&kv__hdr(kv)->mutex);
+}
+
+void kv__tx_begin(struct kv *kv, uint32_t op)
+{
+	struct kv_journal *j = kv__journal(kv);
+
+	j->n = 0;
+	j->op = op;
+	j->pend_chunk = 0;
+	j->pend_next = 0;
+	j->odd_count = 0;
+	atomic_store_explicit(&j->state, KV_J_BUILD, memory_order_release);
+	KV_CRASHPOINT(1);
+}
+
+static void tx_add(struct kv *kv, uint64_t off, uint64_t val)
+{
+	struct kv_journal *j = kv__journal(kv);
+
+	/* Every operation records a bounded number of words (a probe path of
+	 * at most KV_MAX_PROBE buckets plus a few counters). */
+	assert(j->n < KV_LOG_MAX);
+	j->ent[j->n].off = off;
+	j->ent[j->n].val = val;
+	j->n++;
+}
+
+void kv__tx_put64(struct kv *kv, const void *addr, uint64_t val)
+{
+	tx_add(kv, kv__off(kv, addr), val);
+}
+
+void kv__tx_put32(struct kv *kv, const void *addr, uint32_t val)
+{
+	tx_add(kv, kv__off(kv, addr) | KV_LOG_W32, val);
+}
+
+/* Is off a place the journal may write: an aligned word inside the
+ * writer-owned parts of the mapping? Journal bytes are untrusted. */
+static bool log_target_ok(const struct kv *kv, uint64_t off, bool w32)
+{
+	uint64_t w = w32 ? 4 : 8;
+	if (off % w != 0 || off > kv->size - w)
+		return false;
+	if (off >= offsetof(struct kv_hdr, page_bump) &&
+	    off < offsetof(struct kv_hdr, class_size))
+		return true;
+	if (off >= KV_CLASS_OFF && off < KV_JOURNAL_OFF)
+		return true;
+	if (off >= kv->index_off && off < kv->arena_end)
+		return true;
+	return false;
+}
+
+static int apply(struct kv *kv, uint32_t n)
+{
+	struct kv_journal *j = kv__journal(kv);
+	int rc = KV_OK;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t off = j->ent[i].off & ~KV_LOG_W32;
+		bool w32 = (j->ent[i].off & KV_LOG_W32) != 0;
+		if (!log_target_ok(kv, off, w32)) {
+			rc = KV_ECORRUPT;
+			continue;
+		}
+		if (w32)
+			atomic_store_explicit(
+			    (_Atomic uint32_t *)(void *)(kv->base + off),
+			    (uint32_t)j->ent[i].val, memory_order_relaxed);
+		else
+			atomic_store_explicit(
+			    (_Atomic uint64_t *)(void *)(kv->base + off),
+			    j->ent[i].val, memory_order_relaxed);
+		if (i == 0)
+			KV_CRASHPOINT(7);
+	}
+	atomic_thread_fence(memory_order_release);
+	return rc;
+}
+
+void kv__tx_commit(struct kv *kv)
+{
+	struct kv_journal *j = kv__journal(kv);
+
+	KV_CRASHPOINT(5);
+	atomic_store_explicit(&j->state, KV_J_COMMIT, memory_order_release);
+	KV_CRASHPOINT(6);
+	(void)apply(kv, j->n);
+	KV_CRASHPOINT(8);
+}
+
+void kv__tx_end(struct kv *kv)
+{
+	struct kv_journal *j = kv__journal(kv);
+
+	KV_CRASHPOINT(9);
+	j->pend_chunk = 0;
+	j->odd_count = 0;
+	atomic_store_explicit(&j->state, KV_J_IDLE, memory_order_release);
+	KV_CRASHPOINT(10);
+}
+
+void kv__mark_odd(struct kv *kv, uint64_t first, uint32_t count)
+{
+	struct kv_journal *j = kv__journal(kv);
+
+	j->odd_first = first;
+	j->odd_count = count;
+	atomic_thread_fence(memory_order_release);
+	for (uint32_t i = 0; i < count; i++) {
+		struct kv_bucket *b = kv__bucket(kv, (first + i) & kv->mask);
+		uint32_t s = atomic_load_explicit(&b->seq,
+		                                  memory_order_relaxed);
+		atomic_store_explicit(&b->seq, s | 1u, memory_order_relaxed);
+		if (i == 0)
+			KV_CRASHPOINT(4);
+	}
+	/* The odd sequence numbers must be visible before any change to the
+	 * buckets they guard. */
+	atomic_thread_fence(memory_order_release);
+}
+
+void kv__mark_even(struct kv *kv)
+{
+	struct kv_journal *j = kv__journal(kv);
+
+	for (uint32_t i = 0; i < j->odd_count; i++) {
+		struct kv_bucket *b =
+		    kv__bucket(kv, (j->odd_first + i) & kv->mask);
+		uint32_t s = atomic_load_explicit(&b->seq,
+		                                  memory_order_relaxed);
+		if (s & 1u)
+			atomic_store_explicit(&b->seq, s + 1,
+			                      memory_order_release);
+	}
+}
+
+int kv__recover(struct kv *kv)
+{
+	struct kv_hdr *h = kv__hdr(kv);
+	struct kv_journal *j = kv__journal(kv);
+	int rc = KV_OK;
+
+	uint32_t state = atomic_load_explicit(&j->state, memory_order_acquire);
+	if (state == KV_J_COMMIT) {
+		if (j->n > KV_LOG_MAX)
+			rc = KV_ECORRUPT;
+		else
+			rc = apply(kv, j->n);
+	} else if (state == KV_J_BUILD && j->pend_chunk != 0) {
+		uint64_t c = j->pend_chunk;
+		if (c >= kv->arena_off && c % KV_CHUNK_ALIGN == 0 &&
+		    c + 8 <= kv->arena_end)
+			atomic_store_explicit(
+			    (_Atomic uint64_t *)(void *)(kv->base + c),
+			    j->pend_next, memory_order_relaxed);
+		else
+			rc = KV_ECORRUPT;
+	} else if (state != KV_J_IDLE && state != KV_J_BUILD) {
+		rc = KV_ECORRUPT;
+	}
+
+	/* Make every odd bucket even. The journal names the range the dead
+	 * writer held, but a full pass costs one load per cache line and also
+	 * heals a range the writer had not yet recorded completely. */
+	for (uint64_t b = 0; b < kv->nbuckets; b++) {
+		struct kv_bucket *bk = kv__bucket(kv, b);
+		uint32_t s = atomic_load_explicit(&bk->seq,
+		                                  memory_order_relaxed);
+		if (s & 1u)
+			atomic_store_explicit(&bk->seq, s + 1,
+			                      memory_order_release);
+	}
+	j->pend_chunk = 0;
+	j->odd_count = 0;
+	j->n = 0;
+	atomic_store_explicit(&j->state, KV_J_IDLE, memory_order_release);
+	atomic_fetch_add_explicit(&h->recoveries, 1, memory_order_relaxed);
+	return rc;
+}
+
+static bool tx_lookup(struct kv *kv, uint64_t off, uint64_t *val)
+{
+	struct kv_journal *j = kv__journal(kv);
+
+	for (uint32_t i = j->n; i-- > 0;) {
+		if ((j->ent[i].off & ~KV_LOG_W32) == off) {
+			*val = j->ent[i].val;
+			return true;
+		}
+	}
+	return false;
+}
+
+uint64_t kv__tx_get64(struct kv *kv, const void *addr)
+{
+	uint64_t v;
+	if (tx_lookup(kv, kv__off(kv, addr), &v))
+		return v;
+	return atomic_load_explicit((const _Atomic uint64_t *)addr,
+	                            memory_order_relaxed);
+}
+
+uint32_t kv__tx_get32(struct kv *kv, const void *addr)
+{
+	uint64_t v;
+	if (tx_lookup(kv, kv__off(kv, addr), &v))
+		return (uint32_t)v;
+	return atomic_load_explicit((const _Atomic uint32_t *)addr,
+	                            memory_order_relaxed);
+}
