@@ -272,8 +272,9 @@ int kv_del(kv_t *kv, const void *key, size_t klen)
 	}
 	bool was_expired = expired(kv, f.item, kv__now_ms());
 	kv__tx_begin(kv, KV_OP_DEL);
-	kv__mark_odd(kv, h & kv->mask, f.dist + 1);
-	kv__unlink(kv, h, &f);
+	uint64_t home = h & kv->mask;
+	uint64_t span = kv__unlink(kv, h, &f);
+	kv__mark_odd(kv, home, (uint32_t)span + 1);
 	account_removed(kv, &f, was_expired);
 	add64(kv, &hdr->items, -1);
 	if (!was_expired)

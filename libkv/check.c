@@ -150,6 +150,11 @@ static void check_index(struct checker *c, bool locked)
 			if (KV_SLOT_TAG(w) != (uint16_t)(h >> 48))
 				problem(c, "bucket %llu slot %u: tag mismatch",
 				        (unsigned long long)b, s);
+			if (KV_SLOT_DIST(w) != dist)
+				problem(c, "bucket %llu slot %u: records %u "
+				           "buckets from home, is %llu",
+				        (unsigned long long)b, s, KV_SLOT_DIST(w),
+				        (unsigned long long)dist);
 			if (dist > KV_MAX_PROBE) {
 				problem(c, "bucket %llu slot %u: %llu buckets "
 				           "from home",

@@ -223,13 +223,16 @@ static_assert(KV_JOURNAL_OFF + sizeof(struct kv_journal) <= KV_INDEX_OFF,
 /* ------------------------------------------------------------------------
  * Index bucket: one cache line. A slot is 0 when empty, else
  *   bits 63..48  tag: the top 16 bits of the key's hash
- *   bits 47..0   offset of the item in the mapping
+ *   bits 47..40  dist: buckets from the key's home bucket to this one
+ *   bits 39..0   offset of the item in the mapping (maps are < 1 TiB)
  *
  * overflow counts the keys whose home bucket lies before this bucket in
  * probe order and that sit after it: a lookup may stop at the first bucket
  * that has no match and overflow 0. The counts are exact (decremented again
- * on delete), so deletion leaves no tombstones and lookups never slow down
- * with churn. seq is odd while a writer changes the bucket.
+ * on delete), so deletion leaves no tombstones; and a delete moves a
+ * displaced key back into the hole it leaves (dist says which keys may
+ * move without hashing them again), so lookups never slow down with churn.
+ * seq is odd while a writer changes the bucket.
  */
 struct kv_bucket {
 	_Atomic uint32_t seq;            /* 0x00 */
@@ -239,11 +242,16 @@ struct kv_bucket {
 
 static_assert(sizeof(struct kv_bucket) == KV_CACHELINE, "bucket is a line");
 static_assert(offsetof(struct kv_bucket, slot) == 8, "layout");
+static_assert(KV_MAX_PROBE < 256, "dist fits its 8 bits");
 
-#define KV_SLOT_OFF_MASK ((UINT64_C(1) << 48) - 1)
+#define KV_SLOT_OFF_BITS 40
+#define KV_SLOT_OFF_MASK ((UINT64_C(1) << KV_SLOT_OFF_BITS) - 1)
 #define KV_SLOT_TAG(w) ((uint16_t)((w) >> 48))
+#define KV_SLOT_DIST(w) ((uint32_t)((w) >> KV_SLOT_OFF_BITS) & 0xffu)
 #define KV_SLOT_OFF(w) ((w) & KV_SLOT_OFF_MASK)
-#define KV_SLOT_MAKE(tag, off) (((uint64_t)(tag) << 48) | (uint64_t)(off))
+#define KV_SLOT_MAKE(tag, dist, off)                                           \
+	(((uint64_t)(tag) << 48) | ((uint64_t)(dist) << KV_SLOT_OFF_BITS) |    \
+	 (uint64_t)(off))
 
 /* ------------------------------------------------------------------------
  * Item: a header, then the key bytes, then the value bytes, in one chunk.

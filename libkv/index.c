@@ -57,6 +57,7 @@
 #define KV_SPIN_FAST 64     /* retries before yielding */
 #define KV_SPIN_MS 1        /* then yield for this long before the lock */
 #define KV_RO_WAIT_MS 2000  /* read-only handles give up after this */
+#define KV_MAX_SHIFTS 32    /* keys one delete may move back */
 
 #if defined(__SANITIZE_THREAD__)
 #define KV_TSAN 1
@@ -164,18 +165,17 @@ KV_RACY int kv__lookup(struct kv *kv, const void *key, size_t klen,
 	uint64_t home = hash & kv->mask;
 	uint64_t maxd = kv->nbuckets < KV_MAX_PROBE + 1 ? kv->nbuckets
 	                                                : KV_MAX_PROBE + 1;
+	uint32_t seen[KV_MAX_PROBE + 1]; /* seq of each bucket passed */
 	struct kv_backoff bo = {0, 0};
 
+restart:
 	for (uint64_t d = 0; d < maxd; d++) {
 		struct kv_bucket *bk = kv__bucket(kv, (home + d) & kv->mask);
-	again:;
 		uint32_t s1 = atomic_load_explicit(&bk->seq,
 		                                   memory_order_acquire);
-		if (!locked && (s1 & 1u)) {
-			if (!backoff(&bo, kv->rdonly))
-				return KV_EBUSY;
-			goto again;
-		}
+		if (!locked && (s1 & 1u))
+			goto retry;
+		seen[d] = s1;
 		for (unsigned s = 0; s < KV_SLOTS; s++) {
 			uint64_t w = atomic_load_explicit(&bk->slot[s],
 			                                  memory_order_relaxed);
@@ -203,8 +203,7 @@ KV_RACY int kv__lookup(struct kv *kv, const void *key, size_t klen,
 					return KV_ECORRUPT;
 				goto retry;
 			}
-			if (ik != klen ||
-			    racy_cmp(it + 1, key, klen) != 0)
+			if (ik != klen || racy_cmp(it + 1, key, klen) != 0)
 				continue;
 			uint64_t exp = it->expire_ms;
 			uint64_t ver = it->version;
@@ -212,6 +211,8 @@ KV_RACY int kv__lookup(struct kv *kv, const void *key, size_t klen,
 			if (fits && iv > 0)
 				racy_copy(r->buf, (const uint8_t *)(it + 1) + ik,
 				          iv);
+			/* A hit needs only this bucket to have held still:
+			 * the slot named this item for the whole copy. */
 			atomic_thread_fence(memory_order_acquire);
 			if (!locked && atomic_load_explicit(
 			                   &bk->seq, memory_order_relaxed) != s1)
@@ -230,15 +231,25 @@ KV_RACY int kv__lookup(struct kv *kv, const void *key, size_t klen,
 		if (!locked &&
 		    atomic_load_explicit(&bk->seq, memory_order_relaxed) != s1)
 			goto retry;
-		if (ov == 0)
-			return KV_ENOTFOUND;
-		continue;
-	retry:
-		if (!backoff(&bo, kv->rdonly))
-			return KV_EBUSY;
-		goto again;
+		if (ov != 0)
+			continue;
+		/* A miss must hold for the whole path: a delete may have
+		 * moved the key from a bucket not yet reached into one
+		 * already passed. Any change on the path means look again. */
+		for (uint64_t e = 0; !locked && e < d; e++) {
+			struct kv_bucket *pb =
+			    kv__bucket(kv, (home + e) & kv->mask);
+			if (atomic_load_explicit(&pb->seq,
+			                         memory_order_relaxed) != seen[e])
+				goto retry;
+		}
+		return KV_ENOTFOUND;
 	}
 	return KV_ENOTFOUND;
+retry:
+	if (!backoff(&bo, kv->rdonly))
+		return KV_EBUSY;
+	goto restart;
 }
 
 int kv__item_check(const struct kv *kv, uint64_t off, uint32_t *cls)
@@ -320,7 +331,7 @@ void kv__link(struct kv *kv, uint64_t hash, const struct kv_found *f,
 		             kv__tx_get32(kv, &bk->overflow) + 1);
 	}
 	kv__tx_put64(kv, &kv__bucket(kv, f->bucket)->slot[f->slot],
-	             KV_SLOT_MAKE(tag_of(hash), item));
+	             KV_SLOT_MAKE(tag_of(hash), f->dist, item));
 	if (f->dist + 1u > kv__tx_get64(kv, &h->max_probe))
 		kv__tx_put64(kv, &h->max_probe, f->dist + 1u);
 }
@@ -329,17 +340,83 @@ void kv__replace(struct kv *kv, uint64_t hash, const struct kv_found *f,
                  uint64_t item)
 {
 	kv__tx_put64(kv, &kv__bucket(kv, f->bucket)->slot[f->slot],
-	             KV_SLOT_MAKE(tag_of(hash), item));
+	             KV_SLOT_MAKE(tag_of(hash), f->dist, item));
 }
 
-void kv__unlink(struct kv *kv, uint64_t hash, const struct kv_found *f)
+static void dec_overflow(struct kv *kv, uint64_t from, uint64_t n)
 {
-	uint64_t home = hash & kv->mask;
-
-	kv__tx_put64(kv, &kv__bucket(kv, f->bucket)->slot[f->slot], 0);
-	for (uint32_t d = 0; d < f->dist; d++) {
-		struct kv_bucket *bk = kv__bucket(kv, (home + d) & kv->mask);
+	for (uint64_t d = 0; d < n; d++) {
+		struct kv_bucket *bk = kv__bucket(kv, (from + d) & kv->mask);
 		uint32_t ov = kv__tx_get32(kv, &bk->overflow);
 		kv__tx_put32(kv, &bk->overflow, ov ? ov - 1 : 0);
 	}
+}
+
+/* Backward shift
+ * --------------
+ * A key sits in the first bucket with a free slot when it was inserted.
+ * When a delete frees a slot in bucket b, keys further on whose probe
+ * passes b (overflow(b) counts them) would now have stopped at b: move the
+ * nearest such key into the hole, which shortens its probe and leaves a
+ * new hole further on; repeat. The layout thus stays as if the surviving
+ * keys had been inserted into a table that never held the deleted ones,
+ * and lookups cost the same after any amount of churn.
+ *
+ * A moved key is written into its new slot and cleared from its old one
+ * in the same journal transaction, with every bucket in between held odd;
+ * a lookup that passed the new slot before the move and reaches the old
+ * one after it notices the changed sequence number on its path and looks
+ * again (see kv__lookup). Returns how many buckets past the key's home
+ * the delete changed. */
+uint64_t kv__unlink(struct kv *kv, uint64_t hash, const struct kv_found *f)
+{
+	uint64_t home = hash & kv->mask;
+	uint64_t hole_b = f->bucket, span = f->dist;
+	uint32_t hole_s = f->slot;
+
+	kv__tx_put64(kv, &kv__bucket(kv, hole_b)->slot[hole_s], 0);
+	dec_overflow(kv, home, f->dist);
+
+	/* Each move lowers some key's dist, so this ends; the caps keep the
+	 * journal bounded and the odd range from wrapping onto itself in a
+	 * tiny table. Stopping early leaves every invariant intact. */
+	for (int moves = 0; moves < KV_MAX_SHIFTS &&
+	                    kv__tx_room(kv) > KV_MAX_PROBE + 64;
+	     moves++) {
+		struct kv_bucket *hb = kv__bucket(kv, hole_b);
+		uint32_t passing = kv__tx_get32(kv, &hb->overflow);
+		uint64_t from_b = 0;
+		uint32_t from_s = 0, from_dist = 0;
+		uint64_t from_w = 0;
+		for (uint64_t c = 1; passing && c <= KV_MAX_PROBE &&
+		                     span + c + 1 <= kv->nbuckets && !from_w;
+		     c++) {
+			uint64_t b = (hole_b + c) & kv->mask;
+			struct kv_bucket *bk = kv__bucket(kv, b);
+			for (unsigned s = 0; s < KV_SLOTS; s++) {
+				uint64_t w = kv__tx_get64(kv, &bk->slot[s]);
+				if (w == 0 || KV_SLOT_DIST(w) < c)
+					continue;
+				from_b = b;
+				from_s = s;
+				from_w = w;
+				from_dist = (uint32_t)c;
+				break;
+			}
+		}
+		if (!from_w)
+			break;
+		/* The key's probe now ends at the hole: the buckets from
+		 * the hole up to its old place no longer overflow for it. */
+		kv__tx_put64(kv, &hb->slot[hole_s],
+		             KV_SLOT_MAKE(KV_SLOT_TAG(from_w),
+		                          KV_SLOT_DIST(from_w) - from_dist,
+		                          KV_SLOT_OFF(from_w)));
+		kv__tx_put64(kv, &kv__bucket(kv, from_b)->slot[from_s], 0);
+		dec_overflow(kv, hole_b, from_dist);
+		hole_b = from_b;
+		hole_s = from_s;
+		span += from_dist;
+	}
+	return span;
 }

@@ -106,6 +106,7 @@ int kv__lock(struct kv *kv);
 void kv__unlock(struct kv *kv);
 int kv__recover(struct kv *kv);
 void kv__tx_begin(struct kv *kv, uint32_t op);
+uint32_t kv__tx_room(struct kv *kv); /* journal entries left */
 void kv__tx_put64(struct kv *kv, const void *addr, uint64_t val);
 void kv__tx_put32(struct kv *kv, const void *addr, uint32_t val);
 void kv__tx_commit(struct kv *kv);
@@ -179,7 +180,7 @@ void kv__link(struct kv *kv, uint64_t hash, const struct kv_found *f,
               uint64_t item);
 void kv__replace(struct kv *kv, uint64_t hash, const struct kv_found *f,
                  uint64_t item);
-void kv__unlink(struct kv *kv, uint64_t hash, const struct kv_found *f);
+uint64_t kv__unlink(struct kv *kv, uint64_t hash, const struct kv_found *f);
 int kv__item_check(const struct kv *kv, uint64_t off, uint32_t *cls);
 
 #endif /* KV_INTERNAL_H */

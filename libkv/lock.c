@@ -130,6 +130,11 @@ static void tx_add(struct kv *kv, uint64_t off, uint64_t val)
 	j->n++;
 }
 
+uint32_t kv__tx_room(struct kv *kv)
+{
+	return KV_LOG_MAX - kv__journal(kv)->n;
+}
+
 void kv__tx_put64(struct kv *kv, const void *addr, uint64_t val)
 {
 	tx_add(kv, kv__off(kv, addr), val);
