@@ -175,6 +175,25 @@ KV_API int kv_get(kv_t *kv, const void *key, size_t klen, void *buf,
 KV_API int kv_put(kv_t *kv, const void *key, size_t klen, const void *val,
                   size_t vlen, const struct kv_put_opts *opts);
 
+/* One key of a batched get (kv_mget). The caller fills key, klen, buf and
+ * cap; the call fills vlen and status exactly as kv_get would (KV_OK,
+ * KV_ENOTFOUND, KV_ERANGE with vlen set, KV_EKEYSIZE, ...). */
+struct kv_getv {
+	const void *key;
+	size_t klen;
+	void *buf;
+	size_t cap;
+	size_t vlen;
+	int status;
+};
+
+/* Get n keys in one call. The index and item memory of different keys is
+ * fetched in parallel, so a batch costs far less than n kv_get calls on a
+ * store larger than the CPU caches. Each entry gets its own status; the
+ * call returns KV_OK once every entry has one, or KV_EINVAL (kv or v NULL
+ * with n > 0). Takes no lock on the fast path. */
+KV_API int kv_mget(kv_t *kv, struct kv_getv *v, size_t n);
+
 /* Remove a key. Returns KV_OK; KV_ENOTFOUND; KV_EKEYSIZE; KV_ERDONLY;
  * KV_EINVAL; KV_ECORRUPT. */
 KV_API int kv_del(kv_t *kv, const void *key, size_t klen);

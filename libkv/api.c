@@ -59,18 +59,11 @@ static int check_key(const kv_t *kv, const void *key, size_t klen)
 	return KV_OK;
 }
 
-int kv_get(kv_t *kv, const void *key, size_t klen, void *buf, size_t cap,
-           size_t *vlen)
+static int get_hashed(kv_t *kv, const void *key, size_t klen, uint64_t h,
+                      void *buf, size_t cap, size_t *vlen)
 {
-	int rc = check_key(kv, key, klen);
-	if (rc != KV_OK)
-		return rc;
-	if (buf == NULL && cap != 0)
-		return KV_EINVAL;
-
-	uint64_t h = kv__hash(kv, key, klen);
 	struct kv_read r = {.buf = buf, .cap = cap};
-	rc = kv__lookup(kv, key, klen, h, false, &r);
+	int rc = kv__lookup(kv, key, klen, h, false, &r);
 	if (rc == KV_EBUSY && !kv->rdonly) {
 		/* A bucket stayed odd: its writer is slow or dead. Taking the
 		 * lock waits for the first and recovers the second. */
@@ -83,6 +76,61 @@ int kv_get(kv_t *kv, const void *key, size_t klen, void *buf, size_t cap,
 	if ((rc == KV_OK || rc == KV_ERANGE) && vlen != NULL)
 		*vlen = r.vlen;
 	return rc;
+}
+
+int kv_get(kv_t *kv, const void *key, size_t klen, void *buf, size_t cap,
+           size_t *vlen)
+{
+	int rc = check_key(kv, key, klen);
+	if (rc != KV_OK)
+		return rc;
+	if (buf == NULL && cap != 0)
+		return KV_EINVAL;
+
+	return get_hashed(kv, key, klen, kv__hash(kv, key, klen), buf, cap,
+	                  vlen);
+}
+
+/* Keys looked up together: enough misses in flight to cover the memory
+ * latency, few enough that their lines stay in L1. */
+#define KV_MGET_GROUP 16
+
+int kv_mget(kv_t *kv, struct kv_getv *v, size_t n)
+{
+	uint64_t hash[KV_MGET_GROUP];
+
+	if (n == 0)
+		return KV_OK;
+	if (kv == NULL || v == NULL)
+		return KV_EINVAL;
+	for (size_t base = 0; base < n; base += KV_MGET_GROUP) {
+		size_t g = n - base < KV_MGET_GROUP ? n - base : KV_MGET_GROUP;
+		struct kv_getv *e = v + base;
+		/* Three passes: start every bucket load, then every item
+		 * load, then do the real lookups on warm lines. */
+		for (size_t i = 0; i < g; i++) {
+			e[i].vlen = 0;
+			e[i].status = check_key(kv, e[i].key, e[i].klen);
+			if (e[i].status == KV_OK && e[i].buf == NULL &&
+			    e[i].cap != 0)
+				e[i].status = KV_EINVAL;
+			if (e[i].status != KV_OK)
+				continue;
+			hash[i] = kv__hash(kv, e[i].key, e[i].klen);
+			kv__prefetch_bucket(kv, hash[i]);
+		}
+		for (size_t i = 0; i < g; i++)
+			if (e[i].status == KV_OK)
+				kv__prefetch_item(kv, hash[i]);
+		for (size_t i = 0; i < g; i++) {
+			if (e[i].status != KV_OK)
+				continue;
+			e[i].status = get_hashed(kv, e[i].key, e[i].klen,
+			                         hash[i], e[i].buf, e[i].cap,
+			                         &e[i].vlen);
+		}
+	}
+	return KV_OK;
 }
 
 int kv_ttl(kv_t *kv, const void *key, size_t klen, int64_t *ttl_ms)

@@ -252,6 +252,29 @@ retry:
 	goto restart;
 }
 
+void kv__prefetch_bucket(const struct kv *kv, uint64_t hash)
+{
+	__builtin_prefetch(kv__bucket(kv, hash & kv->mask), 0, 3);
+}
+
+/* Prefetch the item a key's home bucket points at for its tag. Only a
+ * hint: nothing is validated and nothing read here is used. */
+KV_RACY void kv__prefetch_item(const struct kv *kv, uint64_t hash)
+{
+	const struct kv_bucket *bk = kv__bucket(kv, hash & kv->mask);
+	uint16_t tag = tag_of(hash);
+	for (unsigned s = 0; s < KV_SLOTS; s++) {
+		uint64_t w = atomic_load_explicit(&bk->slot[s],
+		                                  memory_order_relaxed);
+		uint64_t off = KV_SLOT_OFF(w);
+		if (w != 0 && KV_SLOT_TAG(w) == tag && off >= kv->arena_off &&
+		    off < kv->arena_end) {
+			__builtin_prefetch(kv->base + off, 0, 3);
+			return;
+		}
+	}
+}
+
 int kv__item_check(const struct kv *kv, uint64_t off, uint32_t *cls)
 {
 	uint32_t c;

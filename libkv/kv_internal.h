@@ -182,5 +182,7 @@ void kv__replace(struct kv *kv, uint64_t hash, const struct kv_found *f,
                  uint64_t item);
 uint64_t kv__unlink(struct kv *kv, uint64_t hash, const struct kv_found *f);
 int kv__item_check(const struct kv *kv, uint64_t off, uint32_t *cls);
+void kv__prefetch_bucket(const struct kv *kv, uint64_t hash);
+void kv__prefetch_item(const struct kv *kv, uint64_t hash);
 
 #endif /* KV_INTERNAL_H */
