@@ -194,6 +194,21 @@ struct kv_getv {
  * with n > 0). Takes no lock on the fast path. */
 KV_API int kv_mget(kv_t *kv, struct kv_getv *v, size_t n);
 
+/* Visit the keys of a store a part at a time, taking no lock, so a scan of
+ * any size never blocks writers. Start with *cursor = 0; each call visits
+ * at most `count` slices of the index (a few keys each), calls
+ * fn(ctx, key, klen) for every live key there, and advances *cursor; the
+ * scan is complete when *cursor is 0 again. A key present for the whole
+ * scan is visited exactly once; a key added or removed during it may be
+ * visited or not. The key bytes passed to fn are a copy, valid only during
+ * the call; fn may call any kv function, writes included. fn returns 0 to
+ * go on, anything else to stop early (the call then returns it). Returns
+ * KV_OK, fn's non-zero value, KV_EINVAL, KV_ENOMEM, KV_ECORRUPT or
+ * KV_EBUSY. */
+KV_API int kv_scan(kv_t *kv, uint64_t *cursor, size_t count,
+                   int (*fn)(void *ctx, const void *key, size_t klen),
+                   void *ctx);
+
 /* Remove a key. Returns KV_OK; KV_ENOTFOUND; KV_EKEYSIZE; KV_ERDONLY;
  * KV_EINVAL; KV_ECORRUPT. */
 KV_API int kv_del(kv_t *kv, const void *key, size_t klen);

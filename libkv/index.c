@@ -252,6 +252,76 @@ retry:
 	goto restart;
 }
 
+/* Collect the keys whose home is bucket `home`: they lie on its probe
+ * chain with dist equal to their distance from it. The chain's sequence
+ * numbers are checked after the copy, as for a miss in kv__lookup, so the
+ * set returned is one that existed at one moment. */
+KV_RACY int kv__collect_home(struct kv *kv, uint64_t home,
+                             struct kv_keybuf *kb)
+{
+	uint64_t maxd = kv->nbuckets < KV_MAX_PROBE + 1 ? kv->nbuckets
+	                                                : KV_MAX_PROBE + 1;
+	uint32_t seen[KV_MAX_PROBE + 1];
+	struct kv_backoff bo = {0, 0};
+	uint64_t now = kv__now_ms();
+
+restart:
+	kb->used = 0;
+	kb->nkeys = 0;
+	for (uint64_t d = 0; d < maxd; d++) {
+		struct kv_bucket *bk = kv__bucket(kv, (home + d) & kv->mask);
+		uint32_t s1 = atomic_load_explicit(&bk->seq,
+		                                   memory_order_acquire);
+		if (s1 & 1u)
+			goto retry;
+		seen[d] = s1;
+		for (unsigned s = 0; s < KV_SLOTS; s++) {
+			uint64_t w = atomic_load_explicit(&bk->slot[s],
+			                                  memory_order_relaxed);
+			if (w == 0 || KV_SLOT_DIST(w) != d)
+				continue;
+			uint64_t off = KV_SLOT_OFF(w);
+			const struct kv_item *it =
+			    (const struct kv_item *)(void *)(kv->base + off);
+			if (off < kv->arena_off || off % KV_CHUNK_ALIGN ||
+			    off > kv->arena_end - KV_ITEM_HDR)
+				goto bad;
+			uint64_t kl = it->klen, vl = it->vlen;
+			uint64_t exp = it->expire_ms;
+			if (kl == 0 || kl > kv->max_key ||
+			    !item_in_bounds(kv, off, kl, vl))
+				goto bad;
+			if (exp != 0 && now >= exp)
+				continue;
+			if (kv__keybuf_add(kb, it + 1, (size_t)kl) != KV_OK)
+				return KV_ENOMEM;
+		}
+		uint32_t ov = atomic_load_explicit(&bk->overflow,
+		                                   memory_order_relaxed);
+		atomic_thread_fence(memory_order_acquire);
+		for (uint64_t e = 0; e <= d; e++) {
+			struct kv_bucket *pb =
+			    kv__bucket(kv, (home + e) & kv->mask);
+			if (atomic_load_explicit(&pb->seq,
+			                         memory_order_relaxed) != seen[e])
+				goto retry;
+		}
+		if (ov == 0)
+			return KV_OK;
+		continue;
+	bad:
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&bk->seq, memory_order_relaxed) == s1)
+			return KV_ECORRUPT;
+		goto retry;
+	}
+	return KV_OK;
+retry:
+	if (!backoff(&bo, kv->rdonly))
+		return KV_EBUSY;
+	goto restart;
+}
+
 void kv__prefetch_bucket(const struct kv *kv, uint64_t hash)
 {
 	__builtin_prefetch(kv__bucket(kv, hash & kv->mask), 0, 3);

@@ -183,6 +183,15 @@ void kv__replace(struct kv *kv, uint64_t hash, const struct kv_found *f,
 uint64_t kv__unlink(struct kv *kv, uint64_t hash, const struct kv_found *f);
 int kv__item_check(const struct kv *kv, uint64_t off, uint32_t *cls);
 void kv__prefetch_bucket(const struct kv *kv, uint64_t hash);
+
+/* A growable buffer of keys, each stored as a size_t length then bytes. */
+struct kv_keybuf {
+	uint8_t *buf;
+	size_t used, cap;
+	size_t nkeys;
+};
+int kv__keybuf_add(struct kv_keybuf *kb, const void *key, size_t klen);
+int kv__collect_home(struct kv *kv, uint64_t home, struct kv_keybuf *kb);
 void kv__prefetch_item(const struct kv *kv, uint64_t hash);
 
 #endif /* KV_INTERNAL_H */
