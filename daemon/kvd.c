@@ -1,0 +1,467 @@
+/*
+ * kvd.c - the kv daemon: creates (or adopts) a store and serves it.
+ *
+ * What serving means
+ *   The store's data needs no server: clients map it and read and write it
+ *   themselves. kvd exists so that a store has an owner with a lifetime an
+ *   operator can manage:
+ *     - it creates the store with the size and permissions asked for, or
+ *       adopts an existing compatible one with its data, so restarting kvd
+ *       never loses anything (the store outlives the daemon);
+ *     - it claims the store (an flock the kernel drops if kvd dies), so two
+ *       daemons never serve one store, and the second names the first;
+ *     - every tick (~10 ms) it calls kv__maintain(), which recovers the
+ *       writer lock from a writer that died holding it. Writers recover on
+ *       their own when they next lock, but read-only clients cannot take the
+ *       lock, so without the tick a store with only readers would stay
+ *       mid-repair until the next write.
+ *
+ * Lifetime
+ *   parse the command line -> [-d: detach] -> block the stop signals ->
+ *   create or adopt -> claim -> pid file -> [-d: report ready] -> serve ->
+ *   remove pid file -> release the claim -> close. Every step after the
+ *   claim is undone in reverse at "out", whatever the reason for stopping.
+ *
+ * Signals
+ *   SIGTERM, SIGINT and SIGHUP are blocked before the store exists and taken
+ *   synchronously with sigtimedwait(), whose timeout is the tick. So no
+ *   handler ever runs in the middle of a library call, and a stop request
+ *   that arrives during a long create (reserving gigabytes of tmpfs) is not
+ *   lost: it is taken as soon as the loop starts. SIGPIPE is ignored:
+ *   a log reader that went away must not kill the daemon.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "format.h"
+#include "kvd.h"
+
+#define TICK_NS (10 * 1000 * 1000L) /* kv__maintain() every 10 ms */
+#define SLOW_TICK_MS 1000           /* log new lock recoveries every second */
+
+/* What the serve loop keeps between ticks. */
+struct served {
+	kv_t *kv;
+	const char *store;
+	uint64_t recoveries; /* last seen, to log each new recovery */
+	int maintain_rc;     /* last kv__maintain() result, to log changes */
+	bool removed;        /* the store was removed under us */
+};
+
+/* If kvd was started with fd 0, 1 or 2 closed, the store's descriptor
+ * could be given one of those numbers, and a log line written to "stderr"
+ * would land in the store. Fill any gap with /dev/null first. */
+static int open_stdio(void)
+{
+	int fd;
+
+	/* open() returns the lowest free number: once it returns one above 2,
+	 * all three are open. */
+	do {
+		fd = open("/dev/null", O_RDWR);
+		if (fd < 0)
+			return -1;
+	} while (fd <= 2);
+	close(fd);
+	return 0;
+}
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static const char *signal_name(int sig)
+{
+	switch (sig) {
+	case SIGTERM: return "SIGTERM";
+	case SIGINT: return "SIGINT";
+	case SIGHUP: return "SIGHUP";
+	default: return "a signal";
+	}
+}
+
+/* Why a create failed, with the system's reason when the library only
+ * knows "system error". */
+static void fail_create(const struct kvd_config *cfg, int rc, int err)
+{
+	char size[32];
+
+	switch (rc) {
+	case KV_ETOOSMALL:
+	case KV_ETOOBIG:
+		/* Zero asked for the default, 64 MiB (kv.h). */
+		kvd_fmt_bytes(cfg->opts.size != 0 ? cfg->opts.size :
+		              64u * 1024 * 1024, size, sizeof(size));
+		if (cfg->max_items_given)
+			kvd_fail("store '%s' (size %s, max items %" PRIu64
+			         "): %s",
+			         cfg->store, size, cfg->opts.max_items,
+			         kv_strerror(rc));
+		else
+			kvd_fail("store '%s' (size %s): %s", cfg->store, size,
+			         kv_strerror(rc));
+		break;
+	case KV_ENOSTORE: /* a file-backed store's directory is missing */
+	case KV_ESYS:
+		if (err != 0) {
+			kvd_fail("store '%s': %s (%s)", cfg->store,
+			         kv_strerror(rc), strerror(err));
+			break;
+		}
+		/* fall through */
+	default:
+		kvd_fail("store '%s': %s", cfg->store, kv_strerror(rc));
+		break;
+	}
+}
+
+/* Create the store, or adopt the existing one. Trying an exclusive create
+ * first is what tells the two apart: only one creator can win it. */
+static int open_store(const struct kvd_config *cfg, kv_t **kv, bool *created)
+{
+	struct kv_options excl = cfg->opts;
+	int rc;
+
+	excl.flags |= KV_CREATE_EXCL;
+	errno = 0;
+	rc = kv_create(cfg->store, &excl, kv);
+	*created = rc == KV_OK;
+	if (rc == KV_ESTOREEXISTS) {
+		errno = 0;
+		rc = kv_create(cfg->store, &cfg->opts, kv);
+	}
+	if (rc != KV_OK)
+		fail_create(cfg, rc, errno);
+	return rc;
+}
+
+/* Claim the store. A kvd that won the flock an instant ago may not have
+ * recorded its pid yet; ask again for a moment so that the refusal can
+ * name it, as operators need it to find the other daemon. */
+static int claim(kv_t *kv, pid_t *other)
+{
+	const struct timespec pause = {0, 10 * 1000 * 1000L};
+	int rc;
+
+	for (int tries = 0;; tries++) {
+		rc = kv__daemon_claim(kv, other);
+		if (rc != KV_ESERVED || *other > 0 || tries == 20)
+			return rc;
+		nanosleep(&pause, NULL);
+	}
+}
+
+/* An adopted store keeps the geometry and permissions it was made with:
+ * they cannot change under clients that have it mapped. Say so when the
+ * command line asked for something else, rather than silently ignore it. */
+static void warn_kept(const struct kvd_config *cfg,
+                      const struct kv_stats *st, unsigned mode)
+{
+	char have[32], want[32];
+
+	/* The library rounds a size down to whole KV_PAGE_ALIGN pages, so
+	 * restarting with the same --size must not warn. */
+	if (cfg->size_given) {
+		uint64_t want_size =
+		    cfg->opts.size / KV_PAGE_ALIGN * KV_PAGE_ALIGN;
+
+		if (st->map_size != want_size) {
+			kvd_fmt_bytes(st->map_size, have, sizeof(have));
+			kvd_fmt_bytes(cfg->opts.size, want, sizeof(want));
+			kvd_log(KVD_WARN,
+			        "store '%s' exists with size %s: keeping it "
+			        "(--size %s ignored; remove the store to resize "
+			        "it)",
+			        cfg->store, have, want);
+		}
+	}
+	if (cfg->max_value_given && st->max_value != cfg->opts.max_value) {
+		kvd_fmt_bytes(st->max_value, have, sizeof(have));
+		kvd_fmt_bytes(cfg->opts.max_value, want, sizeof(want));
+		kvd_log(KVD_WARN,
+		        "store '%s' exists with max value %s: keeping it "
+		        "(--max-value %s ignored)",
+		        cfg->store, have, want);
+	}
+	/* The index is sized for max_items at a 7/8 load and rounded up, so
+	 * only an index too small for what was asked is worth a warning. */
+	if (cfg->max_items_given && st->slots / 8 * 7 < cfg->opts.max_items)
+		kvd_log(KVD_WARN,
+		        "store '%s' exists with an index for about %" PRIu64
+		        " keys: keeping it (--max-items %" PRIu64 " ignored; "
+		        "remove the store to resize it)",
+		        cfg->store, st->slots / 8 * 7, cfg->opts.max_items);
+	if (cfg->mode_given && mode != cfg->opts.mode)
+		kvd_log(KVD_WARN,
+		        "store '%s' exists with mode %04o: keeping it (--mode "
+		        "%04o ignored; use chmod to change it)",
+		        cfg->store, mode, cfg->opts.mode);
+}
+
+/* Look at what we are about to serve: log it, warn about options that did
+ * not apply, refuse a world-writable store. Fills the identity the loop
+ * uses to log recoveries. */
+static int inspect_store(const struct kvd_config *cfg, struct served *s,
+                         bool created)
+{
+	const char *path = kv__path(s->kv);
+	struct kv_stats st;
+	struct stat sb;
+	char size[32], maxval[32];
+	unsigned mode;
+	int rc;
+
+	rc = kv_stats(s->kv, &st);
+	if (rc != KV_OK) {
+		kvd_fail("store '%s': stats: %s", cfg->store, kv_strerror(rc));
+		return -1;
+	}
+	if (stat(path, &sb) != 0) {
+		kvd_fail("store '%s': %s: %s", cfg->store, path,
+		         strerror(errno));
+		return -1;
+	}
+	s->recoveries = st.recoveries;
+	mode = (unsigned)sb.st_mode & 07777;
+
+	/* The library never makes one, but anyone can chmod: a store every
+	 * local user can write is not one we will vouch for. */
+	if (mode & S_IWOTH) {
+		kvd_fail("store '%s': %s is world-writable (mode %04o), so any "
+		         "local user could corrupt it; refusing to serve it "
+		         "(fix with chmod o-w)",
+		         cfg->store, path, mode);
+		return -1;
+	}
+
+	kvd_fmt_bytes(st.map_size, size, sizeof(size));
+	kvd_fmt_bytes(st.max_value, maxval, sizeof(maxval));
+	kvd_log(KVD_INFO,
+	        "%s store '%s' at %s: size %s, max value %s, %" PRIu64
+	        " buckets / %" PRIu64 " slots, mode %04o, %" PRIu64 " item%s",
+	        created ? "created" : "adopted", cfg->store, path, size, maxval,
+	        st.buckets, st.slots, mode, st.items, st.items == 1 ? "" : "s");
+	if (!created)
+		warn_kept(cfg, &st, mode);
+	return 0;
+}
+
+/* SIGHUP: the figures an operator asks for first. */
+static void log_stats(const struct served *s)
+{
+	struct kv_stats st;
+	char used[32], arena[32], keys[32], values[32];
+	int rc;
+
+	rc = kv_stats(s->kv, &st);
+	if (rc != KV_OK) {
+		kvd_log(KVD_ERROR, "store '%s': stats: %s", s->store,
+		        kv_strerror(rc));
+		return;
+	}
+	kvd_fmt_bytes(st.data_used, used, sizeof(used));
+	kvd_fmt_bytes(st.data_bytes, arena, sizeof(arena));
+	kvd_fmt_bytes(st.key_bytes, keys, sizeof(keys));
+	kvd_fmt_bytes(st.value_bytes, values, sizeof(values));
+	kvd_log(KVD_INFO,
+	        "store '%s': %" PRIu64 " items (keys %s, values %s), used %s "
+	        "of %s (%.1f%%), pages %" PRIu64 "/%" PRIu64 ", puts %" PRIu64
+	        ", deletes %" PRIu64 ", expired %" PRIu64 ", recoveries %" PRIu64
+	        ", max probe %" PRIu64,
+	        s->store, st.items, keys, values, used, arena,
+	        st.data_bytes != 0 ?
+	            100.0 * (double)st.data_used / (double)st.data_bytes : 0.0,
+	        st.pages_used, st.pages_total, st.puts, st.deletes, st.expired,
+	        st.recoveries, st.max_probe);
+}
+
+/* Every tick: recover a dead writer's lock. A failure (a corrupt store) is
+ * not a reason to stop: clients get the error themselves, and the daemon
+ * should still be there when the store is repaired. Log only changes, not
+ * a hundred lines a second.
+ *
+ * The one failure that does stop kvd is the store being removed (or removed
+ * and made anew under the same name): it lives on only while something maps
+ * it, and kvd must not be what keeps its memory, maybe gigabytes of tmpfs,
+ * allocated. Returns true to stop. */
+static bool upkeep(struct served *s)
+{
+	int rc = kv__maintain(s->kv);
+
+	if (rc == KV_ENOSTORE) {
+		kvd_log(KVD_WARN, "store '%s': %s was removed; stopping",
+		        s->store, kv__path(s->kv));
+		s->removed = true;
+		return true;
+	}
+	if (rc == s->maintain_rc)
+		return false;
+	if (rc != KV_OK)
+		kvd_log(KVD_ERROR, "store '%s': upkeep: %s", s->store,
+		        kv_strerror(rc));
+	else
+		kvd_log(KVD_INFO, "store '%s': upkeep succeeds again", s->store);
+	s->maintain_rc = rc;
+	return false;
+}
+
+/* Once a second: log lock recoveries, whoever made them (the tick, or a
+ * client's next write), so an operator learns that a client is dying inside
+ * writes. */
+static void log_recoveries(struct served *s)
+{
+	struct kv_stats st;
+
+	if (kv_stats(s->kv, &st) != KV_OK || st.recoveries == s->recoveries)
+		return;
+	kvd_log(KVD_WARN,
+	        "store '%s': a writer died holding the lock; recovered "
+	        "(recoveries so far: %" PRIu64 ")",
+	        s->store, st.recoveries);
+	s->recoveries = st.recoveries;
+}
+
+/* Serve until SIGTERM or SIGINT, or until the store is removed. */
+static void serve(struct served *s, const sigset_t *sigs)
+{
+	const struct timespec tick = {0, TICK_NS};
+	uint64_t next_slow = monotonic_ms() + SLOW_TICK_MS;
+
+	for (;;) {
+		siginfo_t si;
+		int sig = sigtimedwait(sigs, &si, &tick);
+
+		if (sig == SIGTERM || sig == SIGINT) {
+			if (si.si_code == SI_USER && si.si_pid > 0)
+				kvd_log(KVD_INFO,
+				        "%s from pid %ld: stopping",
+				        signal_name(sig), (long)si.si_pid);
+			else
+				kvd_log(KVD_INFO, "%s: stopping",
+				        signal_name(sig));
+			return;
+		}
+		if (sig == SIGHUP)
+			log_stats(s);
+		/* Otherwise the tick (EAGAIN) or a stop/continue (EINTR). */
+
+		if (upkeep(s))
+			return;
+		if (monotonic_ms() >= next_slow) {
+			log_recoveries(s);
+			next_slow = monotonic_ms() + SLOW_TICK_MS;
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct kvd_config cfg;
+	struct served s = {0};
+	sigset_t sigs;
+	pid_t other = 0;
+	bool created = false, claimed = false, pidfile = false;
+	int ready_fd = -1;
+	int status;
+	int rc;
+
+	if (open_stdio() != 0)
+		return 2; /* nowhere to say why */
+	if (!kvd_config_parse(argc, argv, &cfg, &status))
+		return status;
+	status = 2;
+	s.store = cfg.store;
+	kvd_log_setup(cfg.quiet);
+
+	if (cfg.daemonize && kvd_detach(&ready_fd) != 0)
+		goto out;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &sigs, NULL) != 0) {
+		kvd_fail("signals: %s", strerror(errno));
+		goto out;
+	}
+
+	if (open_store(&cfg, &s.kv, &created) != KV_OK)
+		goto out;
+
+	errno = 0;
+	rc = claim(s.kv, &other);
+	if (rc == KV_ESERVED) {
+		if (other > 0)
+			kvd_fail("store '%s': already served by kvd pid %ld",
+			         cfg.store, (long)other);
+		else
+			kvd_fail("store '%s': already served by another kvd "
+			         "(pid unknown)",
+			         cfg.store);
+		goto out;
+	}
+	if (rc != KV_OK) {
+		kvd_fail("store '%s': claim: %s%s%s%s", cfg.store,
+		         kv_strerror(rc), errno != 0 ? " (" : "",
+		         errno != 0 ? strerror(errno) : "", errno != 0 ? ")" : "");
+		goto out;
+	}
+	claimed = true;
+
+	if (inspect_store(&cfg, &s, created) != 0)
+		goto out;
+
+	if (cfg.pidfile[0] != '\0') {
+		rc = kvd_pidfile_write(cfg.pidfile);
+		if (rc != 0) {
+			kvd_fail("pid file '%s': %s", cfg.pidfile, strerror(rc));
+			goto out;
+		}
+		pidfile = true;
+	}
+
+	if (cfg.daemonize) {
+		/* Last, so nothing above had to cope with a changed working
+		 * directory (a file-backed store may be a relative path). */
+		if (chdir("/") != 0)
+			kvd_log(KVD_WARN, "chdir /: %s", strerror(errno));
+		kvd_ready(&ready_fd);
+	}
+
+	serve(&s, &sigs);
+	status = 0;
+
+out:
+	if (pidfile) {
+		rc = kvd_pidfile_remove(cfg.pidfile);
+		if (rc != 0)
+			kvd_log(KVD_ERROR, "pid file '%s': %s", cfg.pidfile,
+			        strerror(rc));
+	}
+	if (claimed)
+		kv__daemon_release(s.kv);
+	if (status == 0 && !s.removed)
+		kvd_log(KVD_INFO, "stopped; store '%s' stays at %s", cfg.store,
+		        kv__path(s.kv));
+	else if (status == 0)
+		kvd_log(KVD_INFO, "stopped");
+	kv_close(s.kv);
+	/* A daemon that never became ready just closes the pipe: the fatal
+	 * line, if any, is already in it. */
+	if (ready_fd >= 0)
+		close(ready_fd);
+	return status;
+}

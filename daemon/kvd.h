@@ -1,0 +1,106 @@
+/*
+ * kvd.h - the calls between kvd's files. Private to daemon/.
+ *
+ * kvd is split by concern:
+ *   kvd.c      startup (create or adopt, claim), the serve loop, shutdown
+ *   options.c  the command line: options, sizes, modes, the pid-file path
+ *   detach.c   -d: double fork, the readiness pipe, the pid file
+ *   log.c      log lines (stderr or syslog) and the one fatal error line
+ */
+#ifndef KVD_H
+#define KVD_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv.h"
+
+#if defined(__GNUC__)
+#define KVD_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define KVD_PRINTF(f, a)
+#endif
+
+/* ------------------------------------------------------------------------
+ * options.c
+ */
+
+/* Everything the command line decides. The *_given flags let kvd tell "the
+ * default" from "asked for explicitly", which matters when it adopts an
+ * existing store whose fixed geometry may differ from what was asked. */
+struct kvd_config {
+	const char *store;       /* -s, else $KV_STORE, else "default" */
+	struct kv_options opts;  /* zero fields mean the library default */
+	bool size_given;
+	bool mode_given;
+	bool max_value_given;
+	bool max_items_given;
+	bool daemonize;          /* -d */
+	bool quiet;              /* -q */
+	char pidfile[PATH_MAX];  /* absolute path, or "" for no pid file */
+};
+
+/* Parse argv into *cfg. Returns true when kvd should run; false when it
+ * should exit at once with *status (0 after --help or --version, 2 after a
+ * usage error, whose one-line message is already on stderr). */
+bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
+                      int *status);
+
+/* Make path absolute against the current directory (a detached kvd chdirs
+ * to "/" but must still find its pid file and store at exit). Returns 0, or
+ * -1 with errno set. */
+int kvd_absolute_path(const char *path, char *buf, size_t cap);
+
+/* "16 MiB", "1.5 GiB", "4000 bytes": for log lines. */
+void kvd_fmt_bytes(uint64_t bytes, char *buf, size_t cap);
+
+/* ------------------------------------------------------------------------
+ * log.c
+ */
+
+enum kvd_level {
+	KVD_INFO,  /* suppressed by -q */
+	KVD_WARN,  /* suppressed by -q */
+	KVD_ERROR, /* always */
+};
+
+/* Set the verbosity. Until kvd_log_detached(), lines go to stderr. */
+void kvd_log_setup(bool quiet);
+
+/* From now on log lines go to syslog (stderr is /dev/null), and fatal lines
+ * go to fail_fd (the readiness pipe) until kvd_log_fail_fd(-1). */
+void kvd_log_detached(int fail_fd);
+void kvd_log_fail_fd(int fd);
+
+/* One log line: "<ISO-8601 UTC> kvd[PID]: message". */
+void kvd_log(enum kvd_level level, const char *fmt, ...) KVD_PRINTF(2, 3);
+
+/* The fatal line "kvd: <what>: <why>", for whoever started kvd. The caller
+ * then exits 2. */
+void kvd_fail(const char *fmt, ...) KVD_PRINTF(1, 2);
+
+/* ------------------------------------------------------------------------
+ * detach.c
+ */
+
+/* Detach from the terminal (-d). Returns 0 in the daemon, with *ready_fd
+ * the write end of the readiness pipe; the process that called it never
+ * returns on success: it waits for kvd_ready() or a fatal line from the
+ * daemon and exits 0 or 2 with it. Returns -1 (fatal line written) if
+ * detaching itself failed. */
+int kvd_detach(int *ready_fd);
+
+/* Tell the waiting parent the store is served, then close the pipe and
+ * set *ready_fd to -1. */
+void kvd_ready(int *ready_fd);
+
+/* Write our pid to path atomically (a temporary file, then rename).
+ * Returns 0 or an errno value. */
+int kvd_pidfile_write(const char *path);
+
+/* Remove path if it still names us. Returns 0 or an errno value. */
+int kvd_pidfile_remove(const char *path);
+
+#endif /* KVD_H */

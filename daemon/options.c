@@ -1,0 +1,392 @@
+/*
+ * options.c - kvd's command line.
+ *
+ * Everything here runs before kvd touches a store or forks, so a mistake on
+ * the command line is reported once, on the caller's stderr, as
+ * "kvd: <what>: <why>" with exit status 2, and nothing is left behind.
+ *
+ * Sizes are whole numbers of bytes with an optional binary suffix (K, M, G,
+ * T: powers of 1024, either case, optionally followed by "B" or "iB"), so
+ * "64M", "4G", "512KiB" and "4096" all work; fractions, signs, spaces, zero
+ * and anything that overflows 64 bits are refused rather than guessed at.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "kvd.h"
+
+#define DEFAULT_STORE "default"
+
+enum {
+	OPT_SIZE = 256,
+	OPT_MODE,
+	OPT_MAX_VALUE,
+	OPT_MAX_ITEMS,
+	OPT_PIDFILE,
+};
+
+static const struct option long_options[] = {
+	{"store", required_argument, NULL, 's'},
+	{"size", required_argument, NULL, OPT_SIZE},
+	{"mode", required_argument, NULL, OPT_MODE},
+	{"max-value", required_argument, NULL, OPT_MAX_VALUE},
+	{"max-items", required_argument, NULL, OPT_MAX_ITEMS},
+	{"daemon", no_argument, NULL, 'd'},
+	{"pidfile", required_argument, NULL, OPT_PIDFILE},
+	{"quiet", no_argument, NULL, 'q'},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{NULL, 0, NULL, 0},
+};
+
+static void usage(FILE *out)
+{
+	fputs(
+	    "Usage: kvd [OPTION]...\n"
+	    "Create a kv shared-memory store, or adopt an existing one with its\n"
+	    "data, and serve it until SIGTERM or SIGINT. The store outlives kvd.\n"
+	    "\n"
+	    "  -s, --store NAME       store to serve (default: $KV_STORE, else\n"
+	    "                         'default'); a NAME with '/' is a file path\n"
+	    "      --size BYTES       size of the whole mapping (default 64M)\n"
+	    "      --mode OCTAL       permissions of a new store (default 0600;\n"
+	    "                         never world-writable)\n"
+	    "      --max-value BYTES  largest value (default 1M, at most 64M)\n"
+	    "      --max-items N      size the index for N keys (default: from\n"
+	    "                         --size)\n"
+	    "  -d, --daemon           detach, log to syslog, write a pid file\n"
+	    "      --pidfile PATH     pid file (default with -d:\n"
+	    "                         $XDG_RUNTIME_DIR/kvd.NAME.pid, else\n"
+	    "                         /run/kvd.NAME.pid as root, else\n"
+	    "                         /tmp/kvd.NAME.pid)\n"
+	    "  -q, --quiet            log errors only\n"
+	    "  -h, --help             show this help and exit\n"
+	    "  -V, --version          show the version and exit\n"
+	    "\n"
+	    "BYTES is a number with an optional suffix K, M, G or T (powers of\n"
+	    "1024), e.g. 64M, 4G, 512KiB. --size, --mode, --max-value and\n"
+	    "--max-items apply when the store is created; an existing store keeps\n"
+	    "its own.\n"
+	    "\n"
+	    "Signals: SIGTERM, SIGINT stop kvd (the store stays); SIGHUP logs\n"
+	    "statistics.\n"
+	    "Exit status: 0 after a clean stop, 2 on any error.\n",
+	    out);
+}
+
+/* The long name of an option, for messages: every option whose value we
+ * check has one. */
+static const char *long_name(int val)
+{
+	for (const struct option *o = long_options; o->name != NULL; o++)
+		if (o->val == val)
+			return o->name;
+	return "?";
+}
+
+/* Parse a size; on failure *why says what is wrong with it. */
+static int parse_size(const char *s, uint64_t *out, const char **why)
+{
+	const char *p = s;
+	uint64_t v = 0;
+	unsigned shift = 0;
+
+	*why = "not a size (use bytes or a suffix: 64M, 4G, 512KiB)";
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			goto too_large;
+		v = v * 10 + d;
+	}
+	switch (*p) {
+	case 'k': case 'K': shift = 10; p++; break;
+	case 'm': case 'M': shift = 20; p++; break;
+	case 'g': case 'G': shift = 30; p++; break;
+	case 't': case 'T': shift = 40; p++; break;
+	default: break;
+	}
+	/* "B" after anything; "iB" only after a multiplier ("4iB" is junk). */
+	if (*p != '\0' && strcasecmp(p, "b") != 0 &&
+	    !(shift > 0 && strcasecmp(p, "ib") == 0))
+		return -1;
+	if (v == 0) {
+		*why = "must be greater than zero";
+		return -1;
+	}
+	if (v > (UINT64_MAX >> shift))
+		goto too_large;
+	*out = v << shift;
+	return 0;
+
+too_large:
+	*why = "too large";
+	return -1;
+}
+
+/* Parse a plain count (--max-items): digits only. */
+static int parse_count(const char *s, uint64_t *out, const char **why)
+{
+	uint64_t v = 0;
+
+	*why = "not a whole number";
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		unsigned d;
+
+		if (*s < '0' || *s > '9')
+			return -1;
+		d = (unsigned)(*s - '0');
+		if (v > (UINT64_MAX - d) / 10) {
+			*why = "too large";
+			return -1;
+		}
+		v = v * 10 + d;
+	}
+	if (v == 0) {
+		*why = "must be greater than zero";
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* Parse --mode. The store's permissions are its security boundary, so a
+ * mode anyone could write through is refused outright, and so is one that
+ * would lock kvd itself out of the store it must adopt after a restart. */
+static int parse_mode(const char *s, uint32_t *out, const char **why)
+{
+	uint32_t v = 0;
+	const char *p = s;
+
+	*why = "not an octal mode (e.g. 0600, 0640, 0660)";
+	if (*p == '\0')
+		return -1;
+	for (; *p != '\0'; p++) {
+		if (*p < '0' || *p > '7')
+			return -1;
+		v = v * 8 + (uint32_t)(*p - '0');
+		if (v > 0777) {
+			*why = "only permission bits (0 to 0777) are allowed";
+			return -1;
+		}
+	}
+	if (v & 0002) {
+		*why = "world-writable stores are refused: any local user could "
+		       "change or corrupt every value (use a group instead, "
+		       "e.g. 0660)";
+		return -1;
+	}
+	if ((v & 0600) != 0600) {
+		*why = "the owner needs read and write (kvd itself must be able "
+		       "to adopt the store after a restart)";
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int kvd_absolute_path(const char *path, char *buf, size_t cap)
+{
+	char cwd[PATH_MAX];
+	int n;
+
+	if (path[0] == '/') {
+		n = snprintf(buf, cap, "%s", path);
+	} else {
+		if (getcwd(cwd, sizeof(cwd)) == NULL)
+			return -1;
+		n = snprintf(buf, cap, "%s/%s", cwd, path);
+	}
+	if (n < 0 || (size_t)n >= cap) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+/* The default pid file of a detached kvd serving store: one per store,
+ * in the per-user runtime directory when there is one. A file-backed
+ * store's name is a path, so its '/' become '_' to stay one file name. */
+static int default_pidfile(const char *store, char *buf, size_t cap)
+{
+	const char *dir = getenv("XDG_RUNTIME_DIR");
+	int n;
+
+	if (dir == NULL || dir[0] == '\0')
+		dir = geteuid() == 0 ? "/run" : "/tmp";
+	n = snprintf(buf, cap, "%s/kvd.%s.pid", dir, store);
+	if (n < 0 || (size_t)n >= cap) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (char *p = buf + strlen(dir) + 1; *p != '\0'; p++)
+		if (*p == '/')
+			*p = '_';
+	return 0;
+}
+
+bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
+                      int *status)
+{
+	const char *pidfile = NULL;
+	const char *why = NULL;
+	uint64_t v;
+	int c;
+
+	memset(cfg, 0, sizeof(*cfg));
+	*status = 2;
+
+	/* We print our own one-line errors; a leading ':' makes getopt
+	 * tell a missing argument (':') from an unknown option ('?'). */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":s:dqhV", long_options, NULL)) !=
+	       -1) {
+		switch (c) {
+		case 's':
+			cfg->store = optarg;
+			break;
+		case OPT_SIZE:
+			if (parse_size(optarg, &v, &why) != 0)
+				goto bad_value;
+			cfg->opts.size = v;
+			cfg->size_given = true;
+			break;
+		case OPT_MODE:
+			if (parse_mode(optarg, &cfg->opts.mode, &why) != 0)
+				goto bad_value;
+			cfg->mode_given = true;
+			break;
+		case OPT_MAX_VALUE:
+			if (parse_size(optarg, &v, &why) != 0)
+				goto bad_value;
+			if (v > KV_MAX_VALUE_LIMIT) {
+				why = "larger than the limit of 64 MiB";
+				goto bad_value;
+			}
+			cfg->opts.max_value = (uint32_t)v;
+			cfg->max_value_given = true;
+			break;
+		case OPT_MAX_ITEMS:
+			if (parse_count(optarg, &cfg->opts.max_items, &why) != 0)
+				goto bad_value;
+			cfg->max_items_given = true;
+			break;
+		case 'd':
+			cfg->daemonize = true;
+			break;
+		case OPT_PIDFILE:
+			if (optarg[0] == '\0') {
+				why = "must not be empty";
+				goto bad_value;
+			}
+			pidfile = optarg;
+			break;
+		case 'q':
+			cfg->quiet = true;
+			break;
+		case 'h':
+			usage(stdout);
+			*status = fflush(stdout) == 0 ? 0 : 2;
+			return false;
+		case 'V':
+			printf("kvd %s (libkv %s)\n", KV_VERSION_STRING,
+			       kv_version());
+			*status = fflush(stdout) == 0 ? 0 : 2;
+			return false;
+		case ':':
+			fprintf(stderr,
+			        "kvd: %s: option needs an argument (see kvd "
+			        "--help)\n",
+			        argv[optind - 1]);
+			return false;
+		default:
+			if (optopt > 0 && optopt < 256)
+				fprintf(stderr,
+				        "kvd: -%c: unknown option (see kvd "
+				        "--help)\n",
+				        optopt);
+			else
+				fprintf(stderr,
+				        "kvd: %s: unknown option (see kvd "
+				        "--help)\n",
+				        argv[optind - 1]);
+			return false;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "kvd: %s: unexpected argument (see kvd --help)\n",
+		        argv[optind]);
+		return false;
+	}
+
+	/* An empty $KV_STORE is treated as unset, as shells make it easy to
+	 * export one by accident. */
+	if (cfg->store == NULL) {
+		cfg->store = getenv("KV_STORE");
+		if (cfg->store == NULL || cfg->store[0] == '\0')
+			cfg->store = DEFAULT_STORE;
+	}
+	if (kv_name_check(cfg->store) != KV_OK) {
+		fprintf(stderr, "kvd: store '%s': %s\n", cfg->store,
+		        kv_strerror(KV_ENAME));
+		return false;
+	}
+
+	if (pidfile != NULL) {
+		if (kvd_absolute_path(pidfile, cfg->pidfile, sizeof(cfg->pidfile)) !=
+		    0) {
+			fprintf(stderr, "kvd: pid file '%s': %s\n", pidfile,
+			        strerror(errno));
+			return false;
+		}
+	} else if (cfg->daemonize) {
+		char def[PATH_MAX];
+
+		if (default_pidfile(cfg->store, def, sizeof(def)) != 0 ||
+		    kvd_absolute_path(def, cfg->pidfile, sizeof(cfg->pidfile)) !=
+		        0) {
+			fprintf(stderr, "kvd: pid file for store '%s': %s\n",
+			        cfg->store, strerror(errno));
+			return false;
+		}
+	}
+	*status = 0;
+	return true;
+
+bad_value:
+	fprintf(stderr, "kvd: --%s '%s': %s\n", long_name(c), optarg, why);
+	return false;
+}
+
+void kvd_fmt_bytes(uint64_t bytes, char *buf, size_t cap)
+{
+	static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB",
+	                                   "EiB"};
+	unsigned u = 0;
+	uint64_t scale = 1024;
+
+	if (bytes < 1024) {
+		snprintf(buf, cap, "%" PRIu64 " bytes", bytes);
+		return;
+	}
+	while (u + 1 < sizeof(unit) / sizeof(unit[0]) &&
+	       bytes / scale >= 1024) {
+		scale *= 1024;
+		u++;
+	}
+	if (bytes % scale == 0)
+		snprintf(buf, cap, "%" PRIu64 " %s", bytes / scale, unit[u]);
+	else
+		snprintf(buf, cap, "%.1f %s", (double)bytes / (double)scale,
+		         unit[u]);
+}
