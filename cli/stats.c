@@ -17,9 +17,9 @@
 
 #include "cli.h"
 
-/* reserved[] follows daemon_pid directly: if this fails, a field was added
- * to struct kv_stats (carved out of reserved[]); add it to fields[]. */
-static_assert(offsetof(struct kv_stats, reserved) == 152,
+/* reserved0 follows evict directly: if this fails, a field was added to
+ * struct kv_stats (carved out of reserved[]); add it to fields[]. */
+static_assert(offsetof(struct kv_stats, reserved0) == 172,
               "struct kv_stats changed: update fields[] in cli/stats.c");
 
 enum kind { COUNT, BYTES, TIME_MS, PID };
@@ -47,6 +47,8 @@ static const struct field fields[] = {
 	U64(expired, COUNT),        U64(recoveries, COUNT),
 	U64(max_probe, COUNT),      U64(created_ms, TIME_MS),
 	U32(nclasses, COUNT),       U32(daemon_pid, PID),
+	U64(evictions, COUNT),      U64(page_moves, COUNT),
+	U32(evict, COUNT),
 };
 
 #define NFIELDS (sizeof fields / sizeof fields[0])

@@ -100,6 +100,8 @@ struct kv_options {
 };
 
 #define KV_CREATE_EXCL 0x1u /* fail with KV_ESTOREEXISTS rather than adopt */
+#define KV_CREATE_NOEVICT 0x2u /* when full, puts fail with KV_EFULL instead
+                                * of evicting least recently used items */
 
 /* Options for kv_put(). Zero-initialise; NULL means all defaults. */
 struct kv_put_opts {
@@ -135,7 +137,11 @@ struct kv_stats {
 	uint64_t created_ms;     /* creation time, ms since the Unix epoch */
 	uint32_t nclasses;       /* size classes */
 	uint32_t daemon_pid;     /* pid of the kvd serving the store, or 0 */
-	uint64_t reserved[8];
+	uint64_t evictions;      /* items evicted to make room */
+	uint64_t page_moves;     /* pages taken from one class for another */
+	uint32_t evict;          /* 1: evicts when full; 0: KV_EFULL */
+	uint32_t reserved0;
+	uint64_t reserved[5];
 };
 
 /* Create a store, or adopt an existing compatible one with its data (unless

@@ -15,6 +15,9 @@
 
 enum { KV_OP_PUT = 1, KV_OP_DEL = 2 };
 
+/* Evictions one put may make before it gives up with KV_EFULL. */
+#define KV_EVICT_TRIES 64
+
 const char *kv_strerror(int code)
 {
 	switch (code) {
@@ -190,6 +193,27 @@ static void account_removed(struct kv *kv, const struct kv_found *f,
 	kv__free_chunk(kv, f->cls, f->item);
 }
 
+void kv__remove(struct kv *kv, uint64_t hash, const struct kv_found *f,
+                enum kv_why why)
+{
+	struct kv_hdr *hdr = kv__hdr(kv);
+
+	kv__tx_begin(kv, KV_OP_DEL);
+	uint64_t span = kv__unlink(kv, hash, f);
+	kv__mark_odd(kv, hash & kv->mask, (uint32_t)span + 1);
+	account_removed(kv, f, why == KV_WHY_EXPIRED);
+	add64(kv, &hdr->items, -1);
+	if (why == KV_WHY_DELETED)
+		add64(kv, &hdr->deletes, 1);
+	if (why == KV_WHY_EVICTED) {
+		add64(kv, &hdr->evictions, 1);
+		add64(kv, &kv__class(kv, f->cls)->evictions, 1);
+	}
+	kv__tx_commit(kv);
+	kv__mark_even(kv);
+	kv__tx_end(kv);
+}
+
 static void fill_item(struct kv *kv, const struct kv_alloc *a,
                       const void *key, size_t klen, const void *val,
                       size_t vlen, uint64_t expire, uint64_t version)
@@ -199,7 +223,7 @@ static void fill_item(struct kv *kv, const struct kv_alloc *a,
 	it->vlen = (uint32_t)vlen;
 	it->klen = (uint16_t)klen;
 	it->cls = (uint8_t)a->cls;
-	atomic_store_explicit(&it->ref, 0, memory_order_relaxed);
+	it->flags = 0;
 	it->expire_ms = expire;
 	it->version = version;
 	KV_CRASHPOINT(2);
@@ -244,25 +268,39 @@ int kv_put(kv_t *kv, const void *key, size_t klen, const void *val,
 	rc = kv__lock(kv);
 	if (rc != KV_OK)
 		return rc;
-	rc = kv__find_locked(kv, h, key, klen, &f);
-	if (rc != KV_OK)
-		goto out;
-	bool old_expired = f.item && expired(kv, f.item, kv__now_ms());
-	bool live = f.item && !old_expired;
-	if ((opts->flags & KV_PUT_NX) && live) {
-		rc = KV_EEXIST;
-		goto out;
-	}
-	if ((opts->flags & KV_PUT_XX) && !live) {
-		rc = KV_ENOTFOUND;
-		goto out;
-	}
-	if (!f.item && !f.have_free) {
-		rc = KV_EFULL;
-		goto out;
-	}
 	uint32_t cls = kv__class_for(kv, KV_ITEM_HDR + klen + vlen);
-	rc = cls < kv->nclasses ? kv__alloc_peek(kv, cls, &a) : KV_EVALSIZE;
+	bool old_expired;
+	/* Find the key and room for it. Making room evicts (each eviction
+	 * its own committed delete), which may move keys: look again. */
+	for (unsigned tries = 0;; tries++) {
+		rc = kv__find_locked(kv, h, key, klen, &f);
+		if (rc != KV_OK)
+			goto out;
+		old_expired = f.item && expired(kv, f.item, kv__now_ms());
+		bool live = f.item && !old_expired;
+		if ((opts->flags & KV_PUT_NX) && live) {
+			rc = KV_EEXIST;
+			goto out;
+		}
+		if ((opts->flags & KV_PUT_XX) && !live) {
+			rc = KV_ENOTFOUND;
+			goto out;
+		}
+		if (!f.item && !f.have_free)
+			rc = KV_EFULL;
+		else
+			rc = cls < kv->nclasses ? kv__alloc_peek(kv, cls, &a)
+			                        : KV_EVALSIZE;
+		if (rc != KV_EFULL || (kv->hflags & KV_HF_NOEVICT) ||
+		    tries == KV_EVICT_TRIES)
+			break;
+		if (!f.item && !f.have_free)
+			rc = kv__evict_on_path(kv, h);
+		else
+			rc = kv__make_room(kv, cls);
+		if (rc != KV_OK)
+			break;
+	}
 	if (rc != KV_OK)
 		goto out;
 
@@ -305,7 +343,6 @@ int kv_del(kv_t *kv, const void *key, size_t klen)
 		return KV_ERDONLY;
 
 	uint64_t h = kv__hash(kv, key, klen);
-	struct kv_hdr *hdr = kv__hdr(kv);
 	struct kv_found f;
 
 	rc = kv__lock(kv);
@@ -319,17 +356,7 @@ int kv_del(kv_t *kv, const void *key, size_t klen)
 		goto out;
 	}
 	bool was_expired = expired(kv, f.item, kv__now_ms());
-	kv__tx_begin(kv, KV_OP_DEL);
-	uint64_t home = h & kv->mask;
-	uint64_t span = kv__unlink(kv, h, &f);
-	kv__mark_odd(kv, home, (uint32_t)span + 1);
-	account_removed(kv, &f, was_expired);
-	add64(kv, &hdr->items, -1);
-	if (!was_expired)
-		add64(kv, &hdr->deletes, 1);
-	kv__tx_commit(kv);
-	kv__mark_even(kv);
-	kv__tx_end(kv);
+	kv__remove(kv, h, &f, was_expired ? KV_WHY_EXPIRED : KV_WHY_DELETED);
 	/* An expired key was already invisible: deleting it finds nothing. */
 	rc = was_expired ? KV_ENOTFOUND : KV_OK;
 out:
@@ -370,6 +397,9 @@ int kv_stats(kv_t *kv, struct kv_stats *out)
 	out->max_probe = ld(&h->max_probe);
 	out->created_ms = h->created_ms;
 	out->nclasses = kv->nclasses;
+	out->evictions = ld(&h->evictions);
+	out->page_moves = ld(&h->page_moves);
+	out->evict = (kv->hflags & KV_HF_NOEVICT) ? 0 : 1;
 	uint32_t pid = atomic_load_explicit(&h->daemon_pid,
 	                                    memory_order_relaxed);
 	/* The pid is advisory: report it only while that process lives. */

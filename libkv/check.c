@@ -5,16 +5,18 @@
  *
  * Invariants checked
  *   journal   at rest (IDLE, nothing pending)
- *   pages     pages below page_bump belong to a class, the rest are free;
- *             each class owns as many pages as it says
+ *   pages     pages above page_bump are free; free pages below it are on
+ *             the free-page list; each class owns as many pages as it
+ *             says, its partial list holds exactly its pages that are not
+ *             full, doubly linked
  *   index     every bucket's sequence number is even; every slot names a
  *             chunk of the right class holding a well-formed item whose key
  *             hashes to this tag and lies at most KV_MAX_PROBE buckets from
  *             its home; no chunk is named twice; every bucket's overflow
  *             equals the number of keys that probe past it
- *   allocator every free list is acyclic, stays in its class, holds no
- *             live chunk and as many chunks as nfree says; for each class
- *             used + free + never-used == pages * chunks per page
+ *   allocator each page's free list is acyclic, stays in its page below
+ *             its bump, holds only chunks marked free and not linked; per
+ *             page, used + free == handed out; used matches the index
  *   counters  items, key and value bytes and bytes in use match the walk
  *
  * With a read-write handle the writer lock is held for the walk, so the
@@ -40,6 +42,7 @@ struct checker {
 	uint8_t *freed;    /* same: a chunk on a free list */
 	uint32_t *ovf;     /* expected overflow per bucket */
 	uint64_t *cls_live;
+	uint32_t *page_live; /* items the index links, per page */
 };
 
 __attribute__((format(printf, 2, 3))) static void problem(struct checker *c,
@@ -75,38 +78,6 @@ static void bit_set(uint8_t *m, uint64_t i)
 static uint64_t ld64(_Atomic uint64_t *p)
 {
 	return atomic_load_explicit(p, memory_order_relaxed);
-}
-
-static void check_pages(struct checker *c)
-{
-	struct kv *kv = c->kv;
-	uint64_t pb = ld64(&kv__hdr(kv)->page_bump);
-	uint64_t per_class[KV_MAX_CLASSES] = {0};
-
-	if (pb > kv->npages) {
-		problem(c, "page_bump %llu beyond %llu pages",
-		        (unsigned long long)pb, (unsigned long long)kv->npages);
-		pb = kv->npages;
-	}
-	for (uint64_t p = 0; p < kv->npages; p++) {
-		uint32_t cls = atomic_load_explicit(&kv__page(kv, p)->cls,
-		                                    memory_order_relaxed);
-		if (p < pb && cls >= kv->nclasses)
-			problem(c, "page %llu is in use but has class %u",
-			        (unsigned long long)p, cls);
-		else if (p >= pb && cls != KV_PAGE_FREE)
-			problem(c, "page %llu is unused but has class %u",
-			        (unsigned long long)p, cls);
-		else if (p < pb)
-			per_class[cls]++;
-	}
-	for (uint32_t k = 0; k < kv->nclasses; k++) {
-		uint64_t pages = ld64(&kv__class(kv, k)->pages);
-		if (pages != per_class[k])
-			problem(c, "class %u says %llu pages, owns %llu", k,
-			        (unsigned long long)pages,
-			        (unsigned long long)per_class[k]);
-	}
 }
 
 static void check_index(struct checker *c, bool locked)
@@ -169,6 +140,7 @@ static void check_index(struct checker *c, bool locked)
 			vbytes += it->vlen;
 			used += kv->class_size[cls];
 			c->cls_live[cls]++;
+			c->page_live[(off - kv->arena_off) / kv->page_size]++;
 		}
 	}
 	for (uint64_t b = 0; b < kv->nbuckets; b++) {
@@ -195,93 +167,154 @@ static void check_index(struct checker *c, bool locked)
 		        (unsigned long long)used);
 }
 
-static void check_class(struct checker *c, uint32_t k)
+/* One page of a class: its free list, counts and list membership. */
+static void check_page(struct checker *c, uint64_t p, uint32_t k)
 {
 	struct kv *kv = c->kv;
-	struct kv_class *cl = kv__class(kv, k);
+	struct kv_page *pg = kv__page(kv, p);
 	uint64_t size = kv->class_size[k];
-	uint64_t per_page = kv->class_per_page[k];
-	uint64_t pages = ld64(&cl->pages);
-	uint64_t limit = pages * per_page;
-	uint64_t nfree = 0;
-	uint64_t bump = ld64(&cl->bump), end = ld64(&cl->bump_end);
-	uint64_t unbumped = 0;
+	uint64_t start = kv->arena_off + p * kv->page_size;
+	uint32_t per_page = kv->class_per_page[k];
+	uint32_t used = atomic_load(&pg->used), bump = atomic_load(&pg->bump);
+	uint32_t nfree = 0;
 
-	if (pages > 0) {
-		uint32_t bc;
-		uint64_t page_start = bump - (bump - kv->arena_off) %
-		                                 kv->page_size;
-		if (bump < kv->arena_off || bump > kv->arena_end ||
-		    end != page_start + per_page * size ||
-		    (bump - page_start) % size != 0 ||
-		    atomic_load_explicit(
-		        &kv__page(kv, (page_start - kv->arena_off) /
-		                          kv->page_size)
-		             ->cls,
-		        memory_order_relaxed) != k) {
-			/* bump may sit exactly at the end of its page */
-			if (!(bump == end && end > kv->arena_off &&
-			      kv__chunk_check(kv, bump - size, &bc) == KV_OK &&
-			      bc == k))
-				problem(c, "class %u: bump range %llu..%llu is "
-				           "not in one of its pages",
-				        k, (unsigned long long)bump,
-				        (unsigned long long)end);
-		}
-		if (end >= bump)
-			unbumped = (end - bump) / size;
-	} else if (bump != 0 || end != 0) {
-		problem(c, "class %u owns no page but has a bump range", k);
+	if (bump > per_page || used > bump) {
+		problem(c, "page %llu: used %u, bump %u of %u chunks",
+		        (unsigned long long)p, used, bump, per_page);
+		return;
 	}
-
-	uint64_t off = ld64(&cl->free_head);
+	uint64_t off = ld64(&pg->free_head);
 	while (off != 0) {
-		uint32_t oc;
-		if (kv__chunk_check(kv, off, &oc) != KV_OK || oc != k) {
-			problem(c, "class %u: free list holds bad chunk %llu",
-			        k, (unsigned long long)off);
-			break;
+		if (off < start || off >= start + (uint64_t)bump * size ||
+		    (off - start) % size != 0) {
+			problem(c, "page %llu: free list holds bad chunk %llu",
+			        (unsigned long long)p, (unsigned long long)off);
+			return;
 		}
 		uint64_t u = unit(kv, off);
-		if (bit_get(c->live, u)) {
-			problem(c, "class %u: free chunk %llu is also linked",
-			        k, (unsigned long long)off);
-			break;
+		const struct kv_item *it =
+		    (const struct kv_item *)(void *)(kv->base + off);
+		if (bit_get(c->live, u) || it->klen != 0) {
+			problem(c, "page %llu: free chunk %llu is live",
+			        (unsigned long long)p, (unsigned long long)off);
+			return;
 		}
 		if (bit_get(c->freed, u)) {
-			problem(c, "class %u: free list has a cycle at %llu",
-			        k, (unsigned long long)off);
-			break;
-		}
-		if (off >= bump && off < end) {
-			problem(c, "class %u: free chunk %llu was never "
-			           "handed out",
-			        k, (unsigned long long)off);
-			break;
+			problem(c, "page %llu: free list has a cycle",
+			        (unsigned long long)p);
+			return;
 		}
 		bit_set(c->freed, u);
-		if (++nfree > limit)
-			break;
-		off = atomic_load_explicit(
-		    (_Atomic uint64_t *)(void *)(kv->base + off),
-		    memory_order_relaxed);
+		nfree++;
+		off = ld64((_Atomic uint64_t *)(void *)(kv->base + off +
+		                                        KV_FREE_LINK));
 	}
-	uint64_t used = ld64(&cl->used);
-	if (ld64(&cl->nfree) != nfree)
-		problem(c, "class %u: nfree %llu, free list holds %llu", k,
-		        (unsigned long long)ld64(&cl->nfree),
-		        (unsigned long long)nfree);
-	if (used != c->cls_live[k])
-		problem(c, "class %u: used %llu, index holds %llu", k,
-		        (unsigned long long)used,
-		        (unsigned long long)c->cls_live[k]);
-	if (c->cls_live[k] + nfree + unbumped != limit)
-		problem(c,
-		        "class %u: %llu live + %llu free + %llu unused != "
-		        "%llu chunks",
-		        k, (unsigned long long)c->cls_live[k],
-		        (unsigned long long)nfree,
-		        (unsigned long long)unbumped, (unsigned long long)limit);
+	if (c->page_live[p] != used)
+		problem(c, "page %llu: used %u, index links %u",
+		        (unsigned long long)p, used, c->page_live[p]);
+	if (used + nfree != bump)
+		problem(c, "page %llu: %u used + %u free != %u handed out",
+		        (unsigned long long)p, used, nfree, bump);
+	bool full = ld64(&pg->free_head) == 0 && bump == per_page;
+	if (atomic_load(&pg->partial) != (full ? 0u : 1u))
+		problem(c, "page %llu: %s but %s the partial list",
+		        (unsigned long long)p, full ? "full" : "not full",
+		        full ? "on" : "not on");
+}
+
+static void check_pages(struct checker *c)
+{
+	struct kv *kv = c->kv;
+	struct kv_hdr *h = kv__hdr(kv);
+	uint64_t pb = ld64(&h->page_bump);
+	uint64_t pages[KV_MAX_CLASSES] = {0}, used[KV_MAX_CLASSES] = {0};
+	uint64_t partial[KV_MAX_CLASSES] = {0}, nfreepages = 0;
+
+	if (pb > kv->npages) {
+		problem(c, "page_bump %llu beyond %llu pages",
+		        (unsigned long long)pb, (unsigned long long)kv->npages);
+		return;
+	}
+	for (uint64_t p = 0; p < kv->npages; p++) {
+		struct kv_page *pg = kv__page(kv, p);
+		uint32_t k = atomic_load(&pg->cls);
+		if (k == KV_PAGE_FREE) {
+			if (p < pb)
+				nfreepages++;
+			if (c->page_live[p])
+				problem(c, "free page %llu holds items",
+				        (unsigned long long)p);
+			continue;
+		}
+		if (p >= pb || k >= kv->nclasses) {
+			problem(c, "page %llu has class %u", (unsigned long long)p,
+			        k);
+			continue;
+		}
+		pages[k]++;
+		used[k] += atomic_load(&pg->used);
+		partial[k] += atomic_load(&pg->partial);
+		check_page(c, p, k);
+	}
+	/* The free-page list holds exactly the free pages below page_bump. */
+	uint8_t *onlist = calloc(kv->npages / 8 + 1, 1);
+	uint64_t n = 0;
+	if (onlist == NULL) {
+		problem(c, "out of memory");
+		return;
+	}
+	for (uint64_t link = ld64(&h->free_pages); link != 0;) {
+		uint64_t p = link - 1;
+		if (link > pb || atomic_load(&kv__page(kv, p)->cls) !=
+		                     KV_PAGE_FREE ||
+		    bit_get(onlist, p)) {
+			problem(c, "free-page list holds bad page %llu",
+			        (unsigned long long)link);
+			break;
+		}
+		bit_set(onlist, p);
+		n++;
+		link = atomic_load(&kv__page(kv, p)->next);
+	}
+	free(onlist);
+	if (n != nfreepages)
+		problem(c, "free-page list holds %llu of %llu free pages",
+		        (unsigned long long)n, (unsigned long long)nfreepages);
+
+	for (uint32_t k = 0; k < kv->nclasses; k++) {
+		struct kv_class *cl = kv__class(kv, k);
+		if (ld64(&cl->pages) != pages[k])
+			problem(c, "class %u says %llu pages, owns %llu", k,
+			        (unsigned long long)ld64(&cl->pages),
+			        (unsigned long long)pages[k]);
+		if (ld64(&cl->used) != used[k] || used[k] != c->cls_live[k])
+			problem(c, "class %u: used %llu, pages %llu, index %llu",
+			        k, (unsigned long long)ld64(&cl->used),
+			        (unsigned long long)used[k],
+			        (unsigned long long)c->cls_live[k]);
+		/* Walk the partial list: its pages, linked both ways. */
+		uint64_t count = 0, prev = 0;
+		for (uint64_t link = ld64(&cl->partial); link != 0;) {
+			struct kv_page *pg = kv__page(kv, link - 1);
+			if (link > pb || atomic_load(&pg->cls) != k ||
+			    atomic_load(&pg->partial) != 1 ||
+			    atomic_load(&pg->prev) != prev ||
+			    count > pages[k]) {
+				problem(c, "class %u: partial list broken at "
+				           "page %llu",
+				        k, (unsigned long long)link);
+				break;
+			}
+			count++;
+			prev = link;
+			link = atomic_load(&pg->next);
+		}
+		if (count != partial[k])
+			problem(c, "class %u: %llu pages on the partial list, "
+			           "%llu marked",
+			        k, (unsigned long long)count,
+			        (unsigned long long)partial[k]);
+	}
 }
 
 static int walk(struct kv *kv, bool locked,
@@ -295,23 +328,23 @@ static int walk(struct kv *kv, bool locked,
 	c.freed = calloc(units / 8 + 1, 1);
 	c.ovf = calloc(kv->nbuckets, sizeof *c.ovf);
 	c.cls_live = calloc(KV_MAX_CLASSES, sizeof *c.cls_live);
-	if (!c.live || !c.freed || !c.ovf || !c.cls_live)
+	c.page_live = calloc(kv->npages, sizeof *c.page_live);
+	if (!c.live || !c.freed || !c.ovf || !c.cls_live || !c.page_live)
 		goto out;
 
 	struct kv_journal *j = kv__journal(kv);
 	if (locked && atomic_load_explicit(&j->state, memory_order_relaxed) !=
 	                  KV_J_IDLE)
 		problem(&c, "journal is not at rest");
-	check_pages(&c);
 	check_index(&c, locked);
-	for (uint32_t k = 0; k < kv->nclasses; k++)
-		check_class(&c, k);
+	check_pages(&c);
 	rc = c.problems ? KV_ECORRUPT : KV_OK;
 out:
 	free(c.live);
 	free(c.freed);
 	free(c.ovf);
 	free(c.cls_live);
+	free(c.page_live);
 	return rc;
 }
 

@@ -121,7 +121,15 @@ struct kv_hdr {
 	_Atomic uint64_t version;     /* 0x140 last version handed to a put */
 	_Atomic uint64_t max_probe;   /* 0x148 longest probe ever placed */
 	_Atomic uint64_t data_used;   /* 0x150 bytes of chunks in use */
-	uint64_t reserved3[21];       /* 0x158 */
+	_Atomic uint64_t free_pages;  /* 0x158 first page (index+1) of the
+	                               *       free-page list, 0 = none */
+	_Atomic uint64_t evictions;   /* 0x160 items evicted for room */
+	_Atomic uint64_t page_moves;  /* 0x168 pages taken from a class */
+	_Atomic uint64_t page_hand;   /* 0x170 CLOCK hand over pages */
+	_Atomic uint64_t sweep_hand;  /* 0x178 expiry sweep's next bucket */
+	_Atomic uint64_t sweeps;      /* 0x180 sweep steps run */
+	_Atomic uint64_t sweep_ns;    /* 0x188 time spent in them */
+	uint64_t reserved3[14];       /* 0x190 */
 
 	/* 0x200: chunk size of each class, ascending; immutable. */
 	uint32_t class_size[KV_MAX_CLASSES]; /* 0x200 */
@@ -142,44 +150,60 @@ static_assert(sizeof(pthread_mutex_t) <= 64, "mutex fits its line");
 static_assert(offsetof(struct kv_hdr, daemon_pid) == 0x0c0, "layout");
 static_assert(offsetof(struct kv_hdr, page_bump) == 0x100, "layout");
 static_assert(offsetof(struct kv_hdr, data_used) == 0x150, "layout");
+static_assert(offsetof(struct kv_hdr, sweep_ns) == 0x188, "layout");
 static_assert(offsetof(struct kv_hdr, class_size) == 0x200, "layout");
 
 /* ------------------------------------------------------------------------
- * Size classes. One 64-byte record per class at KV_CLASS_OFF, guarded by
- * the mutex, changed only through the journal.
+ * Size classes and pages. Guarded by the mutex, changed only through the
+ * journal.
  *
- * A class owns whole pages. A chunk is taken from the free list if it is
- * not empty, else from the unused tail of the class's newest page (bump ..
- * bump_end), else the class takes the next never-used page of the arena.
- * A free chunk's first 8 bytes hold the offset of the next free chunk.
+ * The arena is an array of equal pages. A page is free (on the free-page
+ * list, or above page_bump: never used) or belongs to one class and is cut
+ * into chunks of that class's size. Chunks [0, bump) of a page have been
+ * handed out at least once: each is live (its item's klen is not 0) or
+ * free (klen 0, on the page's own free list, linked through the 8 bytes
+ * at offset 8). Chunks [bump, per_page) were never used.
+ *
+ * A class keeps a doubly linked list of its partial pages: those with a
+ * free or never-used chunk. A chunk comes from the first partial page, else
+ * the class takes a free page. A page whose last chunk is freed goes back
+ * to the free-page list, where any class can take it: memory is never
+ * locked into the class that first used it.
  */
 struct kv_class {
-	_Atomic uint64_t free_head; /* 0x00 first free chunk, 0 = none */
-	_Atomic uint64_t bump;      /* 0x08 next never-used chunk, 0 = none */
-	_Atomic uint64_t bump_end;  /* 0x10 end of the page bump is in */
-	_Atomic uint64_t used;      /* 0x18 chunks holding an item */
-	_Atomic uint64_t nfree;     /* 0x20 chunks on the free list */
-	_Atomic uint64_t pages;     /* 0x28 pages owned */
-	uint64_t reserved[2];       /* 0x30 */
+	_Atomic uint64_t partial;   /* 0x00 first partial page (index+1) */
+	_Atomic uint64_t used;      /* 0x08 chunks holding an item */
+	_Atomic uint64_t pages;     /* 0x10 pages owned */
+	_Atomic uint64_t evictions; /* 0x18 items evicted from this class */
+	_Atomic uint64_t hand;      /* 0x20 CLOCK hand: page index */
+	_Atomic uint64_t hand_chunk;/* 0x28 and chunk within it */
+	_Atomic uint64_t since_move;/* 0x30 evictions since it last gained a
+	                             *      page from another class */
+	uint64_t reserved;          /* 0x38 */
 };
 
 static_assert(sizeof(struct kv_class) == 64, "kv_class is a cache line");
-static_assert(offsetof(struct kv_class, pages) == 0x28, "layout");
+static_assert(offsetof(struct kv_class, since_move) == 0x30, "layout");
 static_assert(KV_CLASS_OFF + KV_MAX_CLASSES * sizeof(struct kv_class) ==
                   KV_JOURNAL_OFF,
               "classes end where the journal starts");
 
-/* Page table entry, one per arena page. cls is the owning class, or
- * KV_PAGE_FREE for a page no class has taken. */
+/* Page table entry, one per arena page. */
 struct kv_page {
-	_Atomic uint32_t cls;   /* 0x0 */
-	uint32_t reserved0;     /* 0x4 */
-	uint64_t reserved1;     /* 0x8 */
+	_Atomic uint32_t cls;       /* 0x00 owning class, or KV_PAGE_FREE */
+	_Atomic uint32_t used;      /* 0x04 live chunks */
+	_Atomic uint32_t bump;      /* 0x08 chunks ever handed out */
+	_Atomic uint32_t next;      /* 0x0c next page (index+1) on its list */
+	_Atomic uint64_t free_head; /* 0x10 first free chunk, 0 = none */
+	_Atomic uint32_t prev;      /* 0x18 previous partial page (index+1) */
+	_Atomic uint32_t partial;   /* 0x1c 1 while on its class's list */
 };
 
 #define KV_PAGE_FREE 0xffffffffu
+#define KV_FREE_LINK 8u /* offset of a free chunk's link */
 
-static_assert(sizeof(struct kv_page) == 16, "kv_page");
+static_assert(sizeof(struct kv_page) == 32, "kv_page");
+static_assert(offsetof(struct kv_page, free_head) == 0x10, "layout");
 
 /* ------------------------------------------------------------------------
  * Redo journal. See lock.c for the protocol; in short, a writer records
@@ -224,7 +248,11 @@ static_assert(KV_JOURNAL_OFF + sizeof(struct kv_journal) <= KV_INDEX_OFF,
  * Index bucket: one cache line. A slot is 0 when empty, else
  *   bits 63..48  tag: the top 16 bits of the key's hash
  *   bits 47..40  dist: buckets from the key's home bucket to this one
- *   bits 39..0   offset of the item in the mapping (maps are < 1 TiB)
+ *   bits 39..1   offset of the item in the mapping (maps are < 1 TiB;
+ *                items are 8-aligned, so bit 0 of an offset is free)
+ *   bit  0       ref: the CLOCK reference bit. Readers set it, with a
+ *                compare-and-swap and only when it is clear, on a hit;
+ *                eviction clears it and evicts items found clear.
  *
  * overflow counts the keys whose home bucket lies before this bucket in
  * probe order and that sit after it: a lookup may stop at the first bucket
@@ -248,7 +276,8 @@ static_assert(KV_MAX_PROBE < 256, "dist fits its 8 bits");
 #define KV_SLOT_OFF_MASK ((UINT64_C(1) << KV_SLOT_OFF_BITS) - 1)
 #define KV_SLOT_TAG(w) ((uint16_t)((w) >> 48))
 #define KV_SLOT_DIST(w) ((uint32_t)((w) >> KV_SLOT_OFF_BITS) & 0xffu)
-#define KV_SLOT_OFF(w) ((w) & KV_SLOT_OFF_MASK)
+#define KV_SLOT_REF UINT64_C(1)
+#define KV_SLOT_OFF(w) ((w) & KV_SLOT_OFF_MASK & ~KV_SLOT_REF)
 #define KV_SLOT_MAKE(tag, dist, off)                                           \
 	(((uint64_t)(tag) << 48) | ((uint64_t)(dist) << KV_SLOT_OFF_BITS) |    \
 	 (uint64_t)(off))
@@ -256,13 +285,13 @@ static_assert(KV_MAX_PROBE < 256, "dist fits its 8 bits");
 /* ------------------------------------------------------------------------
  * Item: a header, then the key bytes, then the value bytes, in one chunk.
  * Written completely before it is published in a slot, and never changed
- * after, except the ref byte (a CLOCK reference bit readers may set).
+ * after. A free chunk has klen 0 and its free-list link at offset 8.
  */
 struct kv_item {
 	uint32_t vlen;          /* 0x00 value bytes */
 	uint16_t klen;          /* 0x04 key bytes, 1..max_key */
 	uint8_t cls;            /* 0x06 size class of the chunk */
-	_Atomic uint8_t ref;    /* 0x07 CLOCK reference bit */
+	uint8_t flags;          /* 0x07 zero */
 	uint64_t expire_ms;     /* 0x08 ms since the epoch; 0 = never */
 	uint64_t version;       /* 0x10 store-wide put counter at its put */
 	/* 0x18: key bytes, then value bytes */

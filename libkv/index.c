@@ -219,6 +219,13 @@ restart:
 				goto retry;
 			if (exp != 0 && kv__now_ms() >= exp)
 				return KV_ENOTFOUND;
+			/* Tell eviction this key is in use: one CAS, and only
+			 * when the bit is clear, so hot keys cost no shared
+			 * writes between sweeps. A read-only mapping cannot. */
+			if (!(w & KV_SLOT_REF) && !kv->rdonly)
+				atomic_compare_exchange_strong_explicit(
+				    &bk->slot[s], &w, w | KV_SLOT_REF,
+				    memory_order_relaxed, memory_order_relaxed);
 			r->vlen = iv;
 			r->expire_ms = exp;
 			r->version = ver;
@@ -504,7 +511,8 @@ uint64_t kv__unlink(struct kv *kv, uint64_t hash, const struct kv_found *f)
 		kv__tx_put64(kv, &hb->slot[hole_s],
 		             KV_SLOT_MAKE(KV_SLOT_TAG(from_w),
 		                          KV_SLOT_DIST(from_w) - from_dist,
-		                          KV_SLOT_OFF(from_w)));
+		                          KV_SLOT_OFF(from_w)) |
+		                 (from_w & KV_SLOT_REF));
 		kv__tx_put64(kv, &kv__bucket(kv, from_b)->slot[from_s], 0);
 		dec_overflow(kv, hole_b, from_dist);
 		hole_b = from_b;

@@ -138,10 +138,16 @@ uint32_t kv__tx_get32(struct kv *kv, const void *addr);
  * kv__alloc_pend protects it in the journal before the caller fills it;
  * kv__alloc_take and kv__free_chunk record their changes in the open
  * transaction. */
-enum kv_alloc_src { KV_SRC_FREE, KV_SRC_BUMP, KV_SRC_PAGE };
+enum kv_alloc_src {
+	KV_SRC_FREE,     /* a partial page's free list */
+	KV_SRC_BUMP,     /* a partial page's never-used chunks */
+	KV_SRC_FREEPAGE, /* a page off the free-page list */
+	KV_SRC_NEWPAGE,  /* a never-used page */
+};
 struct kv_alloc {
 	uint64_t chunk;
 	uint64_t next;  /* KV_SRC_FREE: the chunk's free-list link */
+	uint64_t page;
 	uint32_t cls;
 	enum kv_alloc_src src;
 };
@@ -193,5 +199,16 @@ struct kv_keybuf {
 int kv__keybuf_add(struct kv_keybuf *kb, const void *key, size_t klen);
 int kv__collect_home(struct kv *kv, uint64_t home, struct kv_keybuf *kb);
 void kv__prefetch_item(const struct kv *kv, uint64_t hash);
+
+/* api.c: remove a found key in one committed transaction. */
+enum kv_why { KV_WHY_DELETED, KV_WHY_EXPIRED, KV_WHY_EVICTED };
+void kv__remove(struct kv *kv, uint64_t hash, const struct kv_found *f,
+                enum kv_why why);
+
+/* evict.c: make room. Lock held, no transaction open. */
+int kv__make_room(struct kv *kv, uint32_t cls);
+int kv__evict_on_path(struct kv *kv, uint64_t hash);
+int kv__find_chunk(struct kv *kv, uint64_t chunk, uint64_t *hash,
+                   struct kv_found *f);
 
 #endif /* KV_INTERNAL_H */

@@ -261,12 +261,19 @@ int kv__recover(struct kv *kv)
 	} else if (state == KV_J_BUILD && j->pend_chunk != 0) {
 		uint64_t c = j->pend_chunk;
 		if (c >= kv->arena_off && c % KV_CHUNK_ALIGN == 0 &&
-		    c + 8 <= kv->arena_end)
+		    c + KV_MIN_CHUNK <= kv->arena_end) {
+			/* Still on its page's free list: mark it free again
+			 * and put back the link the new item overwrote. */
 			atomic_store_explicit(
-			    (_Atomic uint64_t *)(void *)(kv->base + c),
+			    (_Atomic uint32_t *)(void *)(kv->base + c + 4), 0,
+			    memory_order_relaxed);
+			atomic_store_explicit(
+			    (_Atomic uint64_t *)(void *)(kv->base + c +
+			                                 KV_FREE_LINK),
 			    j->pend_next, memory_order_relaxed);
-		else
+		} else {
 			rc = KV_ECORRUPT;
+		}
 	} else if (state != KV_J_IDLE && state != KV_J_BUILD) {
 		rc = KV_ECORRUPT;
 	}

@@ -160,7 +160,8 @@ static int adopt_geometry(struct kv *kv)
 	uint64_t ptab = KV_INDEX_OFF + nb * KV_CACHELINE;
 	if (h->index_off != KV_INDEX_OFF || h->ptab_off != ptab ||
 	    h->page_size != g.page_size || h->nclasses != g.nclasses ||
-	    h->npages == 0 || h->npages > kv->size / g.page_size)
+	    h->npages == 0 || h->npages > kv->size / g.page_size ||
+	    (h->flags & ~KV_HF_NOEVICT) != 0)
 		return KV_ECORRUPT;
 	uint64_t arena = (ptab + h->npages * sizeof(struct kv_page) +
 	                  KV_PAGE_ALIGN - 1) /
@@ -289,7 +290,8 @@ static int init_mutex(pthread_mutex_t *m)
 }
 
 /* Lay out a fresh, zero-filled mapping. The magic goes in last. */
-static int init_store(uint8_t *base, const struct kv_geometry *g)
+static int init_store(uint8_t *base, const struct kv_geometry *g,
+                      uint32_t create_flags)
 {
 	struct kv_hdr *h = (struct kv_hdr *)(void *)base;
 	uint64_t seed;
@@ -310,6 +312,7 @@ static int init_store(uint8_t *base, const struct kv_geometry *g)
 	h->nclasses = g->nclasses;
 	h->max_key = KV_MAX_KEY;
 	h->max_value = g->max_value;
+	h->flags = (create_flags & KV_CREATE_NOEVICT) ? KV_HF_NOEVICT : 0;
 	memcpy(h->class_size, g->class_size, sizeof h->class_size);
 
 	struct kv_page *pt = (struct kv_page *)(void *)(base + g->ptab_off);
@@ -337,6 +340,8 @@ int kv_create(const char *name, const struct kv_options *opts, kv_t **out)
 	rc = kv_name_check(name);
 	if (rc != KV_OK)
 		return rc;
+	if ((opts->flags & ~(KV_CREATE_EXCL | KV_CREATE_NOEVICT)) != 0)
+		return KV_EINVAL;
 	mode_t mode = opts->mode ? (mode_t)opts->mode : 0600;
 	if ((mode & ~(mode_t)0777) != 0 || (mode & 0002) != 0 ||
 	    (mode & 0600) != 0600)
@@ -377,7 +382,7 @@ int kv_create(const char *name, const struct kv_options *opts, kv_t **out)
 		rc = status_of_errno(errno);
 		goto fail;
 	}
-	rc = init_store(base, &g);
+	rc = init_store(base, &g, opts->flags);
 	munmap(base, g.map_size);
 	if (rc != KV_OK)
 		goto fail;

@@ -1,0 +1,258 @@
+/*
+ * evict.c - making room in a full store: approximate LRU by CLOCK, within a
+ * size class and between classes.
+ *
+ * How it works
+ * ------------
+ * Every index slot has a reference bit (format.h). A reader that hits a key
+ * sets it, with one compare-and-swap and only if it is clear, so a hot key
+ * costs its readers one shared write per eviction sweep rather than one per
+ * read. When a put finds no chunk for its class, kv__make_room runs a CLOCK
+ * hand over that class's pages, chunk by chunk: an item whose bit is set
+ * gets a second chance (the bit is cleared), the first item found clear (or
+ * expired) is removed. Each removal is an ordinary committed delete, so an
+ * eviction is exactly as crash-safe as kv_del.
+ *
+ * Between classes: evicting only within a class would lock memory into the
+ * classes that filled the store first. So a class that has no page at all,
+ * or that has evicted a page's worth of its own items since it last grew,
+ * takes a page from another class instead: a CLOCK hand over all pages
+ * picks the next page of another class, its items are evicted, and the
+ * emptied page goes to the free-page list, where the class takes it. Under
+ * steady pressure each class's share of pages thus follows its share of
+ * the puts.
+ *
+ * When the index rather than memory is full (no free slot on the key's
+ * probe path), kv__evict_on_path evicts an item on that path, by the same
+ * second-chance rule.
+ *
+ * The hands and since_move are hints kept outside the journal: any value
+ * is safe, as each is checked before use.
+ *
+ * Limitations: a read-only handle cannot set reference bits (its mapping
+ * is read-only), so its reads do not protect keys from eviction. Taking a
+ * page evicts every item on it at once, which for small items is a burst
+ * of deletes under the lock (thousands for 32-byte chunks in a 1 MiB page).
+ */
+#include <string.h>
+
+#include "kv_internal.h"
+
+static uint64_t ld(_Atomic uint64_t *p)
+{
+	return atomic_load_explicit(p, memory_order_relaxed);
+}
+
+static void st(_Atomic uint64_t *p, uint64_t v)
+{
+	atomic_store_explicit(p, v, memory_order_relaxed);
+}
+
+/* Find the slot that links the item in chunk: hash its key, probe from its
+ * home for a slot holding this offset. */
+int kv__find_chunk(struct kv *kv, uint64_t chunk, uint64_t *hash,
+                   struct kv_found *f)
+{
+	uint32_t cls;
+	if (kv__item_check(kv, chunk, &cls) != KV_OK)
+		return KV_ECORRUPT;
+	const struct kv_item *it =
+	    (const struct kv_item *)(void *)(kv->base + chunk);
+	uint64_t h = kv__hash(kv, it + 1, it->klen);
+	uint64_t home = h & kv->mask;
+	for (uint64_t d = 0; d <= KV_MAX_PROBE && d < kv->nbuckets; d++) {
+		uint64_t b = (home + d) & kv->mask;
+		struct kv_bucket *bk = kv__bucket(kv, b);
+		for (unsigned s = 0; s < KV_SLOTS; s++) {
+			uint64_t w = atomic_load_explicit(&bk->slot[s],
+			                                  memory_order_relaxed);
+			if (w != 0 && KV_SLOT_OFF(w) == chunk) {
+				*f = (struct kv_found){.bucket = b,
+				                       .slot = s,
+				                       .dist = (uint32_t)d,
+				                       .item = chunk,
+				                       .cls = cls};
+				*hash = h;
+				return KV_OK;
+			}
+		}
+	}
+	return KV_ECORRUPT; /* a live chunk the index does not link */
+}
+
+/* Second chance for the item in slot f: clear its bit and return false if
+ * it was set; true if it may go. */
+static bool may_evict(struct kv *kv, const struct kv_found *f)
+{
+	_Atomic uint64_t *slot = &kv__bucket(kv, f->bucket)->slot[f->slot];
+	uint64_t w = atomic_load_explicit(slot, memory_order_relaxed);
+	const struct kv_item *it =
+	    (const struct kv_item *)(void *)(kv->base + f->item);
+	if (it->expire_ms != 0 && kv__now_ms() >= it->expire_ms)
+		return true;
+	if (!(w & KV_SLOT_REF))
+		return true;
+	/* A reader may set it again at any time: that is the point. */
+	atomic_compare_exchange_strong(slot, &w, w & ~KV_SLOT_REF);
+	return false;
+}
+
+static void evict(struct kv *kv, uint64_t hash, const struct kv_found *f)
+{
+	const struct kv_item *it =
+	    (const struct kv_item *)(void *)(kv->base + f->item);
+	bool expired = it->expire_ms != 0 && kv__now_ms() >= it->expire_ms;
+	kv__remove(kv, hash, f, expired ? KV_WHY_EXPIRED : KV_WHY_EVICTED);
+}
+
+/* The next page at or after p (wrapping) owned by cls, or npages. */
+static uint64_t next_page_of(struct kv *kv, uint64_t p, uint32_t cls)
+{
+	for (uint64_t i = 0; i < kv->npages; i++) {
+		uint64_t q = (p + i) % kv->npages;
+		if (atomic_load_explicit(&kv__page(kv, q)->cls,
+		                         memory_order_relaxed) == cls)
+			return q;
+	}
+	return kv->npages;
+}
+
+/* CLOCK over the chunks of cls: evict one item. */
+static int evict_in_class(struct kv *kv, uint32_t cls)
+{
+	struct kv_class *c = kv__class(kv, cls);
+	uint64_t size = kv->class_size[cls];
+	uint64_t budget = 2 * (ld(&c->used) + 1) + kv->class_per_page[cls];
+	uint64_t p = ld(&c->hand) % kv->npages, i = ld(&c->hand_chunk);
+
+	while (budget-- > 0) {
+		struct kv_page *pg = kv__page(kv, p);
+		if (atomic_load(&pg->cls) != cls || i >= atomic_load(&pg->bump)) {
+			p = next_page_of(kv, (p + 1) % kv->npages, cls);
+			if (p == kv->npages)
+				return KV_EFULL; /* the class owns nothing */
+			i = 0;
+			continue;
+		}
+		uint64_t chunk = kv->arena_off + p * kv->page_size + i * size;
+		i++;
+		const struct kv_item *it =
+		    (const struct kv_item *)(void *)(kv->base + chunk);
+		if (it->klen == 0)
+			continue; /* free */
+		uint64_t h;
+		struct kv_found f;
+		int rc = kv__find_chunk(kv, chunk, &h, &f);
+		if (rc != KV_OK)
+			return rc;
+		if (!may_evict(kv, &f))
+			continue;
+		st(&c->hand, p);
+		st(&c->hand_chunk, i);
+		evict(kv, h, &f);
+		return KV_OK;
+	}
+	st(&c->hand, p);
+	st(&c->hand_chunk, i);
+	return KV_EFULL;
+}
+
+/* Take a page from another class for cls: evict everything on the next
+ * page the page hand finds, which then returns to the free-page list.
+ * *taken receives its number. */
+static int take_page(struct kv *kv, uint32_t cls, uint64_t *taken)
+{
+	struct kv_hdr *h = kv__hdr(kv);
+	uint64_t p = ld(&h->page_hand) % kv->npages;
+
+	for (uint64_t n = 0; n < kv->npages; n++, p = (p + 1) % kv->npages) {
+		uint32_t owner = atomic_load(&kv__page(kv, p)->cls);
+		if (owner == KV_PAGE_FREE || owner == cls ||
+		    owner >= kv->nclasses)
+			continue;
+		uint64_t size = kv->class_size[owner];
+		uint64_t start = kv->arena_off + p * kv->page_size;
+		uint32_t bump = atomic_load(&kv__page(kv, p)->bump);
+		for (uint32_t i = 0; i < bump && i < kv->class_per_page[owner];
+		     i++) {
+			const struct kv_item *it =
+			    (const struct kv_item *)(void *)(kv->base + start +
+			                                     i * size);
+			if (atomic_load(&kv__page(kv, p)->cls) != owner)
+				break; /* emptied: the page is free now */
+			if (it->klen == 0)
+				continue;
+			uint64_t hh;
+			struct kv_found f;
+			int rc = kv__find_chunk(kv, start + i * size, &hh, &f);
+			if (rc != KV_OK)
+				return rc;
+			evict(kv, hh, &f);
+		}
+		st(&h->page_hand, (p + 1) % kv->npages);
+		if (atomic_load(&kv__page(kv, p)->cls) != KV_PAGE_FREE)
+			return KV_ECORRUPT; /* the page did not empty */
+		atomic_fetch_add_explicit(&h->page_moves, 1,
+		                          memory_order_relaxed);
+		*taken = p;
+		return KV_OK;
+	}
+	return KV_EFULL; /* every page is cls's own */
+}
+
+int kv__make_room(struct kv *kv, uint32_t cls)
+{
+	struct kv_class *c = kv__class(kv, cls);
+
+	if (ld(&c->pages) == 0 ||
+	    ld(&c->since_move) >= kv->class_per_page[cls]) {
+		uint64_t p;
+		int rc = take_page(kv, cls, &p);
+		if (rc == KV_OK) {
+			/* The page will hold the class's newest items: put
+			 * the hand just past it, so it is swept last. */
+			st(&c->hand, (p + 1) % kv->npages);
+			st(&c->hand_chunk, 0);
+		}
+		if (rc != KV_EFULL) {
+			st(&c->since_move, 0);
+			return rc;
+		}
+	}
+	int rc = evict_in_class(kv, cls);
+	if (rc == KV_OK)
+		st(&c->since_move, ld(&c->since_move) + 1);
+	return rc;
+}
+
+int kv__evict_on_path(struct kv *kv, uint64_t hash)
+{
+	uint64_t home = hash & kv->mask;
+	uint64_t maxd = kv->nbuckets < KV_MAX_PROBE + 1 ? kv->nbuckets
+	                                                : KV_MAX_PROBE + 1;
+	/* Two rounds: the first clears reference bits, so the second always
+	 * finds a victim. */
+	for (int round = 0; round < 2; round++) {
+		for (uint64_t d = 0; d < maxd; d++) {
+			uint64_t b = (home + d) & kv->mask;
+			struct kv_bucket *bk = kv__bucket(kv, b);
+			for (unsigned s = 0; s < KV_SLOTS; s++) {
+				uint64_t w = atomic_load_explicit(
+				    &bk->slot[s], memory_order_relaxed);
+				if (w == 0)
+					continue;
+				uint64_t h;
+				struct kv_found f;
+				int rc = kv__find_chunk(kv, KV_SLOT_OFF(w), &h,
+				                        &f);
+				if (rc != KV_OK)
+					return rc;
+				if (may_evict(kv, &f)) {
+					evict(kv, h, &f);
+					return KV_OK;
+				}
+			}
+		}
+	}
+	return KV_EFULL;
+}
