@@ -373,6 +373,7 @@ int main(int argc, char **argv)
 	sigset_t sigs;
 	pid_t other = 0;
 	bool created = false, claimed = false, pidfile = false;
+	bool serving = false;
 	int ready_fd = -1;
 	int status;
 	int rc;
@@ -441,6 +442,7 @@ int main(int argc, char **argv)
 		kvd_ready(&ready_fd);
 	}
 
+	serving = true;
 	serve(&s, &sigs);
 	status = 0;
 
@@ -453,6 +455,12 @@ out:
 	}
 	if (claimed)
 		kv__daemon_release(s.kv);
+	/* A start that failed after creating the store takes it back: a typo
+	 * in a later option must not leave the memory reserved. A store that
+	 * was adopted, or that was served, stays. */
+	if (created && !serving && kv_destroy(cfg.store) == KV_OK)
+		kvd_log(KVD_INFO, "removed store '%s' it had just created",
+		        cfg.store);
 	if (status == 0 && !s.removed)
 		kvd_log(KVD_INFO, "stopped; store '%s' stays at %s", cfg.store,
 		        kv__path(s.kv));
