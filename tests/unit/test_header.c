@@ -1,0 +1,254 @@
+/*
+ * test_header.c - creating and attaching: name rules, sizes, modes, the
+ * exclusive create, adoption, and a store whose header is wrong in each way
+ * that has its own error: bad magic, another format version, truncation,
+ * inconsistent geometry, a creator that never finished.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "unit.h"
+
+static void test_names(void **state)
+{
+	(void)state;
+	/* 64 characters is the longest name; 65 is too long. */
+	static const char n64[] = "0123456789012345678901234567890123456789"
+	                          "012345678901234567890123";
+	static const char n65[] = "0123456789012345678901234567890123456789"
+	                          "0123456789012345678901234";
+	const char *good[] = {"a", "default", "A-b_c.9", "..", n64,
+	                      "/tmp/some/file", "./rel/file"};
+	const char *bad[] = {"", "a b", "a*b", "tab\t", "caf\xc3\xa9", n65};
+	for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+		assert_kv(KV_OK, kv_name_check(good[i]));
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+		assert_kv(KV_ENAME, kv_name_check(bad[i]));
+	assert_kv(KV_ENAME, kv_name_check(NULL));
+	kv_t *kv = NULL;
+	assert_kv(KV_ENAME, kv_open("a b", KV_RDONLY, &kv));
+	assert_kv(KV_ENAME, kv_create("a*b", NULL, &kv));
+	assert_null(kv);
+}
+
+static void test_create_options(void **state)
+{
+	(void)state;
+	struct kv_options o = {0};
+	kv_t *kv = NULL;
+
+	const char *small = h_store_name("small");
+	o.size = 64 * 1024;
+	assert_kv(KV_ETOOSMALL, kv_create(small, &o, &kv));
+	o.size = UINT64_C(2) << 40;
+	assert_kv(KV_ETOOBIG, kv_create(h_store_name("big"), &o, &kv));
+	o.size = 8 << 20;
+	o.max_value = KV_MAX_VALUE_LIMIT + 1;
+	assert_kv(KV_EINVAL, kv_create(h_store_name("maxv"), &o, &kv));
+	o.max_value = 0;
+	o.mode = 0666;
+	assert_kv(KV_EINVAL, kv_create(h_store_name("world"), &o, &kv));
+	o.mode = 01600;
+	assert_kv(KV_EINVAL, kv_create(h_store_name("sticky"), &o, &kv));
+	/* None of those left anything behind. */
+	struct stat st;
+	assert_int_equal(stat(h_shm_path(small), &st), -1);
+
+	const char *name = h_store_name("mode");
+	o.mode = 0640;
+	assert_kv(KV_OK, kv_create(name, &o, &kv));
+	assert_int_equal(stat(h_shm_path(name), &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	kv_close(kv);
+
+	name = h_store_name("defmode");
+	assert_kv(KV_OK, kv_create(name, NULL, &kv));
+	assert_int_equal(stat(h_shm_path(name), &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	struct kv_stats s;
+	assert_kv(KV_OK, kv_stats(kv, &s));
+	assert_int_equal(s.map_size, 64 << 20);
+	assert_int_equal(s.max_value, KV_DEFAULT_MAX_VALUE);
+	kv_close(kv);
+}
+
+/* Only one creator wins; a plain create adopts the store with its data. */
+static void test_exclusive_and_adopt(void **state)
+{
+	(void)state;
+	const char *name = h_store_name("adopt");
+	struct kv_options o = {.size = 8 << 20, .flags = KV_CREATE_EXCL};
+	kv_t *a = NULL, *b = NULL;
+
+	assert_kv(KV_OK, kv_create(name, &o, &a));
+	assert_kv(KV_OK, u_puts(a, "kept", "yes"));
+	assert_kv(KV_ESTOREEXISTS, kv_create(name, &o, &b));
+	o.flags = 0;
+	o.size = 32 << 20; /* the existing size wins */
+	assert_kv(KV_OK, kv_create(name, &o, &b));
+	u_expect_str(b, "kept", "yes");
+	struct kv_stats s;
+	assert_kv(KV_OK, kv_stats(b, &s));
+	assert_int_equal(s.map_size, 8 << 20);
+	kv_close(a);
+	kv_close(b);
+}
+
+/* Make a store with one key and close it. name and path receive its name
+ * and the path of its file (KV_PATH_MAX bytes each). */
+static void made_store(const char *tag, char *name, char *path)
+{
+	kv_t *kv = u_create(tag, 8 << 20, 4096, 0);
+	assert_kv(KV_OK, u_puts(kv, "k", "v"));
+	snprintf(path, KV_PATH_MAX, "%s", kv__path(kv));
+	snprintf(name, KV_PATH_MAX, "%s", path + strlen("/dev/shm/kv."));
+	kv_close(kv);
+}
+
+static void poke(const char *path, off_t off, const void *bytes, size_t n)
+{
+	int fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, bytes, n, off), (ssize_t)n);
+	close(fd);
+}
+
+static void test_bad_magic(void **state)
+{
+	(void)state;
+	char name[KV_PATH_MAX], path[KV_PATH_MAX];
+	made_store("magic", name, path);
+	kv_t *kv = NULL;
+	poke(path, 0, "NOTKVST", 8);
+	assert_kv(KV_ENOTSTORE, kv_open(name, KV_RDONLY, &kv));
+	assert_kv(KV_ENOTSTORE, kv_open(name, KV_RDWR, &kv));
+	assert_kv(KV_ENOTSTORE, kv_create(name, NULL, &kv));
+	assert_null(kv);
+}
+
+static void test_wrong_version(void **state)
+{
+	(void)state;
+	char name[KV_PATH_MAX], path[KV_PATH_MAX];
+	made_store("version", name, path);
+	kv_t *kv = NULL;
+	uint32_t word = KV_FORMAT_WORD + (1u << 24);
+	poke(path, offsetof(struct kv_hdr, format), &word, sizeof word);
+	assert_kv(KV_EVERSION, kv_open(name, KV_RDONLY, &kv));
+	/* A build whose mutex has another size is refused the same way. */
+	word = KV_FORMAT_WORD + (8u << 8);
+	poke(path, offsetof(struct kv_hdr, format), &word, sizeof word);
+	assert_kv(KV_EVERSION, kv_open(name, KV_RDWR, &kv));
+	assert_null(kv);
+}
+
+static void test_truncated(void **state)
+{
+	(void)state;
+	char name[KV_PATH_MAX], path[KV_PATH_MAX];
+	made_store("trunc", name, path);
+	kv_t *kv = NULL;
+	assert_int_equal(truncate(path, 4 << 20), 0);
+	assert_kv(KV_ETRUNCATED, kv_open(name, KV_RDONLY, &kv));
+	assert_int_equal(truncate(path, 100), 0);
+	assert_kv(KV_ETRUNCATED, kv_open(name, KV_RDONLY, &kv));
+	assert_null(kv);
+}
+
+static void test_bad_geometry(void **state)
+{
+	(void)state;
+	char name[KV_PATH_MAX], path[KV_PATH_MAX];
+	made_store("geom", name, path);
+	kv_t *kv = NULL;
+	uint64_t nb = 100; /* not a power of two */
+	poke(path, offsetof(struct kv_hdr, nbuckets), &nb, sizeof nb);
+	assert_kv(KV_ECORRUPT, kv_open(name, KV_RDONLY, &kv));
+	nb = UINT64_C(1) << 40; /* larger than the map */
+	poke(path, offsetof(struct kv_hdr, nbuckets), &nb, sizeof nb);
+	assert_kv(KV_ECORRUPT, kv_open(name, KV_RDONLY, &kv));
+	uint32_t cs = 33;
+	made_store("geom2", name, path);
+	poke(path, offsetof(struct kv_hdr, class_size), &cs, sizeof cs);
+	assert_kv(KV_ECORRUPT, kv_open(name, KV_RDONLY, &kv));
+	assert_null(kv);
+}
+
+/* An object that exists but was never initialised (its creator died
+ * before publishing the magic) is "not initialised", after a bounded
+ * wait, and never mapped as a store. */
+static void test_not_ready(void **state)
+{
+	(void)state;
+	const char *name = h_store_name("notready");
+	char shm[128];
+	snprintf(shm, sizeof shm, "/kv.%s", name);
+	int fd = shm_open(shm, O_RDWR | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	kv_t *kv = NULL;
+	assert_kv(KV_ENOTREADY, kv_open(name, KV_RDONLY, &kv));
+	assert_null(kv);
+}
+
+static void test_missing(void **state)
+{
+	(void)state;
+	kv_t *kv = NULL;
+	assert_kv(KV_ENOSTORE, kv_open(h_store_name("missing"), KV_RDONLY,
+	                               &kv));
+	assert_kv(KV_ENOSTORE, kv_destroy(h_store_name("missing")));
+	assert_null(kv);
+}
+
+/* A read-only attach maps the store read-only: even a stray store through
+ * a pointer faults instead of changing the store. */
+static void test_rdonly_mapping(void **state)
+{
+	(void)state;
+	kv_t *rw = u_create("rdonly", 8 << 20, 4096, 0);
+	assert_kv(KV_OK, u_puts(rw, "k", "v"));
+	kv_t *ro = NULL;
+	const char *path = kv__path(rw);
+	assert_kv(KV_OK, kv_open(path + strlen("/dev/shm/kv."), KV_RDONLY,
+	                         &ro));
+	u_expect_str(ro, "k", "v");
+	assert_kv(KV_ERDONLY, u_puts(ro, "k", "w"));
+	assert_kv(KV_ERDONLY, kv_del(ro, "k", 1));
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		signal(SIGSEGV, SIG_DFL);
+		((volatile uint8_t *)ro->base)[KV_INDEX_OFF] = 1;
+		_exit(0);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGSEGV);
+	u_expect_str(ro, "k", "v");
+	kv_close(ro);
+	kv_close(rw);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_names, h_teardown),
+		cmocka_unit_test_teardown(test_create_options, h_teardown),
+		cmocka_unit_test_teardown(test_exclusive_and_adopt, h_teardown),
+		cmocka_unit_test_teardown(test_bad_magic, h_teardown),
+		cmocka_unit_test_teardown(test_wrong_version, h_teardown),
+		cmocka_unit_test_teardown(test_truncated, h_teardown),
+		cmocka_unit_test_teardown(test_bad_geometry, h_teardown),
+		cmocka_unit_test_teardown(test_not_ready, h_teardown),
+		cmocka_unit_test_teardown(test_missing, h_teardown),
+		cmocka_unit_test_teardown(test_rdonly_mapping, h_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

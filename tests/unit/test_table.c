@@ -1,0 +1,363 @@
+/*
+ * test_table.c - the hash index: insert, replace, delete, probing at high
+ * load, keys forced to collide, and delete-heavy churn that must leave
+ * lookups as short as they were.
+ */
+#include "unit.h"
+
+static uint64_t rng = 88172645463325252ull;
+
+static uint64_t next_rand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static void key_of(uint64_t i, char *buf, size_t *len)
+{
+	*len = (size_t)snprintf(buf, 32, "key:%llu", (unsigned long long)i);
+}
+
+static void test_roundtrip(void **state)
+{
+	(void)state;
+	kv_t *kv = u_create("roundtrip", 8 << 20, 4096, 0);
+
+	assert_kv(KV_OK, u_puts(kv, "alpha", "one"));
+	u_expect_str(kv, "alpha", "one");
+	assert_kv(KV_OK, u_puts(kv, "alpha", "a much longer value than one"));
+	u_expect_str(kv, "alpha", "a much longer value than one");
+
+	/* Binary keys and values: NUL bytes are data. */
+	const char k[] = {'a', 0, 'b', 0};
+	const char v[] = {0, 1, 0, (char)0xff, 0};
+	assert_kv(KV_OK, kv_put(kv, k, sizeof k, v, sizeof v, NULL));
+	u_expect(kv, k, sizeof k, v, sizeof v);
+	u_absent(kv, k, 1); /* "a" alone is another key */
+	u_absent(kv, k, 3);
+
+	/* An empty value is a value. */
+	assert_kv(KV_OK, kv_put(kv, "empty", 5, NULL, 0, NULL));
+	size_t n = 99;
+	assert_kv(KV_OK, kv_get(kv, "empty", 5, NULL, 0, &n));
+	assert_int_equal(n, 0);
+
+	assert_kv(KV_OK, kv_del(kv, "alpha", 5));
+	u_absent(kv, "alpha", 5);
+	assert_kv(KV_ENOTFOUND, kv_del(kv, "alpha", 5));
+
+	struct kv_stats st;
+	assert_kv(KV_OK, kv_stats(kv, &st));
+	assert_int_equal(st.items, 2);
+	assert_int_equal(st.key_bytes, sizeof k + 5);
+	assert_int_equal(st.value_bytes, sizeof v);
+	assert_int_equal(st.puts, 4);
+	assert_int_equal(st.deletes, 1);
+	assert_sound(kv);
+	kv_close(kv);
+}
+
+/* The smallest index (64 buckets, 448 slots) filled to the last slot: every
+ * key stays reachable, misses terminate, and one more key is "store full"
+ * with nothing changed (in a store that does not evict). */
+static void test_full_index(void **state)
+{
+	(void)state;
+	kv_t *kv = u_create_flags("fullidx", 8 << 20, 4096, 100,
+	                          KV_CREATE_NOEVICT);
+	char k[32];
+	size_t kl;
+
+	assert_int_equal(kv->nbuckets, 64);
+	uint64_t slots = kv->nbuckets * KV_SLOTS;
+	for (uint64_t i = 0; i < slots; i++) {
+		key_of(i, k, &kl);
+		assert_kv(KV_OK, kv_put(kv, k, kl, k, kl, NULL));
+	}
+	key_of(slots, k, &kl);
+	assert_kv(KV_EFULL, kv_put(kv, k, kl, "x", 1, NULL));
+	u_absent(kv, k, kl);
+	for (uint64_t i = 0; i < slots; i++) {
+		key_of(i, k, &kl);
+		u_expect(kv, k, kl, k, kl);
+	}
+	for (uint64_t i = slots; i < slots + 1000; i++) {
+		key_of(i, k, &kl);
+		u_absent(kv, k, kl);
+	}
+	/* Replacing a key in a full index needs no new slot. */
+	key_of(7, k, &kl);
+	assert_kv(KV_OK, kv_put(kv, k, kl, "new", 3, NULL));
+	u_expect(kv, k, kl, "new", 3);
+
+	struct kv_stats st;
+	assert_kv(KV_OK, kv_stats(kv, &st));
+	assert_int_equal(st.items, slots);
+	assert_true(st.max_probe >= 2);
+	assert_sound(kv);
+	kv_close(kv);
+}
+
+/* Find n keys whose home bucket is `home`. */
+static void colliding_keys(kv_t *kv, uint64_t home, char keys[][32],
+                           size_t *lens, int n)
+{
+	int found = 0;
+	for (uint64_t i = 0; found < n; i++) {
+		char k[32];
+		size_t kl;
+		key_of(i, k, &kl);
+		if ((kv__hash(kv, k, kl) & kv->mask) == home) {
+			memcpy(keys[found], k, kl);
+			lens[found++] = kl;
+		}
+	}
+}
+
+/* Thirty keys with one home bucket spill over five buckets; deleting them
+ * in any order keeps the rest reachable and returns every overflow count
+ * to zero. */
+static void test_collisions(void **state)
+{
+	(void)state;
+	kv_t *kv = u_create("collide", 8 << 20, 4096, 100);
+	enum { N = 30 };
+	char keys[N][32];
+	size_t lens[N];
+	uint64_t home = 62; /* near the end: the probe wraps around */
+
+	colliding_keys(kv, home, keys, lens, N);
+	for (int i = 0; i < N; i++)
+		assert_kv(KV_OK, kv_put(kv, keys[i], lens[i], keys[i], lens[i],
+		                        NULL));
+	for (uint64_t d = 0; d < 4; d++)
+		assert_true(kv__bucket(kv, (home + d) & kv->mask)->overflow > 0);
+	assert_sound(kv);
+
+	/* Delete the ones in the home bucket first: the others lie beyond
+	 * it and must still be found. */
+	for (int i = 0; i < N; i += 3) {
+		assert_kv(KV_OK, kv_del(kv, keys[i], lens[i]));
+		for (int j = 0; j < N; j++) {
+			if (j % 3 == 0 && j <= i)
+				u_absent(kv, keys[j], lens[j]);
+			else
+				u_expect(kv, keys[j], lens[j], keys[j], lens[j]);
+		}
+		assert_sound(kv);
+	}
+	for (int i = 0; i < N; i++)
+		if (i % 3 != 0)
+			assert_kv(KV_OK, kv_del(kv, keys[i], lens[i]));
+	for (uint64_t b = 0; b < kv->nbuckets; b++)
+		assert_int_equal(kv__bucket(kv, b)->overflow, 0);
+	assert_sound(kv);
+	kv_close(kv);
+}
+
+/* Delete-heavy churn at 80 % load: after 200k delete+insert rounds the
+ * mean probe length is what it was after the first fill, and deleting
+ * everything leaves no trace in the index. */
+static void test_churn(void **state)
+{
+	(void)state;
+	kv_t *kv = u_create("churn", 32 << 20, 4096, 20000);
+	uint64_t slots = kv->nbuckets * KV_SLOTS;
+	uint64_t live = slots * 8 / 10;
+	uint64_t *ids = malloc(live * sizeof *ids);
+	char k[32];
+	size_t kl;
+
+	assert_non_null(ids);
+	for (uint64_t i = 0; i < live; i++) {
+		ids[i] = i;
+		key_of(i, k, &kl);
+		assert_kv(KV_OK, kv_put(kv, k, kl, "v", 1, NULL));
+	}
+	double fresh = u_mean_probe(kv);
+	uint64_t next = live;
+	for (int round = 0; round < 200000; round++) {
+		uint64_t pos = next_rand() % live;
+		key_of(ids[pos], k, &kl);
+		assert_kv(KV_OK, kv_del(kv, k, kl));
+		ids[pos] = next++;
+		key_of(ids[pos], k, &kl);
+		assert_kv(KV_OK, kv_put(kv, k, kl, "v", 1, NULL));
+	}
+	double churned = u_mean_probe(kv);
+	print_message("mean probe: fresh %.3f, after churn %.3f buckets\n",
+	              fresh, churned);
+	assert_true(churned <= fresh * 1.05 + 0.02);
+	for (uint64_t i = 0; i < live; i += 97) {
+		key_of(ids[i], k, &kl);
+		u_expect(kv, k, kl, "v", 1);
+	}
+	assert_sound(kv);
+
+	for (uint64_t i = 0; i < live; i++) {
+		key_of(ids[i], k, &kl);
+		assert_kv(KV_OK, kv_del(kv, k, kl));
+	}
+	for (uint64_t b = 0; b < kv->nbuckets; b++) {
+		assert_int_equal(kv__bucket(kv, b)->overflow, 0);
+		for (unsigned s = 0; s < KV_SLOTS; s++)
+			assert_int_equal(kv__bucket(kv, b)->slot[s], 0);
+	}
+	struct kv_stats st;
+	assert_kv(KV_OK, kv_stats(kv, &st));
+	assert_int_equal(st.items, 0);
+	assert_int_equal(st.data_used, 0);
+	assert_sound(kv);
+	free(ids);
+	kv_close(kv);
+}
+
+/* Known answers: the hash is part of the format (it places keys), so a
+ * change of hash function or seeding must show up here. */
+static void test_hash_known_answers(void **state)
+{
+	(void)state;
+	kv_t *kv = u_create("kat", 8 << 20, 4096, 0);
+	uint64_t saved = kv->seed;
+
+	kv->seed = 0;
+	assert_int_equal(kv__hash(kv, "", 0), UINT64_C(0x2d06800538d394c2));
+	assert_int_equal(kv__hash(kv, "kv", 2), UINT64_C(0x315ea5777716fb9e));
+	kv->seed = UINT64_C(0x9e3779b97f4a7c15);
+	assert_int_equal(kv__hash(kv, "kv", 2), UINT64_C(0xd6761e590ccb7bcc));
+	kv->seed = saved;
+	kv_close(kv);
+}
+
+struct seen {
+	uint8_t *count; /* visits per stable key id */
+	uint64_t other;
+};
+
+static int count_key(void *ctx, const void *key, size_t klen)
+{
+	struct seen *sn = ctx;
+	char buf[40];
+	unsigned long id;
+	if (klen >= sizeof buf)
+		return 1;
+	memcpy(buf, key, klen);
+	buf[klen] = 0;
+	if (sscanf(buf, "key:%lu", &id) == 1)
+		sn->count[id]++;
+	else
+		sn->other++;
+	return 0;
+}
+
+/* A scan visits each key exactly once, a few buckets per call. */
+static void test_scan(void **state)
+{
+	(void)state;
+	kv_t *kv = u_create("scan", 8 << 20, 4096, 3000);
+	enum { N = 2500 };
+	char k[32];
+	size_t kl;
+	for (uint64_t i = 0; i < N; i++) {
+		key_of(i, k, &kl);
+		assert_kv(KV_OK, kv_put(kv, k, kl, "v", 1, NULL));
+	}
+	struct seen sn = {calloc(N, 1), 0};
+	uint64_t cursor = 0;
+	int calls = 0;
+	do {
+		assert_kv(KV_OK, kv_scan(kv, &cursor, 10, count_key, &sn));
+		calls++;
+	} while (cursor != 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(sn.count[i], 1);
+	assert_int_equal(sn.other, 0);
+	assert_int_equal(calls, (int)(kv->nbuckets + 9) / 10);
+	assert_kv(KV_EINVAL, kv_scan(kv, &cursor, 0, count_key, &sn));
+	cursor = kv->nbuckets;
+	assert_kv(KV_EINVAL, kv_scan(kv, &cursor, 1, count_key, &sn));
+	free(sn.count);
+	kv_close(kv);
+}
+
+/* While other keys are deleted and inserted around them (forcing
+ * backward shifts across the buckets being scanned), every key present
+ * for the whole scan is visited exactly once. */
+static int churn_during_scan(void *ctx, const void *key, size_t klen)
+{
+	struct seen *sn = ctx;
+	kv_t *kv = *(kv_t **)(void *)(sn + 1);
+	char k[32];
+	int n = snprintf(k, sizeof k, "tmp:%llu",
+	                 (unsigned long long)(next_rand() % 4000));
+	if (kv_del(kv, k, (size_t)n) == KV_ENOTFOUND)
+		kv_put(kv, k, (size_t)n, "t", 1, NULL);
+	return count_key(ctx, key, klen);
+}
+
+static void test_scan_concurrent_change(void **state)
+{
+	(void)state;
+	kv_t *kv = u_create("scanchg", 8 << 20, 4096, 5000);
+	enum { N = 2000 };
+	char k[32];
+	size_t kl;
+	for (uint64_t i = 0; i < N; i++) {
+		key_of(i, k, &kl);
+		assert_kv(KV_OK, kv_put(kv, k, kl, "v", 1, NULL));
+	}
+	struct {
+		struct seen sn;
+		kv_t *kv;
+	} ctx = {{calloc(N, 1), 0}, kv};
+	uint64_t cursor = 0;
+	do
+		assert_kv(KV_OK, kv_scan(kv, &cursor, 3, churn_during_scan,
+		                         &ctx.sn));
+	while (cursor != 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(ctx.sn.count[i], 1);
+	assert_sound(kv);
+	free(ctx.sn.count);
+	kv_close(kv);
+}
+
+/* An index full of keys evicts one on the new key's probe path, with a
+ * second chance for keys that were read. */
+static void test_index_eviction(void **state)
+{
+	(void)state;
+	kv_t *kv = u_create("idxevict", 8 << 20, 4096, 100);
+	char k[32];
+	size_t kl;
+	uint64_t slots = kv->nbuckets * KV_SLOTS;
+	for (uint64_t i = 0; i < slots * 4; i++) {
+		key_of(i, k, &kl);
+		assert_kv(KV_OK, kv_put(kv, k, kl, k, kl, NULL));
+		u_expect(kv, k, kl, k, kl);
+	}
+	struct kv_stats st;
+	assert_kv(KV_OK, kv_stats(kv, &st));
+	assert_int_equal(st.items + st.evictions, slots * 4);
+	assert_true(st.items > slots * 9 / 10);
+	assert_sound(kv);
+	kv_close(kv);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_roundtrip, h_teardown),
+		cmocka_unit_test_teardown(test_full_index, h_teardown),
+		cmocka_unit_test_teardown(test_index_eviction, h_teardown),
+		cmocka_unit_test_teardown(test_collisions, h_teardown),
+		cmocka_unit_test_teardown(test_churn, h_teardown),
+		cmocka_unit_test_teardown(test_hash_known_answers, h_teardown),
+		cmocka_unit_test_teardown(test_scan, h_teardown),
+		cmocka_unit_test_teardown(test_scan_concurrent_change,
+		                          h_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
