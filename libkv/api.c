@@ -170,7 +170,8 @@ static bool expired(const struct kv *kv, uint64_t item, uint64_t now)
 {
 	const struct kv_item *it =
 	    (const struct kv_item *)(const void *)(kv->base + item);
-	return it->expire_ms != 0 && now >= it->expire_ms;
+	uint64_t e = kv__item_expire(it);
+	return e != 0 && now >= e;
 }
 
 static void add64(struct kv *kv, _Atomic uint64_t *field, int64_t delta)
@@ -200,7 +201,7 @@ void kv__remove(struct kv *kv, uint64_t hash, const struct kv_found *f,
 
 	kv__tx_begin(kv, KV_OP_DEL);
 	uint64_t span = kv__unlink(kv, hash, f);
-	kv__mark_odd(kv, hash & kv->mask, (uint32_t)span + 1);
+	kv__mark_odd(kv, kv__home(kv, hash), (uint32_t)span + 1);
 	account_removed(kv, f, why == KV_WHY_EXPIRED);
 	add64(kv, &hdr->items, -1);
 	if (why == KV_WHY_DELETED)
@@ -219,17 +220,21 @@ static void fill_item(struct kv *kv, const struct kv_alloc *a,
                       size_t vlen, uint64_t expire, uint64_t version)
 {
 	struct kv_item *it = (struct kv_item *)(void *)(kv->base + a->chunk);
+	uint8_t *p = (uint8_t *)(it + 1);
 
 	it->vlen = (uint32_t)vlen;
 	it->klen = (uint16_t)klen;
 	it->cls = (uint8_t)a->cls;
-	it->flags = 0;
-	it->expire_ms = expire;
+	it->flags = expire ? KV_IF_TTL : 0;
 	it->version = version;
 	KV_CRASHPOINT(2);
-	memcpy(it + 1, key, klen);
+	if (expire) {
+		memcpy(p, &expire, sizeof expire);
+		p += sizeof expire;
+	}
+	memcpy(p, key, klen);
 	if (vlen)
-		memcpy((uint8_t *)(it + 1) + klen, val, vlen);
+		memcpy(p + klen, val, vlen);
 	KV_CRASHPOINT(3);
 }
 
@@ -268,7 +273,8 @@ int kv_put(kv_t *kv, const void *key, size_t klen, const void *val,
 	rc = kv__lock(kv);
 	if (rc != KV_OK)
 		return rc;
-	uint32_t cls = kv__class_for(kv, KV_ITEM_HDR + klen + vlen);
+	uint32_t cls = kv__class_for(kv, KV_ITEM_HDR + (expire ? KV_ITEM_TTL : 0) +
+	                                     klen + vlen);
 	bool old_expired;
 	/* Find the key and room for it. Making room evicts (each eviction
 	 * its own committed delete), which may move keys: look again. */
@@ -309,7 +315,7 @@ int kv_put(kv_t *kv, const void *key, size_t klen, const void *val,
 	uint64_t version = atomic_load_explicit(&hdr->version,
 	                                        memory_order_relaxed) + 1;
 	fill_item(kv, &a, key, klen, val, vlen, expire, version);
-	uint64_t home = h & kv->mask;
+	uint64_t home = kv__home(kv, h);
 	if (f.item)
 		kv__mark_odd(kv, f.bucket, 1);
 	else

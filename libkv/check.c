@@ -115,9 +115,9 @@ static void check_index(struct checker *c, bool locked)
 			bit_set(c->live, unit(kv, off));
 			const struct kv_item *it =
 			    (const struct kv_item *)(void *)(kv->base + off);
-			uint64_t h = kv__hash(kv, it + 1, it->klen);
-			uint64_t home = h & kv->mask;
-			uint64_t dist = (b - home) & kv->mask;
+			uint64_t h = kv__hash(kv, kv__item_key(it), it->klen);
+			uint64_t home = kv__home(kv, h);
+			uint64_t dist = kv__bdist(kv, home, b);
 			if (KV_SLOT_TAG(w) != (uint16_t)(h >> 48))
 				problem(c, "bucket %llu slot %u: tag mismatch",
 				        (unsigned long long)b, s);
@@ -133,7 +133,7 @@ static void check_index(struct checker *c, bool locked)
 				        (unsigned long long)dist);
 			} else {
 				for (uint64_t d = 0; d < dist; d++)
-					c->ovf[(home + d) & kv->mask]++;
+					c->ovf[kv__badd(kv, home, d)]++;
 			}
 			items++;
 			kbytes += it->klen;

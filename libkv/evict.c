@@ -58,10 +58,10 @@ int kv__find_chunk(struct kv *kv, uint64_t chunk, uint64_t *hash,
 		return KV_ECORRUPT;
 	const struct kv_item *it =
 	    (const struct kv_item *)(void *)(kv->base + chunk);
-	uint64_t h = kv__hash(kv, it + 1, it->klen);
-	uint64_t home = h & kv->mask;
+	uint64_t h = kv__hash(kv, kv__item_key(it), it->klen);
+	uint64_t home = kv__home(kv, h);
 	for (uint64_t d = 0; d <= KV_MAX_PROBE && d < kv->nbuckets; d++) {
-		uint64_t b = (home + d) & kv->mask;
+		uint64_t b = kv__badd(kv, home, d);
 		struct kv_bucket *bk = kv__bucket(kv, b);
 		for (unsigned s = 0; s < KV_SLOTS; s++) {
 			uint64_t w = atomic_load_explicit(&bk->slot[s],
@@ -88,7 +88,8 @@ static bool may_evict(struct kv *kv, const struct kv_found *f)
 	uint64_t w = atomic_load_explicit(slot, memory_order_relaxed);
 	const struct kv_item *it =
 	    (const struct kv_item *)(void *)(kv->base + f->item);
-	if (it->expire_ms != 0 && kv__now_ms() >= it->expire_ms)
+	uint64_t exp = kv__item_expire(it);
+	if (exp != 0 && kv__now_ms() >= exp)
 		return true;
 	if (!(w & KV_SLOT_REF))
 		return true;
@@ -101,7 +102,8 @@ static void evict(struct kv *kv, uint64_t hash, const struct kv_found *f)
 {
 	const struct kv_item *it =
 	    (const struct kv_item *)(void *)(kv->base + f->item);
-	bool expired = it->expire_ms != 0 && kv__now_ms() >= it->expire_ms;
+	uint64_t exp = kv__item_expire(it);
+	bool expired = exp != 0 && kv__now_ms() >= exp;
 	kv__remove(kv, hash, f, expired ? KV_WHY_EXPIRED : KV_WHY_EVICTED);
 }
 
@@ -227,14 +229,14 @@ int kv__make_room(struct kv *kv, uint32_t cls)
 
 int kv__evict_on_path(struct kv *kv, uint64_t hash)
 {
-	uint64_t home = hash & kv->mask;
+	uint64_t home = kv__home(kv, hash);
 	uint64_t maxd = kv->nbuckets < KV_MAX_PROBE + 1 ? kv->nbuckets
 	                                                : KV_MAX_PROBE + 1;
 	/* Two rounds: the first clears reference bits, so the second always
 	 * finds a victim. */
 	for (int round = 0; round < 2; round++) {
 		for (uint64_t d = 0; d < maxd; d++) {
-			uint64_t b = (home + d) & kv->mask;
+			uint64_t b = kv__badd(kv, home, d);
 			struct kv_bucket *bk = kv__bucket(kv, b);
 			for (unsigned s = 0; s < KV_SLOTS; s++) {
 				uint64_t w = atomic_load_explicit(

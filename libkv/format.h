@@ -86,7 +86,7 @@ struct kv_hdr {
 	uint64_t seed;          /* 0x018 XXH3 seed, random per store */
 	uint64_t created_ms;    /* 0x020 creation time, ms since the epoch */
 	uint64_t index_off;     /* 0x028 offset of bucket 0 */
-	uint64_t nbuckets;      /* 0x030 power of two */
+	uint64_t nbuckets;      /* 0x030 at least 64 */
 	uint64_t ptab_off;      /* 0x038 offset of the page table */
 	uint64_t arena_off;     /* 0x040 offset of page 0 */
 	uint64_t npages;        /* 0x048 pages in the arena */
@@ -289,17 +289,27 @@ static_assert(KV_MAX_PROBE < 256, "dist fits its 8 bits");
  */
 struct kv_item {
 	uint32_t vlen;          /* 0x00 value bytes */
-	uint16_t klen;          /* 0x04 key bytes, 1..max_key */
+	uint16_t klen;          /* 0x04 key bytes, 1..max_key; 0 = free */
 	uint8_t cls;            /* 0x06 size class of the chunk */
-	uint8_t flags;          /* 0x07 zero */
-	uint64_t expire_ms;     /* 0x08 ms since the epoch; 0 = never */
-	uint64_t version;       /* 0x10 store-wide put counter at its put */
-	/* 0x18: key bytes, then value bytes */
+	uint8_t flags;          /* 0x07 KV_IF_... */
+	uint64_t version;       /* 0x08 store-wide put counter at its put */
+	/* 0x10: with KV_IF_TTL, the expiry (uint64_t ms since the epoch);
+	 * then the key bytes, then the value bytes. Keys without a TTL do not
+	 * pay for one. */
 };
 
-#define KV_ITEM_HDR 24u
+#define KV_IF_TTL 0x1u
+#define KV_ITEM_HDR 16u
+#define KV_ITEM_TTL 8u /* the expiry's bytes, when KV_IF_TTL */
 static_assert(sizeof(struct kv_item) == KV_ITEM_HDR, "kv_item header");
-static_assert(offsetof(struct kv_item, expire_ms) == 8, "layout");
-static_assert(offsetof(struct kv_item, version) == 16, "layout");
+static_assert(offsetof(struct kv_item, version) == 8, "layout");
+static_assert(KV_FREE_LINK == offsetof(struct kv_item, version),
+              "a free chunk's link overlays the version");
+
+/* Bytes of an item's header, expiry included. */
+static inline uint64_t kv_item_hdr_len(uint8_t flags)
+{
+	return KV_ITEM_HDR + ((flags & KV_IF_TTL) ? KV_ITEM_TTL : 0);
+}
 
 #endif /* KV_FORMAT_H */

@@ -23,22 +23,6 @@ static uint64_t round_up(uint64_t v, uint64_t a)
 	return (v + a - 1) / a * a;
 }
 
-static uint64_t pow2_floor(uint64_t v)
-{
-	uint64_t p = 1;
-	while (p <= v / 2)
-		p *= 2;
-	return p;
-}
-
-static uint64_t pow2_ceil(uint64_t v)
-{
-	uint64_t p = 1;
-	while (p < v)
-		p *= 2;
-	return p;
-}
-
 static int make_classes(uint32_t page_size, struct kv_geometry *g)
 {
 	uint64_t c = KV_MIN_CHUNK;
@@ -60,7 +44,8 @@ int kv__classes(uint32_t max_value, struct kv_geometry *g)
 {
 	if (max_value == 0 || max_value > KV_MAX_VALUE_LIMIT)
 		return KV_EINVAL;
-	uint64_t page = round_up(KV_ITEM_HDR + KV_MAX_KEY + (uint64_t)max_value,
+	uint64_t page = round_up(KV_ITEM_HDR + KV_ITEM_TTL + KV_MAX_KEY +
+	                             (uint64_t)max_value,
 	                         KV_PAGE_ALIGN);
 	if (page < KV_MIN_PAGE)
 		page = KV_MIN_PAGE;
@@ -89,15 +74,15 @@ int kv__geometry(uint64_t map_size, uint32_t max_value, uint64_t max_items,
 	uint64_t page = g->page_size;
 
 	/* Index: sized for max_items at a 7/8 load, else about 1/16 of the
-	 * store, which suits items of a hundred or so bytes. */
+	 * store, which suits items of a hundred or so bytes. Any bucket count
+	 * works (see kv__home), so nothing is rounded up. */
 	uint64_t nb;
 	if (max_items) {
 		if (max_items > map_size / 16)
 			return KV_ETOOSMALL;
-		nb = pow2_ceil((max_items * 8 + KV_SLOTS * 7 - 1) /
-		               (KV_SLOTS * 7));
+		nb = (max_items * 8 + KV_SLOTS * 7 - 1) / (KV_SLOTS * 7);
 	} else {
-		nb = pow2_floor(map_size / 16 / KV_CACHELINE);
+		nb = map_size / 16 / KV_CACHELINE;
 	}
 	if (nb < 64)
 		nb = 64;

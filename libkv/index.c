@@ -4,9 +4,9 @@
  *
  * Probing
  * -------
- * A key's hash is XXH3-64 with the store's random seed. Its low bits pick
- * a home bucket, its top 16 bits are the tag kept in the slot beside the
- * item's offset. A key lives in the first bucket, in the order home,
+ * A key's hash is XXH3-64 with the store's random seed. Its low 48 bits
+ * pick a home bucket (scaled onto the bucket count, see kv__home), its top
+ * 16 bits are the tag kept in the slot beside the item's offset. A key lives in the first bucket, in the order home,
  * home+1, ... (wrapping), that had a free slot when it was inserted, at
  * most KV_MAX_PROBE buckets from home. Each bucket counts in `overflow` the
  * keys that probed past it, so a lookup that finds no match in a bucket with
@@ -148,12 +148,12 @@ static bool backoff(struct kv_backoff *bo, bool rdonly)
 /* Could an item start at off with these lengths without any byte of it
  * lying outside the arena? Cheap enough for the read path. */
 static inline bool item_in_bounds(const struct kv *kv, uint64_t off,
-                                  uint64_t klen, uint64_t vlen)
+                                  uint64_t hlen, uint64_t klen, uint64_t vlen)
 {
 	if (off < kv->arena_off || off % KV_CHUNK_ALIGN != 0 ||
 	    off > kv->arena_end - KV_ITEM_HDR)
 		return false;
-	uint64_t total = KV_ITEM_HDR + klen + vlen;
+	uint64_t total = hlen + klen + vlen;
 	return vlen <= kv->max_value && total <= kv->page_size &&
 	       total <= kv->arena_end - off;
 }
@@ -162,7 +162,7 @@ KV_RACY int kv__lookup(struct kv *kv, const void *key, size_t klen,
                        uint64_t hash, bool locked, struct kv_read *r)
 {
 	uint16_t tag = tag_of(hash);
-	uint64_t home = hash & kv->mask;
+	uint64_t home = kv__home(kv, hash);
 	uint64_t maxd = kv->nbuckets < KV_MAX_PROBE + 1 ? kv->nbuckets
 	                                                : KV_MAX_PROBE + 1;
 	uint32_t seen[KV_MAX_PROBE + 1]; /* seq of each bucket passed */
@@ -170,7 +170,7 @@ KV_RACY int kv__lookup(struct kv *kv, const void *key, size_t klen,
 
 restart:
 	for (uint64_t d = 0; d < maxd; d++) {
-		struct kv_bucket *bk = kv__bucket(kv, (home + d) & kv->mask);
+		struct kv_bucket *bk = kv__bucket(kv, kv__badd(kv, home, d));
 		uint32_t s1 = atomic_load_explicit(&bk->seq,
 		                                   memory_order_acquire);
 		if (!locked && (s1 & 1u))
@@ -184,14 +184,18 @@ restart:
 			uint64_t off = KV_SLOT_OFF(w);
 			const struct kv_item *it =
 			    (const struct kv_item *)(void *)(kv->base + off);
-			uint64_t ik = 0, iv = 0;
+			uint64_t ik = 0, iv = 0, hl = 0;
+			uint8_t fl = 0;
 			bool ok = off >= kv->arena_off &&
 			          off % KV_CHUNK_ALIGN == 0 &&
 			          off <= kv->arena_end - KV_ITEM_HDR;
 			if (ok) {
 				ik = it->klen;
 				iv = it->vlen;
-				ok = item_in_bounds(kv, off, ik, iv);
+				fl = it->flags;
+				hl = kv_item_hdr_len(fl);
+				ok = (fl & ~KV_IF_TTL) == 0 &&
+				     item_in_bounds(kv, off, hl, ik, iv);
 			}
 			if (!ok) {
 				/* Garbage: a torn read, or corruption if the
@@ -203,14 +207,16 @@ restart:
 					return KV_ECORRUPT;
 				goto retry;
 			}
-			if (ik != klen || racy_cmp(it + 1, key, klen) != 0)
+			const uint8_t *ip = (const uint8_t *)it + hl;
+			if (ik != klen || racy_cmp(ip, key, klen) != 0)
 				continue;
-			uint64_t exp = it->expire_ms;
+			uint64_t exp = 0;
+			if (fl & KV_IF_TTL)
+				racy_copy(&exp, it + 1, sizeof exp);
 			uint64_t ver = it->version;
 			bool fits = iv <= r->cap;
 			if (fits && iv > 0)
-				racy_copy(r->buf, (const uint8_t *)(it + 1) + ik,
-				          iv);
+				racy_copy(r->buf, ip + ik, iv);
 			/* A hit needs only this bucket to have held still:
 			 * the slot named this item for the whole copy. */
 			atomic_thread_fence(memory_order_acquire);
@@ -245,7 +251,7 @@ restart:
 		 * already passed. Any change on the path means look again. */
 		for (uint64_t e = 0; !locked && e < d; e++) {
 			struct kv_bucket *pb =
-			    kv__bucket(kv, (home + e) & kv->mask);
+			    kv__bucket(kv, kv__badd(kv, home, e));
 			if (atomic_load_explicit(&pb->seq,
 			                         memory_order_relaxed) != seen[e])
 				goto retry;
@@ -276,7 +282,7 @@ restart:
 	kb->used = 0;
 	kb->nkeys = 0;
 	for (uint64_t d = 0; d < maxd; d++) {
-		struct kv_bucket *bk = kv__bucket(kv, (home + d) & kv->mask);
+		struct kv_bucket *bk = kv__bucket(kv, kv__badd(kv, home, d));
 		uint32_t s1 = atomic_load_explicit(&bk->seq,
 		                                   memory_order_acquire);
 		if (s1 & 1u)
@@ -294,13 +300,18 @@ restart:
 			    off > kv->arena_end - KV_ITEM_HDR)
 				goto bad;
 			uint64_t kl = it->klen, vl = it->vlen;
-			uint64_t exp = it->expire_ms;
+			uint8_t fl = it->flags;
+			uint64_t hl = kv_item_hdr_len(fl), exp = 0;
 			if (kl == 0 || kl > kv->max_key ||
-			    !item_in_bounds(kv, off, kl, vl))
+			    (fl & ~KV_IF_TTL) != 0 ||
+			    !item_in_bounds(kv, off, hl, kl, vl))
 				goto bad;
+			if (fl & KV_IF_TTL)
+				racy_copy(&exp, it + 1, sizeof exp);
 			if (exp != 0 && now >= exp)
 				continue;
-			if (kv__keybuf_add(kb, it + 1, (size_t)kl) != KV_OK)
+			if (kv__keybuf_add(kb, (const uint8_t *)it + hl,
+			                   (size_t)kl) != KV_OK)
 				return KV_ENOMEM;
 		}
 		uint32_t ov = atomic_load_explicit(&bk->overflow,
@@ -308,7 +319,7 @@ restart:
 		atomic_thread_fence(memory_order_acquire);
 		for (uint64_t e = 0; e <= d; e++) {
 			struct kv_bucket *pb =
-			    kv__bucket(kv, (home + e) & kv->mask);
+			    kv__bucket(kv, kv__badd(kv, home, e));
 			if (atomic_load_explicit(&pb->seq,
 			                         memory_order_relaxed) != seen[e])
 				goto retry;
@@ -331,14 +342,14 @@ retry:
 
 void kv__prefetch_bucket(const struct kv *kv, uint64_t hash)
 {
-	__builtin_prefetch(kv__bucket(kv, hash & kv->mask), 0, 3);
+	__builtin_prefetch(kv__bucket(kv, kv__home(kv, hash)), 0, 3);
 }
 
 /* Prefetch the item a key's home bucket points at for its tag. Only a
  * hint: nothing is validated and nothing read here is used. */
 KV_RACY void kv__prefetch_item(const struct kv *kv, uint64_t hash)
 {
-	const struct kv_bucket *bk = kv__bucket(kv, hash & kv->mask);
+	const struct kv_bucket *bk = kv__bucket(kv, kv__home(kv, hash));
 	uint16_t tag = tag_of(hash);
 	for (unsigned s = 0; s < KV_SLOTS; s++) {
 		uint64_t w = atomic_load_explicit(&bk->slot[s],
@@ -361,7 +372,9 @@ int kv__item_check(const struct kv *kv, uint64_t off, uint32_t *cls)
 	    (const struct kv_item *)(const void *)(kv->base + off);
 	if (it->klen == 0 || it->klen > kv->max_key ||
 	    it->vlen > kv->max_value || it->cls != c ||
-	    KV_ITEM_HDR + (uint64_t)it->klen + it->vlen > kv->class_size[c])
+	    (it->flags & ~KV_IF_TTL) != 0 ||
+	    kv_item_hdr_len(it->flags) + (uint64_t)it->klen + it->vlen >
+	        kv->class_size[c])
 		return KV_ECORRUPT;
 	*cls = c;
 	return KV_OK;
@@ -371,14 +384,14 @@ int kv__find_locked(struct kv *kv, uint64_t hash, const void *key,
                     size_t klen, struct kv_found *f)
 {
 	uint16_t tag = tag_of(hash);
-	uint64_t home = hash & kv->mask;
+	uint64_t home = kv__home(kv, hash);
 	uint64_t maxd = kv->nbuckets < KV_MAX_PROBE + 1 ? kv->nbuckets
 	                                                : KV_MAX_PROBE + 1;
 	bool searching = true;
 
 	*f = (struct kv_found){0};
 	for (uint64_t d = 0; d < maxd; d++) {
-		uint64_t b = (home + d) & kv->mask;
+		uint64_t b = kv__badd(kv, home, d);
 		struct kv_bucket *bk = kv__bucket(kv, b);
 		for (unsigned s = 0; s < KV_SLOTS; s++) {
 			uint64_t w = atomic_load_explicit(&bk->slot[s],
@@ -401,7 +414,7 @@ int kv__find_locked(struct kv *kv, uint64_t hash, const void *key,
 			const struct kv_item *it =
 			    (const struct kv_item *)(void *)(kv->base + off);
 			if (it->klen == klen &&
-			    memcmp(it + 1, key, klen) == 0) {
+			    memcmp(kv__item_key(it), key, klen) == 0) {
 				f->bucket = b;
 				f->slot = s;
 				f->dist = (uint32_t)d;
@@ -422,11 +435,11 @@ int kv__find_locked(struct kv *kv, uint64_t hash, const void *key,
 void kv__link(struct kv *kv, uint64_t hash, const struct kv_found *f,
               uint64_t item)
 {
-	uint64_t home = hash & kv->mask;
+	uint64_t home = kv__home(kv, hash);
 	struct kv_hdr *h = kv__hdr(kv);
 
 	for (uint32_t d = 0; d < f->dist; d++) {
-		struct kv_bucket *bk = kv__bucket(kv, (home + d) & kv->mask);
+		struct kv_bucket *bk = kv__bucket(kv, kv__badd(kv, home, d));
 		kv__tx_put32(kv, &bk->overflow,
 		             kv__tx_get32(kv, &bk->overflow) + 1);
 	}
@@ -446,7 +459,7 @@ void kv__replace(struct kv *kv, uint64_t hash, const struct kv_found *f,
 static void dec_overflow(struct kv *kv, uint64_t from, uint64_t n)
 {
 	for (uint64_t d = 0; d < n; d++) {
-		struct kv_bucket *bk = kv__bucket(kv, (from + d) & kv->mask);
+		struct kv_bucket *bk = kv__bucket(kv, kv__badd(kv, from, d));
 		uint32_t ov = kv__tx_get32(kv, &bk->overflow);
 		kv__tx_put32(kv, &bk->overflow, ov ? ov - 1 : 0);
 	}
@@ -470,7 +483,7 @@ static void dec_overflow(struct kv *kv, uint64_t from, uint64_t n)
  * the delete changed. */
 uint64_t kv__unlink(struct kv *kv, uint64_t hash, const struct kv_found *f)
 {
-	uint64_t home = hash & kv->mask;
+	uint64_t home = kv__home(kv, hash);
 	uint64_t hole_b = f->bucket, span = f->dist;
 	uint32_t hole_s = f->slot;
 
@@ -491,7 +504,7 @@ uint64_t kv__unlink(struct kv *kv, uint64_t hash, const struct kv_found *f)
 		for (uint64_t c = 1; passing && c <= KV_MAX_PROBE &&
 		                     span + c + 1 <= kv->nbuckets && !from_w;
 		     c++) {
-			uint64_t b = (hole_b + c) & kv->mask;
+			uint64_t b = kv__badd(kv, hole_b, c);
 			struct kv_bucket *bk = kv__bucket(kv, b);
 			for (unsigned s = 0; s < KV_SLOTS; s++) {
 				uint64_t w = kv__tx_get64(kv, &bk->slot[s]);

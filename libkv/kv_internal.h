@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "format.h"
 #include "kv.h"
@@ -29,7 +30,6 @@ struct kv {
 	/* Validated copy of the geometry. */
 	uint64_t seed;
 	uint64_t nbuckets;
-	uint64_t mask;       /* nbuckets - 1 */
 	uint64_t index_off;
 	uint64_t ptab_off;
 	uint64_t arena_off;
@@ -69,6 +69,46 @@ static inline struct kv_bucket *kv__bucket(const struct kv *kv, uint64_t b)
 static inline struct kv_page *kv__page(const struct kv *kv, uint64_t p)
 {
 	return (struct kv_page *)(void *)(kv->base + kv->ptab_off) + p;
+}
+
+/* A key's home bucket: the hash's low 48 bits mapped onto [0, nbuckets)
+ * by a multiply and shift (no power-of-two size needed, so the index can
+ * be sized to its load); the top 16 bits are the tag, independent of it. */
+static inline uint64_t kv__home(const struct kv *kv, uint64_t hash)
+{
+	__extension__ typedef unsigned __int128 u128;
+	return (uint64_t)(((u128)(hash << 16) * kv->nbuckets) >> 64);
+}
+
+/* Bucket b + d, wrapping. */
+static inline uint64_t kv__badd(const struct kv *kv, uint64_t b, uint64_t d)
+{
+	b += d;
+	if (b >= kv->nbuckets)
+		b -= kv->nbuckets;
+	return b < kv->nbuckets ? b : b % kv->nbuckets;
+}
+
+/* Buckets from `from` forward to `to`, wrapping. */
+static inline uint64_t kv__bdist(const struct kv *kv, uint64_t from,
+                                 uint64_t to)
+{
+	return to >= from ? to - from : to + kv->nbuckets - from;
+}
+
+/* An item's expiry (0: none) and key bytes. Only for items already
+ * validated, or under the lock. */
+static inline uint64_t kv__item_expire(const struct kv_item *it)
+{
+	uint64_t e = 0;
+	if (it->flags & KV_IF_TTL)
+		memcpy(&e, it + 1, sizeof e);
+	return e;
+}
+
+static inline const uint8_t *kv__item_key(const struct kv_item *it)
+{
+	return (const uint8_t *)it + kv_item_hdr_len(it->flags);
 }
 
 static inline uint64_t kv__off(const struct kv *kv, const void *p)

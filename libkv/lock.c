@@ -219,7 +219,7 @@ void kv__mark_odd(struct kv *kv, uint64_t first, uint32_t count)
 	j->odd_count = count;
 	atomic_thread_fence(memory_order_release);
 	for (uint32_t i = 0; i < count; i++) {
-		struct kv_bucket *b = kv__bucket(kv, (first + i) & kv->mask);
+		struct kv_bucket *b = kv__bucket(kv, kv__badd(kv, first, i));
 		uint32_t s = atomic_load_explicit(&b->seq,
 		                                  memory_order_relaxed);
 		atomic_store_explicit(&b->seq, s | 1u, memory_order_relaxed);
@@ -237,7 +237,7 @@ void kv__mark_even(struct kv *kv)
 
 	for (uint32_t i = 0; i < j->odd_count; i++) {
 		struct kv_bucket *b =
-		    kv__bucket(kv, (j->odd_first + i) & kv->mask);
+		    kv__bucket(kv, kv__badd(kv, j->odd_first, i));
 		uint32_t s = atomic_load_explicit(&b->seq,
 		                                  memory_order_relaxed);
 		if (s & 1u)

@@ -151,7 +151,7 @@ static int adopt_geometry(struct kv *kv)
 
 	struct kv_geometry g;
 	uint64_t nb = h->nbuckets;
-	if (nb < 64 || (nb & (nb - 1)) != 0 || nb > kv->size / KV_CACHELINE)
+	if (nb < 64 || nb > kv->size / KV_CACHELINE)
 		return KV_ECORRUPT;
 	if (kv__classes(h->max_value, &g) != KV_OK)
 		return KV_ECORRUPT;
@@ -175,7 +175,6 @@ static int adopt_geometry(struct kv *kv)
 
 	kv->seed = h->seed;
 	kv->nbuckets = nb;
-	kv->mask = nb - 1;
 	kv->index_off = KV_INDEX_OFF;
 	kv->ptab_off = ptab;
 	kv->arena_off = arena;

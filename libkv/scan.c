@@ -63,7 +63,7 @@ int kv_scan(kv_t *kv, uint64_t *cursor, size_t count,
 		rc = kv__collect_home(kv, home, &kb);
 		if (rc != KV_OK)
 			break;
-		home = (home + 1) & kv->mask;
+		home = kv__badd(kv, home, 1);
 		for (size_t off = 0, k = 0; k < kb.nkeys && rc == KV_OK; k++) {
 			size_t klen;
 			memcpy(&klen, kb.buf + off, sizeof klen);

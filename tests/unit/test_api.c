@@ -205,7 +205,7 @@ static void test_busy(void **state)
 	assert_kv(KV_OK, kv_open(kv__path(kv) + strlen("/dev/shm/kv."),
 	                         KV_RDONLY, &ro));
 	struct kv_bucket *bk =
-	    kv__bucket(kv, kv__hash(kv, "k", 1) & kv->mask);
+	    kv__bucket(kv, kv__home(kv, kv__hash(kv, "k", 1)));
 	bk->seq |= 1u;
 	char buf[8];
 	size_t n;

@@ -35,12 +35,12 @@ static size_t coll_len[NCOLL];
 
 static void make_colliding(kv_t *kv)
 {
-	uint64_t home = kv__hash(kv, "pre0", 4) & kv->mask;
+	uint64_t home = kv__home(kv, kv__hash(kv, "pre0", 4));
 	int n = 0;
 	for (unsigned i = 0; n < NCOLL; i++) {
 		char k[32];
 		size_t kl = (size_t)snprintf(k, sizeof k, "coll%u", i);
-		if ((kv__hash(kv, k, kl) & kv->mask) != home)
+		if ((kv__home(kv, kv__hash(kv, k, kl))) != home)
 			continue;
 		memcpy(coll[n], k, kl);
 		coll_len[n++] = kl;

@@ -165,7 +165,7 @@ static void test_bad_geometry(void **state)
 	char name[KV_PATH_MAX], path[KV_PATH_MAX];
 	made_store("geom", name, path);
 	kv_t *kv = NULL;
-	uint64_t nb = 100; /* not a power of two */
+	uint64_t nb = 100; /* not what the page table offset says */
 	poke(path, offsetof(struct kv_hdr, nbuckets), &nb, sizeof nb);
 	assert_kv(KV_ECORRUPT, kv_open(name, KV_RDONLY, &kv));
 	nb = UINT64_C(1) << 40; /* larger than the map */

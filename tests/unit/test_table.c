@@ -109,7 +109,7 @@ static void colliding_keys(kv_t *kv, uint64_t home, char keys[][32],
 		char k[32];
 		size_t kl;
 		key_of(i, k, &kl);
-		if ((kv__hash(kv, k, kl) & kv->mask) == home) {
+		if ((kv__home(kv, kv__hash(kv, k, kl))) == home) {
 			memcpy(keys[found], k, kl);
 			lens[found++] = kl;
 		}
@@ -133,7 +133,7 @@ static void test_collisions(void **state)
 		assert_kv(KV_OK, kv_put(kv, keys[i], lens[i], keys[i], lens[i],
 		                        NULL));
 	for (uint64_t d = 0; d < 4; d++)
-		assert_true(kv__bucket(kv, (home + d) & kv->mask)->overflow > 0);
+		assert_true(kv__bucket(kv, kv__badd(kv, home, d))->overflow > 0);
 	assert_sound(kv);
 
 	/* Delete the ones in the home bucket first: the others lie beyond

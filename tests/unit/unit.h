@@ -108,10 +108,9 @@ static inline double u_mean_probe(kv_t *kv)
 				continue;
 			const struct kv_item *it = (const void *)(kv->base +
 			                                          KV_SLOT_OFF(w));
-			uint64_t home = kv__hash(kv, it + 1, it->klen) &
-			                kv->mask;
-			sum += ((b - home) & kv->mask) + 1;
-			assert_int_equal(KV_SLOT_DIST(w), (b - home) & kv->mask);
+			uint64_t home = kv__home(kv, kv__hash(kv, kv__item_key(it), it->klen));
+			sum += (kv__bdist(kv, home, b)) + 1;
+			assert_int_equal(KV_SLOT_DIST(w), kv__bdist(kv, home, b));
 			n++;
 		}
 	}
