@@ -73,7 +73,10 @@ extern "C" {
 	XX(ETOOSMALL, -21, "store size is too small")                          \
 	XX(ETOOBIG, -22, "store size is too large")                            \
 	XX(ENOTSTORE, -23, "not a kv store (bad magic)")                       \
-	XX(ETRUNCATED, -24, "store is truncated")
+	XX(ETRUNCATED, -24, "store is truncated")                              \
+	XX(ECHANGED, -25, "key changed since its version was read")            \
+	XX(ENOTNUM, -26, "value is not a decimal integer")                     \
+	XX(EOVERFLOW, -27, "integer overflow")
 
 enum kv_status {
 	KV_OK = 0,
@@ -107,11 +110,16 @@ struct kv_options {
 struct kv_put_opts {
 	uint64_t ttl_ms; /* time to live in milliseconds; 0 = never expires */
 	uint32_t flags;  /* KV_PUT_... */
-	uint32_t reserved[5];
+	uint32_t reserved0;
+	uint64_t cas;    /* with KV_PUT_CAS: the version the key must have */
+	uint64_t reserved[1];
 };
 
 #define KV_PUT_NX 0x1u /* only if absent: KV_EEXIST if the key is live */
 #define KV_PUT_XX 0x2u /* only if present: KV_ENOTFOUND if it is not */
+#define KV_PUT_CAS 0x4u /* only if the key's version is opts->cas:
+                         * KV_ECHANGED if it has another, KV_ENOTFOUND if
+                         * the key is gone */
 
 /* Store-wide figures. Counters count since the store was created. */
 struct kv_stats {
@@ -141,7 +149,11 @@ struct kv_stats {
 	uint64_t page_moves;     /* pages taken from one class for another */
 	uint32_t evict;          /* 1: evicts when full; 0: KV_EFULL */
 	uint32_t reserved0;
-	uint64_t reserved[5];
+	uint64_t hits;           /* gets that found their key */
+	uint64_t misses;         /* gets that did not */
+	uint64_t sweeps;         /* expiry sweep steps run (by kvd) */
+	uint64_t sweep_ns;       /* time those steps held the writer lock */
+	uint64_t reserved[8];
 };
 
 /* Create a store, or adopt an existing compatible one with its data (unless
@@ -180,6 +192,43 @@ KV_API int kv_get(kv_t *kv, const void *key, size_t klen, void *buf,
  * KV_EINVAL; KV_ECORRUPT. On any error the store is unchanged. */
 KV_API int kv_put(kv_t *kv, const void *key, size_t klen, const void *val,
                   size_t vlen, const struct kv_put_opts *opts);
+
+/* Like kv_get, and also return the key's version (*version, if not
+ * NULL): a number that changes with every put of the key, for a later
+ * kv_put with KV_PUT_CAS. Same returns as kv_get. */
+KV_API int kv_get_version(kv_t *kv, const void *key, size_t klen, void *buf,
+                          size_t cap, size_t *vlen, uint64_t *version);
+
+/* Add delta to the decimal integer stored under key (an absent or
+ * expired key counts as 0) and store the result as decimal text, keeping
+ * the key's TTL; *result (if not NULL) receives it. Atomic with respect to
+ * every other writer. Returns KV_OK; KV_ENOTNUM (the value is not an
+ * optionally signed decimal integer of at most 20 digits); KV_EOVERFLOW
+ * (the result would not fit in int64_t; nothing changes); KV_EKEYSIZE;
+ * KV_ERDONLY; KV_EFULL; KV_EINVAL; KV_ECORRUPT. */
+KV_API int kv_incr(kv_t *kv, const void *key, size_t klen, int64_t delta,
+                   int64_t *result);
+
+/* Remove every key. Works a slice of the index at a time and releases the
+ * writer lock between slices, so other writers are never blocked long; a
+ * key put during the flush may survive it. *removed (if not NULL) receives
+ * the number of keys removed. Returns KV_OK; KV_ERDONLY; KV_EINVAL;
+ * KV_ECORRUPT. */
+KV_API int kv_flush(kv_t *kv, uint64_t *removed);
+
+/* Figures of one size class. */
+struct kv_class_stats {
+	uint32_t chunk_size;  /* bytes per chunk */
+	uint32_t per_page;    /* chunks per page */
+	uint64_t pages;       /* pages the class owns */
+	uint64_t used;        /* chunks holding an item */
+	uint64_t evictions;   /* items evicted from this class */
+	uint64_t reserved[4];
+};
+
+/* Fill *out for size class cls (0 .. kv_stats.nclasses - 1). Returns
+ * KV_OK or KV_EINVAL. */
+KV_API int kv_class_stats(kv_t *kv, uint32_t cls, struct kv_class_stats *out);
 
 /* One key of a batched get (kv_mget). The caller fills key, klen, buf and
  * cap; the call fills vlen and status exactly as kv_get would (KV_OK,

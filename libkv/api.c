@@ -62,8 +62,9 @@ static int check_key(const kv_t *kv, const void *key, size_t klen)
 	return KV_OK;
 }
 
-static int get_hashed(kv_t *kv, const void *key, size_t klen, uint64_t h,
-                      void *buf, size_t cap, size_t *vlen)
+static int get_hashed_version(kv_t *kv, const void *key, size_t klen,
+                              uint64_t h, void *buf, size_t cap,
+                              size_t *vlen, uint64_t *version)
 {
 	struct kv_read r = {.buf = buf, .cap = cap};
 	int rc = kv__lookup(kv, key, klen, h, false, &r);
@@ -76,9 +77,32 @@ static int get_hashed(kv_t *kv, const void *key, size_t klen, uint64_t h,
 		rc = kv__lookup(kv, key, klen, h, true, &r);
 		kv__unlock(kv);
 	}
-	if ((rc == KV_OK || rc == KV_ERANGE) && vlen != NULL)
-		*vlen = r.vlen;
+	if (rc == KV_OK || rc == KV_ERANGE) {
+		if (vlen != NULL)
+			*vlen = r.vlen;
+		if (version != NULL)
+			*version = r.version;
+	}
+	kv__count_get(kv, rc == KV_OK || rc == KV_ERANGE);
 	return rc;
+}
+
+static int get_hashed(kv_t *kv, const void *key, size_t klen, uint64_t h,
+                      void *buf, size_t cap, size_t *vlen)
+{
+	return get_hashed_version(kv, key, klen, h, buf, cap, vlen, NULL);
+}
+
+int kv_get_version(kv_t *kv, const void *key, size_t klen, void *buf,
+                   size_t cap, size_t *vlen, uint64_t *version)
+{
+	int rc = check_key(kv, key, klen);
+	if (rc != KV_OK)
+		return rc;
+	if (buf == NULL && cap != 0)
+		return KV_EINVAL;
+	return get_hashed_version(kv, key, klen, kv__hash(kv, key, klen), buf,
+	                          cap, vlen, version);
 }
 
 int kv_get(kv_t *kv, const void *key, size_t klen, void *buf, size_t cap,
@@ -238,41 +262,18 @@ static void fill_item(struct kv *kv, const struct kv_alloc *a,
 	KV_CRASHPOINT(3);
 }
 
-int kv_put(kv_t *kv, const void *key, size_t klen, const void *val,
-           size_t vlen, const struct kv_put_opts *opts)
+/* The body of a put, with the writer lock held: find the key and room for
+ * it (evicting if the store allows), check the flags, then write the item
+ * and publish it in one journal transaction. */
+int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
+                   const void *val, size_t vlen, uint64_t expire,
+                   uint32_t flags, uint64_t cas)
 {
-	static const struct kv_put_opts none;
-	int rc = check_key(kv, key, klen);
-	if (rc != KV_OK)
-		return rc;
-	if (opts == NULL)
-		opts = &none;
-	if (val == NULL && vlen != 0)
-		return KV_EINVAL;
-	if ((opts->flags & ~(KV_PUT_NX | KV_PUT_XX)) != 0 ||
-	    (opts->flags & (KV_PUT_NX | KV_PUT_XX)) ==
-	        (KV_PUT_NX | KV_PUT_XX))
-		return KV_EINVAL;
-	if (vlen > kv->max_value)
-		return KV_EVALSIZE;
-	if (kv->rdonly)
-		return KV_ERDONLY;
-	uint64_t expire = 0;
-	if (opts->ttl_ms != 0) {
-		uint64_t now = kv__now_ms();
-		if (opts->ttl_ms > UINT64_MAX / 2 - now)
-			return KV_EINVAL;
-		expire = now + opts->ttl_ms;
-	}
-
-	uint64_t h = kv__hash(kv, key, klen);
 	struct kv_hdr *hdr = kv__hdr(kv);
 	struct kv_found f;
 	struct kv_alloc a;
+	int rc;
 
-	rc = kv__lock(kv);
-	if (rc != KV_OK)
-		return rc;
 	uint32_t cls = kv__class_for(kv, KV_ITEM_HDR + (expire ? KV_ITEM_TTL : 0) +
 	                                     klen + vlen);
 	bool old_expired;
@@ -281,17 +282,17 @@ int kv_put(kv_t *kv, const void *key, size_t klen, const void *val,
 	for (unsigned tries = 0;; tries++) {
 		rc = kv__find_locked(kv, h, key, klen, &f);
 		if (rc != KV_OK)
-			goto out;
+			return rc;
 		old_expired = f.item && expired(kv, f.item, kv__now_ms());
 		bool live = f.item && !old_expired;
-		if ((opts->flags & KV_PUT_NX) && live) {
-			rc = KV_EEXIST;
-			goto out;
-		}
-		if ((opts->flags & KV_PUT_XX) && !live) {
-			rc = KV_ENOTFOUND;
-			goto out;
-		}
+		if ((flags & KV_PUT_NX) && live)
+			return KV_EEXIST;
+		if ((flags & (KV_PUT_XX | KV_PUT_CAS)) && !live)
+			return KV_ENOTFOUND;
+		if ((flags & KV_PUT_CAS) &&
+		    ((const struct kv_item *)(void *)(kv->base + f.item))
+		            ->version != cas)
+			return KV_ECHANGED;
 		if (!f.item && !f.have_free)
 			rc = KV_EFULL;
 		else
@@ -308,7 +309,7 @@ int kv_put(kv_t *kv, const void *key, size_t klen, const void *val,
 			break;
 	}
 	if (rc != KV_OK)
-		goto out;
+		return rc;
 
 	kv__tx_begin(kv, KV_OP_PUT);
 	kv__alloc_pend(kv, &a);
@@ -335,7 +336,43 @@ int kv_put(kv_t *kv, const void *key, size_t klen, const void *val,
 	kv__tx_commit(kv);
 	kv__mark_even(kv);
 	kv__tx_end(kv);
-out:
+	return KV_OK;
+}
+
+int kv_put(kv_t *kv, const void *key, size_t klen, const void *val,
+           size_t vlen, const struct kv_put_opts *opts)
+{
+	static const struct kv_put_opts none;
+	const uint32_t known = KV_PUT_NX | KV_PUT_XX | KV_PUT_CAS;
+	int rc = check_key(kv, key, klen);
+	if (rc != KV_OK)
+		return rc;
+	if (opts == NULL)
+		opts = &none;
+	if (val == NULL && vlen != 0)
+		return KV_EINVAL;
+	/* At most one condition: "absent", "present" or "this version". */
+	uint32_t cond = opts->flags & known;
+	if ((opts->flags & ~known) != 0 || (cond & (cond - 1)) != 0)
+		return KV_EINVAL;
+	if (vlen > kv->max_value)
+		return KV_EVALSIZE;
+	if (kv->rdonly)
+		return KV_ERDONLY;
+	uint64_t expire = 0;
+	if (opts->ttl_ms != 0) {
+		uint64_t now = kv__now_ms();
+		if (opts->ttl_ms > UINT64_MAX / 2 - now)
+			return KV_EINVAL;
+		expire = now + opts->ttl_ms;
+	}
+
+	uint64_t h = kv__hash(kv, key, klen);
+	rc = kv__lock(kv);
+	if (rc != KV_OK)
+		return rc;
+	rc = kv__put_locked(kv, h, key, klen, val, vlen, expire, opts->flags,
+	                    opts->cas);
 	kv__unlock(kv);
 	return rc;
 }
@@ -368,48 +405,4 @@ int kv_del(kv_t *kv, const void *key, size_t klen)
 out:
 	kv__unlock(kv);
 	return rc;
-}
-
-static uint64_t ld(_Atomic uint64_t *p)
-{
-	return atomic_load_explicit(p, memory_order_relaxed);
-}
-
-int kv_stats(kv_t *kv, struct kv_stats *out)
-{
-	if (kv == NULL || out == NULL)
-		return KV_EINVAL;
-	struct kv_hdr *h = kv__hdr(kv);
-
-	*out = (struct kv_stats){0};
-	out->format_version = KV_FORMAT_VERSION;
-	out->max_key = kv->max_key;
-	out->max_value = kv->max_value;
-	out->page_size = kv->page_size;
-	out->map_size = kv->size;
-	out->data_bytes = kv->arena_end - kv->arena_off;
-	out->data_used = ld(&h->data_used);
-	out->pages_total = kv->npages;
-	out->pages_used = ld(&h->page_bump);
-	out->buckets = kv->nbuckets;
-	out->slots = kv->nbuckets * KV_SLOTS;
-	out->items = ld(&h->items);
-	out->key_bytes = ld(&h->key_bytes);
-	out->value_bytes = ld(&h->value_bytes);
-	out->puts = ld(&h->puts);
-	out->deletes = ld(&h->deletes);
-	out->expired = ld(&h->expired);
-	out->recoveries = ld(&h->recoveries);
-	out->max_probe = ld(&h->max_probe);
-	out->created_ms = h->created_ms;
-	out->nclasses = kv->nclasses;
-	out->evictions = ld(&h->evictions);
-	out->page_moves = ld(&h->page_moves);
-	out->evict = (kv->hflags & KV_HF_NOEVICT) ? 0 : 1;
-	uint32_t pid = atomic_load_explicit(&h->daemon_pid,
-	                                    memory_order_relaxed);
-	/* The pid is advisory: report it only while that process lives. */
-	if (pid != 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
-		out->daemon_pid = pid;
-	return KV_OK;
 }

@@ -121,6 +121,14 @@ static void check_index(struct checker *c, bool locked)
 			if (KV_SLOT_TAG(w) != (uint16_t)(h >> 48))
 				problem(c, "bucket %llu slot %u: tag mismatch",
 				        (unsigned long long)b, s);
+			if (((w & KV_SLOT_TTL) != 0) !=
+			    ((it->flags & KV_IF_TTL) != 0))
+				problem(c, "bucket %llu slot %u: ttl flag "
+				           "differs from its item",
+				        (unsigned long long)b, s);
+			if (w & 4u)
+				problem(c, "bucket %llu slot %u: reserved bit set",
+				        (unsigned long long)b, s);
 			if (KV_SLOT_DIST(w) != dist)
 				problem(c, "bucket %llu slot %u: records %u "
 				           "buckets from home, is %llu",

@@ -27,6 +27,16 @@ void kv__daemon_release(kv_t *kv);
  * Returns KV_OK, or a negative status if the store is corrupt. */
 int kv__maintain(kv_t *kv);
 
+/* One step of the expiry sweep, for kvd's tick: take the writer lock,
+ * look at the next `buckets` index buckets after the sweep hand (kept in
+ * the store, so a restarted kvd continues where the last one stopped),
+ * remove every expired item there, release the lock. Reading items costs
+ * a miss each, so only items flagged in their slot as having a TTL are
+ * read. The time the lock was held is added to kv_stats.sweep_ns.
+ * *expired (if not NULL) receives how many items were removed.
+ * Returns KV_OK, KV_ERDONLY, or a status from taking the lock. */
+int kv__sweep(kv_t *kv, uint64_t buckets, uint64_t *expired);
+
 /* The path of the store's backing object ("/dev/shm/kv.NAME" or the file),
  * for log messages. Valid until kv_close(). */
 const char *kv__path(const kv_t *kv);

@@ -17,7 +17,10 @@
  *   0x3000  +---------------------------------------------+
  *           | struct kv_journal       (20 KiB)            |  redo log of the
  *           |                                             |  write in flight
- *   0x8000  +---------------------------------------------+  = index_off
+ *   0x8000  +---------------------------------------------+
+ *           | struct kv_rstat[512]    (32 KiB)            |  readers' hit and
+ *           |                                             |  miss counters
+ *  0x10000  +---------------------------------------------+  = index_off
  *           | struct kv_bucket[nbuckets]  (64 B each)     |  the hash index
  *           +---------------------------------------------+  = ptab_off
  *           | struct kv_page[npages]      (16 B each)     |  page -> class
@@ -72,7 +75,9 @@
 #define KV_HDR_OFF 0x0000u
 #define KV_CLASS_OFF 0x1000u
 #define KV_JOURNAL_OFF 0x3000u
-#define KV_INDEX_OFF 0x8000u
+#define KV_RSTAT_OFF 0x8000u
+#define KV_RSTAT_SLOTS 512u
+#define KV_INDEX_OFF 0x10000u
 
 /* ------------------------------------------------------------------------
  * Header. 4 KiB at offset 0.
@@ -129,7 +134,11 @@ struct kv_hdr {
 	_Atomic uint64_t sweep_hand;  /* 0x178 expiry sweep's next bucket */
 	_Atomic uint64_t sweeps;      /* 0x180 sweep steps run */
 	_Atomic uint64_t sweep_ns;    /* 0x188 time spent in them */
-	uint64_t reserved3[14];       /* 0x190 */
+	/* 0x190: counts of reader slots given up (see kv_rstat); atomic adds,
+	 * no lock. */
+	_Atomic uint64_t retired_hits;   /* 0x190 */
+	_Atomic uint64_t retired_misses; /* 0x198 */
+	uint64_t reserved3[12];          /* 0x1a0 */
 
 	/* 0x200: chunk size of each class, ascending; immutable. */
 	uint32_t class_size[KV_MAX_CLASSES]; /* 0x200 */
@@ -241,15 +250,40 @@ struct kv_journal {
 };
 
 static_assert(offsetof(struct kv_journal, ent) == 0x40, "layout");
-static_assert(KV_JOURNAL_OFF + sizeof(struct kv_journal) <= KV_INDEX_OFF,
-              "journal fits before the index");
+static_assert(KV_JOURNAL_OFF + sizeof(struct kv_journal) <= KV_RSTAT_OFF,
+              "journal fits before the reader counters");
+
+/* ------------------------------------------------------------------------
+ * Reader counters: one cache line per attached read-write handle, so
+ * counting a get writes only a line no other process touches. A handle
+ * claims a free line (owner 0) at attach by compare-and-swap of its pid,
+ * adds its counts into the header's retired_* at detach and frees the
+ * line. A line whose owner died is claimed the same way by the next
+ * attacher, which first adds its counts to retired_*. Read-only handles
+ * cannot write the mapping and keep their counts in process memory.
+ */
+struct kv_rstat {
+	_Atomic uint32_t owner;  /* 0x00 pid, 0 = free */
+	uint32_t reserved0;      /* 0x04 */
+	_Atomic uint64_t hits;   /* 0x08 */
+	_Atomic uint64_t misses; /* 0x10 */
+	uint64_t reserved[5];    /* 0x18 */
+};
+
+static_assert(sizeof(struct kv_rstat) == KV_CACHELINE, "one line each");
+static_assert(KV_RSTAT_OFF + KV_RSTAT_SLOTS * sizeof(struct kv_rstat) ==
+                  KV_INDEX_OFF,
+              "reader counters end where the index starts");
 
 /* ------------------------------------------------------------------------
  * Index bucket: one cache line. A slot is 0 when empty, else
  *   bits 63..48  tag: the top 16 bits of the key's hash
  *   bits 47..40  dist: buckets from the key's home bucket to this one
- *   bits 39..1   offset of the item in the mapping (maps are < 1 TiB;
- *                items are 8-aligned, so bit 0 of an offset is free)
+ *   bits 39..3   offset of the item in the mapping (maps are < 1 TiB;
+ *                items are 8-aligned, so the low 3 bits are free)
+ *   bit  2       reserved, 0
+ *   bit  1       ttl: the item has an expiry (so the sweep reads only
+ *                items that can expire)
  *   bit  0       ref: the CLOCK reference bit. Readers set it, with a
  *                compare-and-swap and only when it is clear, on a hit;
  *                eviction clears it and evicts items found clear.
@@ -277,7 +311,8 @@ static_assert(KV_MAX_PROBE < 256, "dist fits its 8 bits");
 #define KV_SLOT_TAG(w) ((uint16_t)((w) >> 48))
 #define KV_SLOT_DIST(w) ((uint32_t)((w) >> KV_SLOT_OFF_BITS) & 0xffu)
 #define KV_SLOT_REF UINT64_C(1)
-#define KV_SLOT_OFF(w) ((w) & KV_SLOT_OFF_MASK & ~KV_SLOT_REF)
+#define KV_SLOT_TTL UINT64_C(2)
+#define KV_SLOT_OFF(w) ((w) & KV_SLOT_OFF_MASK & ~UINT64_C(7))
 #define KV_SLOT_MAKE(tag, dist, off)                                           \
 	(((uint64_t)(tag) << 48) | ((uint64_t)(dist) << KV_SLOT_OFF_BITS) |    \
 	 (uint64_t)(off))

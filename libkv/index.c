@@ -432,6 +432,13 @@ int kv__find_locked(struct kv *kv, uint64_t hash, const void *key,
 	return KV_OK;
 }
 
+static uint64_t ttl_bit(const struct kv *kv, uint64_t item)
+{
+	const struct kv_item *it =
+	    (const struct kv_item *)(const void *)(kv->base + item);
+	return (it->flags & KV_IF_TTL) ? KV_SLOT_TTL : 0;
+}
+
 void kv__link(struct kv *kv, uint64_t hash, const struct kv_found *f,
               uint64_t item)
 {
@@ -444,7 +451,8 @@ void kv__link(struct kv *kv, uint64_t hash, const struct kv_found *f,
 		             kv__tx_get32(kv, &bk->overflow) + 1);
 	}
 	kv__tx_put64(kv, &kv__bucket(kv, f->bucket)->slot[f->slot],
-	             KV_SLOT_MAKE(tag_of(hash), f->dist, item));
+	             KV_SLOT_MAKE(tag_of(hash), f->dist, item) |
+	                 ttl_bit(kv, item));
 	if (f->dist + 1u > kv__tx_get64(kv, &h->max_probe))
 		kv__tx_put64(kv, &h->max_probe, f->dist + 1u);
 }
@@ -453,7 +461,8 @@ void kv__replace(struct kv *kv, uint64_t hash, const struct kv_found *f,
                  uint64_t item)
 {
 	kv__tx_put64(kv, &kv__bucket(kv, f->bucket)->slot[f->slot],
-	             KV_SLOT_MAKE(tag_of(hash), f->dist, item));
+	             KV_SLOT_MAKE(tag_of(hash), f->dist, item) |
+	                 ttl_bit(kv, item));
 }
 
 static void dec_overflow(struct kv *kv, uint64_t from, uint64_t n)
@@ -525,7 +534,7 @@ uint64_t kv__unlink(struct kv *kv, uint64_t hash, const struct kv_found *f)
 		             KV_SLOT_MAKE(KV_SLOT_TAG(from_w),
 		                          KV_SLOT_DIST(from_w) - from_dist,
 		                          KV_SLOT_OFF(from_w)) |
-		                 (from_w & KV_SLOT_REF));
+		                 (from_w & (KV_SLOT_REF | KV_SLOT_TTL)));
 		kv__tx_put64(kv, &kv__bucket(kv, from_b)->slot[from_s], 0);
 		dec_overflow(kv, hole_b, from_dist);
 		hole_b = from_b;

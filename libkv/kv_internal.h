@@ -43,6 +43,12 @@ struct kv {
 	uint32_t class_size[KV_MAX_CLASSES];
 	uint32_t class_per_page[KV_MAX_CLASSES];
 
+	/* Hit and miss counters: a line of the mapping (read-write
+	 * handles), else these. */
+	struct kv_rstat *rstat;
+	_Atomic uint64_t local_hits;
+	_Atomic uint64_t local_misses;
+
 	char path[KV_PATH_MAX]; /* backing object, for messages */
 };
 
@@ -244,6 +250,15 @@ void kv__prefetch_item(const struct kv *kv, uint64_t hash);
 enum kv_why { KV_WHY_DELETED, KV_WHY_EXPIRED, KV_WHY_EVICTED };
 void kv__remove(struct kv *kv, uint64_t hash, const struct kv_found *f,
                 enum kv_why why);
+
+int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
+                   const void *val, size_t vlen, uint64_t expire,
+                   uint32_t flags, uint64_t cas);
+
+/* stats.c: reader-side counters. */
+void kv__count_get(struct kv *kv, bool hit);
+void kv__rstat_attach(struct kv *kv);
+void kv__rstat_detach(struct kv *kv);
 
 /* evict.c: make room. Lock held, no transaction open. */
 int kv__make_room(struct kv *kv, uint32_t cls);

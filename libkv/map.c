@@ -252,6 +252,7 @@ static int attach_fd(int fd, const char *name, bool rdonly, struct kv **out)
 	rc = adopt_geometry(kv);
 	if (rc != KV_OK)
 		goto fail;
+	kv__rstat_attach(kv);
 	*out = kv;
 	return KV_OK;
 fail:
@@ -398,6 +399,8 @@ void kv_close(kv_t *kv)
 		return;
 	if (kv->daemon)
 		kv__daemon_release(kv);
+	if (kv->rstat != NULL)
+		kv__rstat_detach(kv);
 	if (kv->base != NULL)
 		munmap(kv->base, kv->size);
 	if (kv->fd >= 0)
