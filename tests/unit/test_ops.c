@@ -190,7 +190,8 @@ static void test_hit_counters(void **state)
 {
 	(void)state;
 	kv_t *kv = u_create("hits", 8 << 20, 4096, 0);
-	const char *name = kv__path(kv) + strlen("/dev/shm/kv.");
+	char name[KV_PATH_MAX];
+	snprintf(name, sizeof name, "%s", kv__path(kv) + strlen("/dev/shm/kv."));
 	char buf[8];
 	size_t n;
 	assert_kv(KV_OK, u_puts(kv, "k", "v"));
