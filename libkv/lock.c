@@ -48,9 +48,12 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kv_internal.h"
+
+#define KV_LOCK_WAIT_S 10 /* longest wait for the writer lock */
 
 int kv__crash_armed;
 
@@ -73,7 +76,16 @@ int kv__lock(struct kv *kv)
 
 	if (kv->rdonly)
 		return KV_ERDONLY;
-	int e = pthread_mutex_lock(&h->mutex);
+	/* Bounded: a live writer holds the lock for microseconds (a page
+	 * steal or a flush slice for milliseconds), so a wait this long means
+	 * a lock word damaged in the mapping, and the caller gets an error
+	 * instead of a hang. A holder that died is seen at once. */
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += KV_LOCK_WAIT_S;
+	int e = pthread_mutex_timedlock(&h->mutex, &until);
+	if (e == ETIMEDOUT)
+		return KV_EBUSY;
 	if (e == EOWNERDEAD) {
 		int rc = kv__recover(kv);
 		pthread_mutex_consistent(&h->mutex);
