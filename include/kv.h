@@ -76,7 +76,10 @@ extern "C" {
 	XX(ETRUNCATED, -24, "store is truncated")                              \
 	XX(ECHANGED, -25, "key changed since its version was read")            \
 	XX(ENOTNUM, -26, "value is not a decimal integer")                     \
-	XX(EOVERFLOW, -27, "integer overflow")
+	XX(EOVERFLOW, -27, "integer overflow")                                 \
+	XX(ENOFD, -28, "too many open files")                                  \
+	XX(EWORLD, -29, "store is world-writable")                             \
+	XX(EOWNER, -30, "store is owned by another user")
 
 enum kv_status {
 	KV_OK = 0,
@@ -153,22 +156,29 @@ struct kv_stats {
 	uint64_t misses;         /* gets that did not */
 	uint64_t sweeps;         /* expiry sweep steps run (by kvd) */
 	uint64_t sweep_ns;       /* time those steps held the writer lock */
-	uint64_t reserved[8];
+	/* Keys by distance from their home bucket: 0, 1, 2, 3, 4-7, 8-15,
+	 * 16-31, 32 or more buckets. A lookup reads distance + 1 buckets. */
+	uint64_t probe_hist[8];
 };
 
 /* Create a store, or adopt an existing compatible one with its data (unless
  * KV_CREATE_EXCL). The mapping's memory is reserved up front, so a full
  * tmpfs fails here with KV_ENOSPC rather than later with SIGBUS. The handle
  * is attached read-write. opts may be NULL.
+ * An existing store is adopted only if this user owns it (KV_EOWNER: anyone
+ * can create a name in /dev/shm) and it is not world-writable (KV_EWORLD).
  * Returns KV_OK; KV_ENAME, KV_EINVAL, KV_ETOOSMALL, KV_ETOOBIG, KV_ENOSPC,
- * KV_EPERM, KV_EVERSION, KV_ECORRUPT, KV_ESTOREEXISTS, KV_ENOTREADY, KV_ESYS.
+ * KV_EPERM, KV_EVERSION, KV_ECORRUPT, KV_ESTOREEXISTS, KV_ENOTREADY,
+ * KV_EWORLD, KV_EOWNER, KV_ENOFD, KV_ESYS.
  * On success *out owns the handle; release it with kv_close(). */
 KV_API int kv_create(const char *name, const struct kv_options *opts,
                      kv_t **out);
 
 /* Attach to an existing store. flags is KV_RDONLY or KV_RDWR.
+ * A store writable by every user is refused (KV_EWORLD).
  * Returns KV_OK; KV_ENAME, KV_ENOSTORE, KV_EPERM, KV_EVERSION, KV_ENOTSTORE,
- * KV_ETRUNCATED, KV_ECORRUPT, KV_ENOTREADY, KV_EINVAL, KV_ESYS. */
+ * KV_ETRUNCATED, KV_ECORRUPT, KV_ENOTREADY, KV_EWORLD, KV_ENOFD, KV_EINVAL,
+ * KV_ESYS. */
 KV_API int kv_open(const char *name, unsigned flags, kv_t **out);
 
 /* Detach and free the handle. NULL is allowed. The store stays. */

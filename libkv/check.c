@@ -43,6 +43,7 @@ struct checker {
 	uint32_t *ovf;     /* expected overflow per bucket */
 	uint64_t *cls_live;
 	uint32_t *page_live; /* items the index links, per page */
+	uint64_t hist[8];    /* keys by distance from home */
 };
 
 __attribute__((format(printf, 2, 3))) static void problem(struct checker *c,
@@ -142,6 +143,7 @@ static void check_index(struct checker *c, bool locked)
 			} else {
 				for (uint64_t d = 0; d < dist; d++)
 					c->ovf[kv__badd(kv, home, d)]++;
+				c->hist[kv__probe_bin(dist)]++;
 			}
 			items++;
 			kbytes += it->klen;
@@ -169,6 +171,12 @@ static void check_index(struct checker *c, bool locked)
 		        (unsigned long long)ld64(&h->value_bytes),
 		        (unsigned long long)kbytes,
 		        (unsigned long long)vbytes);
+	for (unsigned i = 0; i < 8; i++)
+		if (ld64(&h->probe_hist[i]) != c->hist[i])
+			problem(c, "probe histogram bin %u says %llu, index "
+			           "holds %llu",
+			        i, (unsigned long long)ld64(&h->probe_hist[i]),
+			        (unsigned long long)c->hist[i]);
 	if (ld64(&h->data_used) != used)
 		problem(c, "header says %llu bytes in use, index holds %llu",
 		        (unsigned long long)ld64(&h->data_used),

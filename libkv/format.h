@@ -138,7 +138,10 @@ struct kv_hdr {
 	 * no lock. */
 	_Atomic uint64_t retired_hits;   /* 0x190 */
 	_Atomic uint64_t retired_misses; /* 0x198 */
-	uint64_t reserved3[12];          /* 0x1a0 */
+	/* 0x1a0: keys by distance from home: 0, 1, 2, 3, 4-7, 8-15, 16-31,
+	 * 32+. Guarded by the mutex, changed through the journal. */
+	_Atomic uint64_t probe_hist[8];  /* 0x1a0 */
+	uint64_t reserved3[4];           /* 0x1e0 */
 
 	/* 0x200: chunk size of each class, ascending; immutable. */
 	uint32_t class_size[KV_MAX_CLASSES]; /* 0x200 */
@@ -160,6 +163,7 @@ static_assert(offsetof(struct kv_hdr, daemon_pid) == 0x0c0, "layout");
 static_assert(offsetof(struct kv_hdr, page_bump) == 0x100, "layout");
 static_assert(offsetof(struct kv_hdr, data_used) == 0x150, "layout");
 static_assert(offsetof(struct kv_hdr, sweep_ns) == 0x188, "layout");
+static_assert(offsetof(struct kv_hdr, probe_hist) == 0x1a0, "layout");
 static_assert(offsetof(struct kv_hdr, class_size) == 0x200, "layout");
 
 /* ------------------------------------------------------------------------

@@ -432,6 +432,12 @@ int kv__find_locked(struct kv *kv, uint64_t hash, const void *key,
 	return KV_OK;
 }
 
+static void hist_add(struct kv *kv, uint64_t dist, int64_t delta)
+{
+	_Atomic uint64_t *c = &kv__hdr(kv)->probe_hist[kv__probe_bin(dist)];
+	kv__tx_put64(kv, c, kv__tx_get64(kv, c) + (uint64_t)delta);
+}
+
 static uint64_t ttl_bit(const struct kv *kv, uint64_t item)
 {
 	const struct kv_item *it =
@@ -453,6 +459,7 @@ void kv__link(struct kv *kv, uint64_t hash, const struct kv_found *f,
 	kv__tx_put64(kv, &kv__bucket(kv, f->bucket)->slot[f->slot],
 	             KV_SLOT_MAKE(tag_of(hash), f->dist, item) |
 	                 ttl_bit(kv, item));
+	hist_add(kv, f->dist, 1);
 	if (f->dist + 1u > kv__tx_get64(kv, &h->max_probe))
 		kv__tx_put64(kv, &h->max_probe, f->dist + 1u);
 }
@@ -498,6 +505,7 @@ uint64_t kv__unlink(struct kv *kv, uint64_t hash, const struct kv_found *f)
 
 	kv__tx_put64(kv, &kv__bucket(kv, hole_b)->slot[hole_s], 0);
 	dec_overflow(kv, home, f->dist);
+	hist_add(kv, f->dist, -1);
 
 	/* Each move lowers some key's dist, so this ends; the caps keep the
 	 * journal bounded and the odd range from wrapping onto itself in a
@@ -537,6 +545,8 @@ uint64_t kv__unlink(struct kv *kv, uint64_t hash, const struct kv_found *f)
 		                 (from_w & (KV_SLOT_REF | KV_SLOT_TTL)));
 		kv__tx_put64(kv, &kv__bucket(kv, from_b)->slot[from_s], 0);
 		dec_overflow(kv, hole_b, from_dist);
+		hist_add(kv, KV_SLOT_DIST(from_w), -1);
+		hist_add(kv, KV_SLOT_DIST(from_w) - from_dist, 1);
 		hole_b = from_b;
 		hole_s = from_s;
 		span += from_dist;

@@ -117,6 +117,17 @@ static inline const uint8_t *kv__item_key(const struct kv_item *it)
 	return (const uint8_t *)it + kv_item_hdr_len(it->flags);
 }
 
+/* The probe histogram's bin for a key dist buckets from home. */
+static inline unsigned kv__probe_bin(uint64_t dist)
+{
+	unsigned b = 0;
+	if (dist < 4)
+		return (unsigned)dist;
+	for (b = 4, dist >>= 3; dist && b < 7; dist >>= 1)
+		b++;
+	return b;
+}
+
 static inline uint64_t kv__off(const struct kv *kv, const void *p)
 {
 	return (uint64_t)((const uint8_t *)p - kv->base);

@@ -99,6 +99,9 @@ static int status_of_errno(int e)
 		return KV_ENOSPC;
 	case ENOMEM:
 		return KV_ENOMEM;
+	case EMFILE:
+	case ENFILE:
+		return KV_ENOFD;
 	case ENAMETOOLONG:
 	case ELOOP:
 	case ENOTDIR:
@@ -215,6 +218,12 @@ static int attach_fd(int fd, const char *name, bool rdonly, struct kv **out)
 		}
 		if (!S_ISREG(st.st_mode)) {
 			rc = KV_ENOTSTORE;
+			goto fail;
+		}
+		/* A store anyone may write is a store anyone may corrupt or
+		 * read through: never attach to one. */
+		if (st.st_mode & S_IWOTH) {
+			rc = KV_EWORLD;
 			goto fail;
 		}
 		if ((uint64_t)st.st_size >= sizeof(struct kv_hdr))
@@ -356,10 +365,18 @@ int kv_create(const char *name, const struct kv_options *opts, kv_t **out)
 			return status_of_errno(errno);
 		if (opts->flags & KV_CREATE_EXCL)
 			return KV_ESTOREEXISTS;
-		/* Someone else created it: adopt it, whatever its size. */
+		/* Someone else created it: adopt it, whatever its size, but
+		 * only if it is ours. Anyone can create a name in /dev/shm; a
+		 * creator adopting another user's object would serve data
+		 * that user controls. */
 		fd = open_object(name, O_RDWR, 0);
 		if (fd < 0)
 			return status_of_errno(errno);
+		struct stat st;
+		if (fstat(fd, &st) != 0 || st.st_uid != geteuid()) {
+			close(fd);
+			return KV_EOWNER;
+		}
 		return attach_fd(fd, name, false, out);
 	}
 

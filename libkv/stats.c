@@ -129,6 +129,8 @@ int kv_stats(kv_t *kv, struct kv_stats *out)
 	out->evict = (kv->hflags & KV_HF_NOEVICT) ? 0 : 1;
 	out->sweeps = ld(&h->sweeps);
 	out->sweep_ns = ld(&h->sweep_ns);
+	for (unsigned i = 0; i < 8; i++)
+		out->probe_hist[i] = ld(&h->probe_hist[i]);
 	out->hits = ld(&h->retired_hits) + ld(&kv->local_hits);
 	out->misses = ld(&h->retired_misses) + ld(&kv->local_misses);
 	for (uint32_t i = 0; i < KV_RSTAT_SLOTS; i++) {

@@ -708,6 +708,13 @@ static void test_refuses_world_writable_store(void **state)
 	H_ASSERT_ERR_HAS(&r, "world-writable");
 	h_result_free(&r);
 	assert_int_equal(file_mode(h_shm_path(store)), 0666);
+	/* Clients refuse it too: a store anyone can write is not trusted. */
+	h_kv(&r, store, "get", "k", NULL);
+	H_ASSERT_EXIT(&r, 2);
+	H_ASSERT_ERR_HAS(&r, "world-writable");
+	h_result_free(&r);
+	/* Made private again, its data is all there. */
+	assert_int_equal(chmod(h_shm_path(store), 0600), 0);
 	want_get(store, "k", "v");
 }
 
