@@ -79,7 +79,8 @@ extern "C" {
 	XX(EOVERFLOW, -27, "integer overflow")                                 \
 	XX(ENOFD, -28, "too many open files")                                  \
 	XX(EWORLD, -29, "store is world-writable")                             \
-	XX(EOWNER, -30, "store is owned by another user")
+	XX(EOWNER, -30, "store is owned by another user")                      \
+	XX(ESYMLINK, -31, "store path is a symbolic link")
 
 enum kv_status {
 	KV_OK = 0,

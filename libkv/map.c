@@ -102,8 +102,9 @@ static int status_of_errno(int e)
 	case EMFILE:
 	case ENFILE:
 		return KV_ENOFD;
-	case ENAMETOOLONG:
 	case ELOOP:
+		return KV_ESYMLINK; /* O_NOFOLLOW met a link */
+	case ENAMETOOLONG:
 	case ENOTDIR:
 		return KV_ENAME;
 	case EEXIST:

@@ -236,6 +236,64 @@ static void test_rdonly_mapping(void **state)
 	kv_close(rw);
 }
 
+/* A symbolic link planted where a file-backed store will be is never
+ * followed: not to create, not to adopt, not to open. */
+static void test_planted_symlink(void **state)
+{
+	(void)state;
+	const char *dir = h_tmpdir("symlink");
+	char target[KV_PATH_MAX], link[KV_PATH_MAX];
+	snprintf(target, sizeof target, "%s/victim", dir);
+	snprintf(link, sizeof link, "%s/store", dir);
+	int fd = open(target, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "precious", 8), 8);
+	close(fd);
+	assert_int_equal(symlink(target, link), 0);
+
+	kv_t *kv = NULL;
+	struct kv_options o = {.size = 4 << 20, .max_value = 4096};
+	assert_kv(KV_ESYMLINK, kv_create(link, &o, &kv));
+	assert_kv(KV_ESYMLINK, kv_open(link, KV_RDWR, &kv));
+	assert_kv(KV_ESYMLINK, kv_open(link, KV_RDONLY, &kv));
+	assert_null(kv);
+	/* The link's target is untouched. */
+	char buf[16] = {0};
+	fd = open(target, O_RDONLY);
+	assert_int_equal(read(fd, buf, sizeof buf), 8);
+	close(fd);
+	assert_string_equal(buf, "precious");
+	/* A dangling link is not followed into creating a file either. */
+	assert_int_equal(unlink(target), 0);
+	assert_kv(KV_ESYMLINK, kv_create(link, &o, &kv));
+	struct stat st;
+	assert_int_equal(stat(target, &st), -1);
+}
+
+/* A store in /dev/shm made by another user is not adopted, and one made
+ * world-writable is not attached at all. */
+static void test_foreign_and_world_writable(void **state)
+{
+	(void)state;
+	kv_t *kv = u_create("foreign", 8 << 20, 4096, 0);
+	char name[KV_PATH_MAX], path[KV_PATH_MAX];
+	snprintf(path, sizeof path, "%s", kv__path(kv));
+	snprintf(name, sizeof name, "%s", path + strlen("/dev/shm/kv."));
+	kv_close(kv);
+	kv = NULL;
+	assert_int_equal(chmod(path, 0666), 0);
+	assert_kv(KV_EWORLD, kv_open(name, KV_RDONLY, &kv));
+	assert_kv(KV_EWORLD, kv_create(name, NULL, &kv));
+	assert_int_equal(chmod(path, 0600), 0);
+	if (geteuid() == 0) {
+		assert_int_equal(chown(path, 65534, 65534), 0);
+		assert_kv(KV_EOWNER, kv_create(name, NULL, &kv));
+		/* Root may still open it to inspect it. */
+		assert_kv(KV_OK, kv_open(name, KV_RDONLY, &kv));
+		kv_close(kv);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -249,6 +307,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_not_ready, h_teardown),
 		cmocka_unit_test_teardown(test_missing, h_teardown),
 		cmocka_unit_test_teardown(test_rdonly_mapping, h_teardown),
+		cmocka_unit_test_teardown(test_planted_symlink, h_teardown),
+		cmocka_unit_test_teardown(test_foreign_and_world_writable,
+		                          h_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
