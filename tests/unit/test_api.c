@@ -5,6 +5,7 @@
  */
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -339,6 +340,44 @@ static void test_mget(void **state)
 	kv_close(kv);
 }
 
+/* With every file descriptor in use, attaching fails with its own error
+ * and an attached handle keeps working (it needs no new descriptor). */
+static void test_fd_limit(void **state)
+{
+	(void)state;
+	kv_t *kv = u_create("fdlimit", 8 << 20, 4096, 0);
+	char name[KV_PATH_MAX];
+	snprintf(name, sizeof name, "%s", kv__path(kv) + strlen("/dev/shm/kv."));
+	assert_kv(KV_OK, u_puts(kv, "k", "v"));
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct rlimit rl = {32, 32};
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			_exit(10);
+		while (open("/dev/null", O_RDONLY) >= 0)
+			;
+		kv_t *x = NULL;
+		if (kv_open(name, KV_RDONLY, &x) != KV_ENOFD)
+			_exit(11);
+		if (kv_create(name, NULL, &x) != KV_ENOFD)
+			_exit(12);
+		char buf[4];
+		size_t n;
+		if (kv_get(kv, "k", 1, buf, sizeof buf, &n) != KV_OK ||
+		    kv_put(kv, "k2", 2, "w", 1, NULL) != KV_OK)
+			_exit(13);
+		_exit(0);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	u_expect_str(kv, "k2", "w");
+	assert_sound(kv);
+	kv_close(kv);
+}
+
 struct worker {
 	kv_t *kv;
 	int id;
@@ -403,6 +442,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_permission, h_teardown),
 		cmocka_unit_test_teardown(test_no_space, h_teardown),
 		cmocka_unit_test_teardown(test_mget, h_teardown),
+		cmocka_unit_test_teardown(test_fd_limit, h_teardown),
 		cmocka_unit_test_teardown(test_threads, h_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
