@@ -103,12 +103,15 @@ struct kv_options {
 	uint32_t max_value; /* largest value in bytes; default 1 MiB */
 	uint64_t max_items; /* index sized for this many keys; default from size */
 	uint32_t flags;     /* KV_CREATE_... */
-	uint32_t reserved[7];
+	uint32_t gid;       /* with KV_CREATE_GID: the store's group */
+	uint32_t reserved[6];
 };
 
 #define KV_CREATE_EXCL 0x1u /* fail with KV_ESTOREEXISTS rather than adopt */
 #define KV_CREATE_NOEVICT 0x2u /* when full, puts fail with KV_EFULL instead
                                 * of evicting least recently used items */
+#define KV_CREATE_GID 0x4u     /* give a new store the group opts->gid (the
+                                * creator must belong to it, or be root) */
 
 /* Options for kv_put(). Zero-initialise; NULL means all defaults. */
 struct kv_put_opts {

@@ -350,7 +350,8 @@ int kv_create(const char *name, const struct kv_options *opts, kv_t **out)
 	rc = kv_name_check(name);
 	if (rc != KV_OK)
 		return rc;
-	if ((opts->flags & ~(KV_CREATE_EXCL | KV_CREATE_NOEVICT)) != 0)
+	if ((opts->flags &
+	     ~(KV_CREATE_EXCL | KV_CREATE_NOEVICT | KV_CREATE_GID)) != 0)
 		return KV_EINVAL;
 	mode_t mode = opts->mode ? (mode_t)opts->mode : 0600;
 	if ((mode & ~(mode_t)0777) != 0 || (mode & 0002) != 0 ||
@@ -384,6 +385,13 @@ int kv_create(const char *name, const struct kv_options *opts, kv_t **out)
 	/* We are the creator. Anything failing from here removes the object,
 	 * so a half-made store is never left behind. */
 	uint8_t *base = MAP_FAILED;
+	/* Group first, then mode: the object never has the wider mode while
+	 * it belongs to the creator's default group. */
+	if ((opts->flags & KV_CREATE_GID) &&
+	    fchown(fd, (uid_t)-1, (gid_t)opts->gid) != 0) {
+		rc = status_of_errno(errno);
+		goto fail;
+	}
 	if (fchmod(fd, mode) != 0) {
 		rc = status_of_errno(errno);
 		goto fail;

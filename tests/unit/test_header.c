@@ -294,6 +294,48 @@ static void test_foreign_and_world_writable(void **state)
 	}
 }
 
+/* A store can be created for a group: the group-read mode then gives its
+ * members read-only access. */
+static void test_group(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	const char *name = h_store_name("group");
+	struct kv_options o = {.size = 4 << 20, .max_value = 4096,
+	                       .mode = 0640, .flags = KV_CREATE_GID,
+	                       .gid = 65534};
+	kv_t *kv = NULL;
+	assert_kv(KV_OK, kv_create(name, &o, &kv));
+	struct stat st;
+	assert_int_equal(stat(h_shm_path(name), &st), 0);
+	assert_int_equal(st.st_gid, 65534);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	assert_kv(KV_OK, u_puts(kv, "k", "v"));
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* A member of the group, not the owner: read, not write. */
+		kv_t *x = NULL;
+		char buf[4];
+		size_t n;
+		if (setgid(65534) != 0 || setuid(65534) != 0)
+			_exit(10);
+		if (kv_open(name, KV_RDONLY, &x) != KV_OK ||
+		    kv_get(x, "k", 1, buf, sizeof buf, &n) != KV_OK)
+			_exit(11);
+		kv_close(x);
+		if (kv_open(name, KV_RDWR, &x) != KV_EPERM)
+			_exit(12);
+		_exit(0);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	kv_close(kv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -308,6 +350,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_missing, h_teardown),
 		cmocka_unit_test_teardown(test_rdonly_mapping, h_teardown),
 		cmocka_unit_test_teardown(test_planted_symlink, h_teardown),
+		cmocka_unit_test_teardown(test_group, h_teardown),
 		cmocka_unit_test_teardown(test_foreign_and_world_writable,
 		                          h_teardown),
 	};
