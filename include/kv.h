@@ -194,8 +194,9 @@ KV_API int kv_destroy(const char *name);
 
 /* Copy the value of key into buf[0..cap). *vlen receives the value's length
  * in every case where the key was found, so a caller may size a buffer by
- * calling with cap 0. Takes no lock.
- * Returns KV_OK; KV_ENOTFOUND; KV_ERANGE (cap < *vlen, buf untouched);
+ * calling with cap 0. Takes no lock. On any status but KV_OK the contents of
+ * buf are unspecified (a read that raced a writer may have begun a copy).
+ * Returns KV_OK; KV_ENOTFOUND; KV_ERANGE (cap < *vlen);
  * KV_EKEYSIZE, KV_EINVAL, KV_ECORRUPT, KV_EBUSY. */
 KV_API int kv_get(kv_t *kv, const void *key, size_t klen, void *buf,
                   size_t cap, size_t *vlen);

@@ -55,6 +55,30 @@
 
 #define KV_LOCK_WAIT_S 10 /* longest wait for the writer lock */
 
+/* ThreadSanitizer's pthread_mutex_timedlock records the lock as taken only
+ * when it returns 0, not EOWNERDEAD (its lock and trylock do both), and
+ * then reports our unlock as one of a mutex not held. Tell it. */
+#if defined(__SANITIZE_THREAD__)
+#define KV_TSAN_LOCK 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KV_TSAN_LOCK 1
+#endif
+#endif
+#ifdef KV_TSAN_LOCK
+#include <sanitizer/tsan_interface.h>
+static void tsan_owner_dead_acquired(pthread_mutex_t *m)
+{
+	__tsan_mutex_pre_lock(m, 0);
+	__tsan_mutex_post_lock(m, 0, 0);
+}
+#else
+static void tsan_owner_dead_acquired(pthread_mutex_t *m)
+{
+	(void)m;
+}
+#endif
+
 int kv__crash_armed;
 
 void kv__crash_arm(int point)
@@ -87,6 +111,7 @@ int kv__lock(struct kv *kv)
 	if (e == ETIMEDOUT)
 		return KV_EBUSY;
 	if (e == EOWNERDEAD) {
+		tsan_owner_dead_acquired(&h->mutex);
 		int rc = kv__recover(kv);
 		pthread_mutex_consistent(&h->mutex);
 		if (rc != KV_OK) {

@@ -115,6 +115,58 @@ static bool recovered(void *ctx)
 	return recoveries(w->kv) >= w->want;
 }
 
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* State letter of pid from /proc ('T' when stopped), or 0. */
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[512];
+	FILE *f;
+	char st = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	if (fgets(buf, sizeof(buf), f) != NULL) {
+		char *p = strrchr(buf, ')');
+		if (p != NULL && p[1] == ' ')
+			st = p[2];
+	}
+	fclose(f);
+	return st;
+}
+
+/* SIGSTOP kvd at a moment it does not hold the writer lock (its tick
+ * takes it briefly), so the crashing writer can take it. */
+static void stop_kvd(kv_t *kv, pid_t pid)
+{
+	pthread_mutex_t *m = &kv__hdr(kv)->mutex;
+
+	for (int tries = 0; tries < 1000; tries++) {
+		assert_int_equal(kill(pid, SIGSTOP), 0);
+		for (int i = 0; i < 1000 && proc_state(pid) != 'T'; i++)
+			sleep_ms(1);
+		if (proc_state(pid) != 'T')
+			fail_msg("kvd (pid %d) did not stop", (int)pid);
+		int e = pthread_mutex_trylock(m);
+		if (e == 0) {
+			pthread_mutex_unlock(m);
+			return;
+		}
+		if (e != EBUSY)
+			fail_msg("trylock of the writer lock: %s", strerror(e));
+		assert_int_equal(kill(pid, SIGCONT), 0);
+		sleep_ms(1);
+	}
+	fail_msg("kvd always held the writer lock when stopped");
+}
+
 /* A read-only get in a thread, timed from just before the call. */
 struct ro_get {
 	kv_t *kv;
@@ -138,12 +190,6 @@ static void *ro_get_main(void *arg)
 	return NULL;
 }
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
 
 static void report(void *ctx, const char *problem)
 {
@@ -228,7 +274,7 @@ static void test_dead_writer(void **state)
 	 * kvd is still stopped, so it really meets the odd bucket; kvd is
 	 * continued HOLD_MS later. */
 	struct h_proc *kvd = h_kvd(store, NULL);
-	assert_int_equal(kill(kvd->pid, SIGSTOP), 0);
+	stop_kvd(kv, kvd->pid);
 	crash_writer("value 3");
 	bucket_of(kv, "victim", &odd);
 	if (!odd)

@@ -17,7 +17,8 @@
  * as far as it needs), checks that each of its keys holds what the log
  * allows, and carries on from the last sequence number. Two reader
  * processes (one read-write, one KV_RDONLY) verify every value they read
- * and time every kv_get.
+ * and time every kv_get. kvd serves the store throughout (its tick is one
+ * more recoverer, racing the writers for a dead holder's lock).
  *
  * What a key may hold, given its slot's log: the state left by its last
  * acknowledged change (a put: that exact value; a delete: absent; a put
@@ -32,7 +33,10 @@
  * key of every slot is judged as above.
  *
  * Environment: KV_KILLS (300), KV_KILL_SECONDS (cap on the loop, 45),
- * KV_KILL_WRITERS (4), KV_STRESS_SEED.
+ * KV_KILL_WRITERS (4), KV_STRESS_SEED, KV_STRESS_KVD (1; 0: no kvd),
+ * KV_STRESS_STORE_MB (64) and KV_STRESS_EVICT=1 (with a small store: one
+ * that evicts, where a key may also be missing, having been evicted, but
+ * still never hold anything else).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,6 +57,7 @@
 #define KPS 64          /* keys per slot */
 #define MAXCAND 32      /* unacknowledged ops remembered per key */
 #define LONG_TTL_MS (600u * 1000u)
+#define CHECK_EVERY 25 /* kills between two kv_check calls */
 
 enum { K_INTENT = 1, K_DONE = 2 };
 enum { K_PUT = 1, K_NX, K_XX, K_TTL, K_TTL1, K_DEL };
@@ -86,6 +91,7 @@ struct ctl {
 	struct sw_rstats r[2];
 	_Atomic uint64_t startup_checked; /* keys checked by new writers */
 	_Atomic uint64_t startup_inflight; /* ... found holding an unacked op */
+	_Atomic uint64_t efull;           /* puts refused with KV_EFULL */
 };
 
 static struct {
@@ -194,7 +200,7 @@ static int scan_log(int fd, uint32_t slot, struct kview *v, uint64_t *last_seq,
 	return 0;
 }
 
-enum verdict { V_ACKED, V_UNACKED, V_EXPIRED, V_BAD };
+enum verdict { V_ACKED, V_UNACKED, V_EXPIRED, V_EVICTED, V_BAD };
 
 /* May key (slot's key i) be in this state (present with seq, or absent)?
  * *op gets the op that explains it. */
@@ -226,6 +232,11 @@ static enum verdict judge(const struct kview *k, bool present, uint64_t seq,
 			*op = k->cand[c].op;
 			return V_UNACKED;
 		}
+	/* A store that evicts may lose any key, never bring an old one back. */
+	if (job.p.evict) {
+		*op = 0;
+		return V_EVICTED;
+	}
 	return V_BAD;
 }
 
@@ -399,13 +410,22 @@ static int writer_child(void *arg)
 		else
 			rc = kv_put(kv, key, kl, val, len, &o);
 		bool changed = rc == KV_OK;
+		/* KV_EFULL leaves the store unchanged: logged as no change. */
 		if (!changed && !(rc == KV_EEXIST && op == K_NX) &&
-		    !(rc == KV_ENOTFOUND && (op == K_XX || op == K_DEL)))
+		    !(rc == KV_ENOTFOUND && (op == K_XX || op == K_DEL)) &&
+		    !(rc == KV_EFULL && op != K_DEL))
 			return wdie("key %u: %s seq %" PRIu64 ": %s", id,
 			            op_name(op), seq, kv_errname(rc));
+		if (rc == KV_EFULL) {
+			if (log_rec(fd, id, K_DONE, op, 0, seq) != 0)
+				return wdie("write log: %s", strerror(errno));
+			atomic_fetch_add(&job.ctl->efull, 1);
+			continue;
+		}
 		/* Only this process writes these keys: the answer is known,
 		 * unless a 1 ms TTL may just have run out. */
-		bool live = model[i] == SW_PRESENT, dead = model[i] == SW_ABSENT;
+		bool live = model[i] == SW_PRESENT && !job.p.evict;
+		bool dead = model[i] == SW_ABSENT;
 		bool want_ok = op == K_NX ? dead : (op == K_XX || op == K_DEL) ?
 		                                   live : true;
 		bool want_no = op == K_NX ? live : (op == K_XX || op == K_DEL) ?
@@ -427,6 +447,8 @@ static int writer_child(void *arg)
 			size_t n = 0;
 			struct sw_vhdr h;
 			rc = kv_get(kv, key, kl, rb, SW_VMAX + 64, &n);
+			if (rc == KV_ENOTFOUND && job.p.evict)
+				continue;
 			if (rc != KV_OK)
 				return wdie("key %u: read back seq %" PRIu64
 				            ": %s",
@@ -516,22 +538,24 @@ static void test_kill_loop(void **state)
 		nslot = MAXSLOT;
 	job.store = h_store_name("killloop");
 	job.dir = h_tmpdir("killloop");
-	job.p = (struct sw_params){0, KPS, nslot, LONG_TTL_MS};
+	job.p = (struct sw_params){0, KPS, nslot, LONG_TTL_MS, false};
 	job.ctl = sw_shared(sizeof(struct ctl));
 	job.seed = rng;
 	print_message("kill-loop: %u writer slots of %u keys, %" PRIu64
-	              " kills (cap %" PRIu64 " s), seed %#" PRIx64 "\n",
-	              nslot, KPS, target, cap_s, rng);
+	              " kills (cap %" PRIu64 " s), seed %#" PRIx64 "%s\n",
+	              nslot, KPS, target, cap_s, rng,
+	              sw_env_u64("KV_STRESS_KVD", 1) ? ", kvd serving" : "");
 
-	struct kv_options o = {.size = SW_STORE_SIZE, .max_value = SW_VMAX,
+	struct kv_options o = {.size = sw_store_size(), .max_value = SW_VMAX,
 	                       .max_items = sw_max_items(&job.p),
-	                       .flags = KV_CREATE_EXCL};
+	                       .flags = sw_create_flags(&job.p.evict)};
 	kv_t *kv = NULL;
 	int rc = kv_create(job.store, &o, &kv);
 	if (rc != KV_OK)
 		fail_msg("kv_create: %s", kv_strerror(rc));
 	kv_close(kv);
 	kv = NULL;
+	struct h_proc *kvd = sw_kvd(job.store);
 
 	for (uint32_t i = 0; i < 2; i++) {
 		job.rdonly = i == 1;
@@ -540,6 +564,13 @@ static void test_kill_loop(void **state)
 	for (uint32_t s = 0; s < nslot; s++)
 		wpid[s] = spawn_writer(s, gen[s]++);
 
+	kv_t *chk = NULL;
+	char cerr[SW_ERRLEN] = "";
+	int crc = KV_OK;
+	uint64_t checks = 0;
+	rc = kv_open(job.store, KV_RDWR, &chk);
+	if (rc != KV_OK)
+		fail_msg("kv_open: %s", kv_strerror(rc));
 	uint64_t t0 = sw_now_ns(), kills = 0;
 	uint64_t cap = t0 + cap_s * 1000000000ull;
 	const char *why = NULL;
@@ -569,6 +600,14 @@ static void test_kill_loop(void **state)
 		}
 		kills++;
 		wpid[s] = spawn_writer(s, gen[s]++);
+		/* Now and then check the store under the lock, in the middle
+		 * of it all: this may be what recovers a dead writer. */
+		if (kills % CHECK_EVERY == 0) {
+			crc = sw_check(chk, cerr, sizeof(cerr));
+			checks++;
+			if (crc != KV_OK)
+				why = "kv_check failed during the loop";
+		}
 	}
 	double loop_s = (double)(sw_now_ns() - t0) / 1e9;
 
@@ -595,9 +634,13 @@ static void test_kill_loop(void **state)
 			why = "a reader failed";
 		}
 	}
+	kv_close(chk);
+	if (why == NULL && sw_kvd_stop(kvd, cerr, sizeof(cerr)) != 0)
+		why = "kvd did not stop cleanly";
 	if (why != NULL)
-		fail_msg("kill-loop: %s (messages above) after %" PRIu64 " kills",
-		         why, kills);
+		fail_msg("kill-loop: %s (messages above) after %" PRIu64
+		         " kills%s%s",
+		         why, kills, cerr[0] ? ": " : "", cerr);
 
 	/* The real CLI checks the store first: it may be the one to recover
 	 * the last writer's lock. */
@@ -612,7 +655,7 @@ static void test_kill_loop(void **state)
 		fail_msg("kv_open: %s", kv_strerror(rc));
 	static struct kview v[KPS];
 	uint8_t *buf = malloc(SW_VMAX + 64);
-	uint64_t cnt[4] = {0}, done = 0, lost = 0, lastseq;
+	uint64_t cnt[5] = {0}, done = 0, lost = 0, lastseq;
 	char err[SW_ERRLEN];
 	assert_non_null(buf);
 	for (uint32_t s = 0; s < nslot; s++) {
@@ -655,6 +698,9 @@ static void test_kill_loop(void **state)
 	              " acknowledged writer ops, %" PRIu64
 	              " unacknowledged (in flight at a kill)\n",
 	              kills, loop_s, st.recoveries, done, lost);
+	print_message("kill-loop: %" PRIu64 " kv_check passes during the "
+	              "loop; %" PRIu64 " puts refused with KV_EFULL\n",
+	              checks, (uint64_t)job.ctl->efull);
 	print_message("kill-loop: restarted writers checked %" PRIu64
 	              " keys against the log (%" PRIu64
 	              " held an unacknowledged op)\n",
@@ -664,18 +710,27 @@ static void test_kill_loop(void **state)
 		struct sw_rstats *s = &job.ctl->r[i];
 		print_message("kill-loop: reader %d%s: %" PRIu64 " gets, %" PRIu64
 		              " values verified, %" PRIu64 " misses, %" PRIu64
-		              " KV_ERANGE, %" PRIu64 " KV_EBUSY, longest %.3f ms\n",
+		              " KV_ERANGE, %" PRIu64 " KV_EBUSY, longest %.3f ms, "
+		              "over 1 / 10 / 100 ms: %" PRIu64 " / %" PRIu64
+		              " / %" PRIu64 "\n",
 		              i, i == 1 ? " (read-only)" : "", s->ops, s->hits,
 		              s->misses, s->erange, s->busy,
-		              (double)s->max_get_ns / 1e6);
+		              (double)s->max_get_ns / 1e6, s->slow[0], s->slow[1],
+		              s->slow[2]);
 	}
 	print_message("longest get during kill loop: %.3f ms\n",
 	              (double)longest / 1e6);
 	print_message("kill-loop: final check of %u keys: %" PRIu64
 	              " as last acknowledged, %" PRIu64
 	              " as an unacknowledged op after it, %" PRIu64
-	              " expired (1 ms TTL)\n",
-	              nslot * KPS, cnt[V_ACKED], cnt[V_UNACKED], cnt[V_EXPIRED]);
+	              " expired (1 ms TTL), %" PRIu64 " evicted\n",
+	              nslot * KPS, cnt[V_ACKED], cnt[V_UNACKED], cnt[V_EXPIRED],
+	              cnt[V_EVICTED]);
+	print_message("kill-loop: store %s: %" PRIu64 " evictions, %" PRIu64
+	              " page moves, max probe %" PRIu64 " of %" PRIu64
+	              " buckets\n",
+	              st.evict ? "evicts" : "does not evict", st.evictions,
+	              st.page_moves, st.max_probe, st.buckets);
 	if (kills < target)
 		print_message("kill-loop: only %" PRIu64 " of %" PRIu64
 		              " kills within the %" PRIu64 " s cap\n",

@@ -12,8 +12,13 @@
  * checks that each private key reads back exactly as last acknowledged,
  * and that kv_check (on a read-write handle, so under the lock) passes.
  *
- * Environment: KV_STRESS_SECONDS, KV_STRESS_READERS (3),
- * KV_STRESS_WRITERS (2), KV_STRESS_SEED.
+ * Meanwhile the parent runs kv_check (under the lock) every 250 ms, and
+ * kvd serves the store (its tick sweeps expired keys under the lock) and
+ * must stop cleanly at the end.
+ *
+ * Environment: KV_STRESS_SECONDS (3), KV_STRESS_READERS (3),
+ * KV_STRESS_WRITERS (2), KV_STRESS_SEED, KV_STRESS_KVD (1; 0: no kvd),
+ * KV_STRESS_STORE_MB (64), KV_STRESS_MAX_ITEMS, KV_STRESS_EVICT.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +38,7 @@
 #define NSHARED 2000
 #define NPRIV 128
 #define REC_MAGIC 0x52454353u
+#define CHECK_MS 250 /* kv_check while the workload runs */
 
 struct ctl {
 	_Atomic int stop;
@@ -179,21 +185,23 @@ static void test_stress_procs(void **state)
 		nw = MAXW;
 	job.store = h_store_name("sprocs");
 	job.dir = h_tmpdir("sprocs");
-	job.p = (struct sw_params){NSHARED, NPRIV, nw, (secs + 30) * 1000};
+	job.p = (struct sw_params){NSHARED, NPRIV, nw, (secs + 30) * 1000, false};
 	job.ctl = sw_shared(sizeof(struct ctl));
 	job.seed = sw_seed();
 	print_message("stress-procs: %u writers, %u + 1 read-only readers, %" PRIu64
-	              " s, seed %#" PRIx64 "\n",
-	              nw, nr, secs, job.seed);
+	              " s, seed %#" PRIx64 "%s\n",
+	              nw, nr, secs, job.seed,
+	              sw_env_u64("KV_STRESS_KVD", 1) ? ", kvd serving" : "");
 
-	struct kv_options o = {.size = SW_STORE_SIZE, .max_value = SW_VMAX,
+	struct kv_options o = {.size = sw_store_size(), .max_value = SW_VMAX,
 	                       .max_items = sw_max_items(&job.p),
-	                       .flags = KV_CREATE_EXCL};
+	                       .flags = sw_create_flags(&job.p.evict)};
 	kv_t *kv = NULL;
 	int rc = kv_create(job.store, &o, &kv);
 	if (rc != KV_OK)
 		fail_msg("kv_create: %s", kv_strerror(rc));
 	kv_close(kv);
+	struct h_proc *kvd = sw_kvd(job.store);
 
 	uint64_t t0 = sw_now_ns();
 	job.deadline_ns = t0 + secs * 1000000000u;
@@ -209,12 +217,28 @@ static void test_stress_procs(void **state)
 		pids[npids++] = sw_fork(reader_child, NULL);
 	}
 
-	/* Reap as they finish; one failure stops the others early. */
+	/* Reap as they finish; one failure stops the others early. Meanwhile
+	 * check the whole store every CHECK_MS, under the lock. */
 	int status[MAXR + 1 + MAXW];
 	bool done[MAXR + 1 + MAXW] = {0};
 	int left = npids, bad = 0;
 	uint64_t end = job.deadline_ns + 60 * 1000000000ull;
+	uint64_t next_check = sw_now_ns(), checks = 0;
+	char cerr[SW_ERRLEN] = "";
+	int crc = KV_OK;
+	kv_t *chk = NULL;
+	rc = kv_open(job.store, KV_RDWR, &chk);
+	if (rc != KV_OK)
+		fail_msg("kv_open: %s", kv_strerror(rc));
 	while (left > 0) {
+		if (crc == KV_OK && sw_now_ns() >= next_check &&
+		    sw_now_ns() < job.deadline_ns) {
+			crc = sw_check(chk, cerr, sizeof(cerr));
+			checks++;
+			if (crc != KV_OK)
+				atomic_store(&job.ctl->stop, 1);
+			next_check = sw_now_ns() + CHECK_MS * 1000000ull;
+		}
 		for (int i = 0; i < npids; i++) {
 			if (done[i] || !sw_poll(pids[i], &status[i]))
 				continue;
@@ -242,8 +266,16 @@ static void test_stress_procs(void **state)
 			print_error("%s (pid %d): %s\n", role[i], (int)pids[i],
 			            sw_status_str(status[i], b, sizeof(b)));
 	}
+	kv_close(chk);
+	char kerr[SW_ERRLEN];
+	if (sw_kvd_stop(kvd, kerr, sizeof(kerr)) != 0)
+		fail_msg("%s", kerr);
 	if (bad)
 		fail_msg("%d of %d children failed (messages above)", bad, npids);
+	if (crc != KV_OK)
+		fail_msg("kv_check while the workload ran (check %" PRIu64
+		         "): %s%s",
+		         checks, kv_errname(crc), cerr);
 
 	/* Figures. */
 	struct sw_rstats rt = {0};
@@ -252,9 +284,11 @@ static void test_stress_procs(void **state)
 		struct sw_rstats *s = &job.ctl->r[i];
 		print_message("  reader %u%s: %" PRIu64 " gets (%" PRIu64
 		              " hits, %" PRIu64 " misses, %" PRIu64
-		              " KV_ERANGE), longest get %.3f ms\n",
+		              " KV_ERANGE), longest %.3f ms; over 1 / 10 / 100 "
+		              "ms: %" PRIu64 " / %" PRIu64 " / %" PRIu64 "\n",
 		              i, i == nr ? " (read-only)" : "", s->ops, s->hits,
-		              s->misses, s->erange, (double)s->max_get_ns / 1e6);
+		              s->misses, s->erange, (double)s->max_get_ns / 1e6,
+		              s->slow[0], s->slow[1], s->slow[2]);
 		rt.ops += s->ops;
 		rt.hits += s->hits;
 		rt.misses += s->misses;
@@ -279,6 +313,8 @@ static void test_stress_procs(void **state)
 		wt.efull += s->efull;
 		wt.readback += s->readback;
 	}
+	print_message("stress-procs: %" PRIu64 " kv_check passes while it ran\n",
+	              checks);
 	print_message("stress-procs: %.2f s; writers %" PRIu64 " ops (%" PRIu64
 	              " puts: %" PRIu64 " NX, %" PRIu64 " XX, %" PRIu64
 	              " TTL, %" PRIu64 " 1 ms TTL; %" PRIu64 " deletes; %" PRIu64
@@ -315,8 +351,8 @@ static void test_stress_procs(void **state)
 	free(priv);
 	print_message("stress-procs: private keys as last acknowledged: %" PRIu64
 	              " present, %" PRIu64 " absent, %" PRIu64
-	              " expired (1 ms TTL), %" PRIu64 " 1 ms TTL still there\n",
-	              c.present, c.absent, c.short_gone, c.short_kept);
+	              " expired (1 ms TTL), %" PRIu64 " 1 ms TTL still there, %" PRIu64 " evicted\n",
+	              c.present, c.absent, c.short_gone, c.short_kept, c.evicted);
 	rc = kv_check(kv, report, NULL);
 	struct kv_stats st;
 	assert_int_equal(kv_stats(kv, &st), KV_OK);
@@ -325,8 +361,12 @@ static void test_stress_procs(void **state)
 		fail_msg("kv_check: %s", kv_strerror(rc));
 	print_message("stress-procs: kv_check OK; %" PRIu64 " items, %" PRIu64
 	              " puts, %" PRIu64 " deletes, %" PRIu64
-	              " expired reclaimed, %" PRIu64 " recoveries\n",
-	              st.items, st.puts, st.deletes, st.expired, st.recoveries);
+	              " expired reclaimed, %" PRIu64 " recoveries, %" PRIu64
+	              " evictions (%s), %" PRIu64 " page moves, max probe %"
+	              PRIu64 " of %" PRIu64 " buckets\n",
+	              st.items, st.puts, st.deletes, st.expired, st.recoveries,
+	              st.evictions, st.evict ? "evicts" : "does not evict",
+	              st.page_moves, st.max_probe, st.buckets);
 	munmap(job.ctl, sizeof(struct ctl));
 }
 

@@ -9,8 +9,11 @@
  *
  * This is the variant the ThreadSanitizer build runs.
  *
+ * The main thread runs kv_check (under the lock) every 250 ms meanwhile.
+ *
  * Environment: KV_STRESS_SECONDS (3), KV_STRESS_READERS (3),
- * KV_STRESS_WRITERS (2), KV_STRESS_SEED.
+ * KV_STRESS_WRITERS (2), KV_STRESS_SEED, KV_STRESS_STORE_MB (64),
+ * KV_STRESS_MAX_ITEMS, KV_STRESS_EVICT.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -25,6 +28,7 @@
 #define MAXW 16
 #define NSHARED 2000
 #define NPRIV 128
+#define CHECK_MS 250 /* kv_check while the workload runs */
 
 static _Atomic int stop;
 
@@ -107,14 +111,14 @@ static void test_stress_threads(void **state)
 		nw = 1;
 	if (nw > MAXW)
 		nw = MAXW;
-	struct sw_params p = {NSHARED, NPRIV, nw, (secs + 30) * 1000};
+	struct sw_params p = {NSHARED, NPRIV, nw, (secs + 30) * 1000, false};
 	print_message("stress-threads: %u writers, %u readers on one handle, "
 	              "1 read-only reader, %" PRIu64 " s, seed %#" PRIx64 "\n",
 	              nw, nr, secs, seed);
 
-	struct kv_options o = {.size = SW_STORE_SIZE, .max_value = SW_VMAX,
+	struct kv_options o = {.size = sw_store_size(), .max_value = SW_VMAX,
 	                       .max_items = sw_max_items(&p),
-	                       .flags = KV_CREATE_EXCL};
+	                       .flags = sw_create_flags(&p.evict)};
 	int rc = kv_create(name, &o, &kv);
 	if (rc != KV_OK)
 		fail_msg("kv_create: %s", kv_strerror(rc));
@@ -153,6 +157,19 @@ static void test_stress_threads(void **state)
 	for (uint32_t i = 0; i <= nr; i++)
 		assert_int_equal(pthread_create(&rt[i].t, NULL, reader_main,
 		                                &rt[i]), 0);
+	/* Check the whole store every CHECK_MS while they run (kv_check on
+	 * the shared handle takes the writer lock). */
+	uint64_t checks = 0;
+	char cerr[SW_ERRLEN] = "";
+	int crc = KV_OK;
+	while (crc == KV_OK && !atomic_load(&stop) && sw_now_ns() < deadline) {
+		crc = sw_check(kv, cerr, sizeof(cerr));
+		checks++;
+		if (crc != KV_OK)
+			atomic_store(&stop, 1);
+		struct timespec ts = {0, CHECK_MS * 1000000L};
+		nanosleep(&ts, NULL);
+	}
 	uint64_t join_by = deadline + 60 * 1000000000ull;
 	for (uint32_t i = 0; i < nw; i++)
 		join(wt[i].t, join_by, "a writer thread");
@@ -185,6 +202,12 @@ static void test_stress_threads(void **state)
 		r.bytes += s->bytes;
 		if (s->max_get_ns > r.max_get_ns)
 			r.max_get_ns = s->max_get_ns;
+		print_message("  reader %u%s: %" PRIu64 " gets, longest %.3f ms; "
+		              "over 1 / 10 / 100 ms: %" PRIu64 " / %" PRIu64
+		              " / %" PRIu64 "\n",
+		              i, i == nr ? " (read-only handle)" : "", s->ops,
+		              (double)s->max_get_ns / 1e6, s->slow[0], s->slow[1],
+		              s->slow[2]);
 		sw_reader_fini(&rt[i].r);
 	}
 	for (uint32_t i = 0; i < nw; i++) {
@@ -204,6 +227,13 @@ static void test_stress_threads(void **state)
 	              secs_run, w.ops, w.puts, w.dels, w.readback, w.efull, r.ops,
 	              r.hits, (double)r.bytes / 1048576.0, r.misses, r.erange,
 	              r.erange_touched, r.busy, (double)r.max_get_ns / 1e6);
+	print_message("stress-threads: %" PRIu64 " kv_check passes while it "
+	              "ran\n", checks);
+	if (crc != KV_OK) {
+		print_error("kv_check while the workload ran: %s%s\n",
+		            kv_errname(crc), cerr);
+		bad++;
+	}
 	if (bad) {
 		for (uint32_t i = 0; i < nw; i++)
 			free(wt[i].w.priv);
@@ -228,8 +258,15 @@ static void test_stress_threads(void **state)
 	}
 	print_message("stress-threads: private keys as last acknowledged: %" PRIu64
 	              " present, %" PRIu64 " absent, %" PRIu64
-	              " expired (1 ms TTL), %" PRIu64 " 1 ms TTL still there\n",
-	              c.present, c.absent, c.short_gone, c.short_kept);
+	              " expired (1 ms TTL), %" PRIu64 " 1 ms TTL still there, %" PRIu64 " evicted\n",
+	              c.present, c.absent, c.short_gone, c.short_kept, c.evicted);
+	struct kv_stats st;
+	assert_int_equal(kv_stats(kv, &st), KV_OK);
+	print_message("stress-threads: store %s: %" PRIu64 " items, %" PRIu64
+	              " evictions, %" PRIu64 " page moves, max probe %" PRIu64
+	              " of %" PRIu64 " buckets\n",
+	              st.evict ? "evicts" : "does not evict", st.items,
+	              st.evictions, st.page_moves, st.max_probe, st.buckets);
 	rc = kv_check(kv, report, NULL);
 	kv_close(ro);
 	kv_close(kv);

@@ -68,6 +68,17 @@ uint64_t sw_env_u64(const char *name, uint64_t dflt)
 	return (uint64_t)v;
 }
 
+uint64_t sw_store_size(void)
+{
+	return sw_env_u64("KV_STRESS_STORE_MB", 64) << 20;
+}
+
+uint32_t sw_create_flags(bool *evict)
+{
+	*evict = sw_env_u64("KV_STRESS_EVICT", 0) == 1;
+	return KV_CREATE_EXCL | (*evict ? 0 : KV_CREATE_NOEVICT);
+}
+
 uint64_t sw_max_items(const struct sw_params *p)
 {
 	return sw_env_u64("KV_STRESS_MAX_ITEMS", sw_nkeys(p));
@@ -288,6 +299,10 @@ static int readback(struct sw_writer *w, uint8_t *rb, uint32_t id,
 	int rc = kv_get(w->kv, key, kl, rb, SW_VMAX, &vlen);
 
 	w->st.readback++;
+	if (rc == KV_ENOTFOUND && w->p->evict) {
+		w->st.evicted++;
+		return 0;
+	}
 	if (rc != KV_OK)
 		return wfail(w, "key %u: read back after an acknowledged put of "
 		                "seq %" PRIu64 ": %s",
@@ -376,7 +391,8 @@ static int private_op(struct sw_writer *w, uint8_t *val, uint8_t *rb)
 		if (rc != KV_OK && rc != KV_ENOTFOUND)
 			return wfail(w, "kv_del(own key %u): %s", id,
 			             kv_errname(rc));
-		if ((m->state == SW_PRESENT && rc != KV_OK) ||
+		/* In a store that evicts, a present key may be gone. */
+		if ((m->state == SW_PRESENT && rc != KV_OK && !p->evict) ||
 		    (m->state == SW_ABSENT && rc != KV_ENOTFOUND))
 			return wfail(w, "kv_del(own key %u) gave %s, but its last "
 			                "acknowledged state is %s (seq %" PRIu64
@@ -419,7 +435,8 @@ static int private_op(struct sw_writer *w, uint8_t *val, uint8_t *rb)
 		                "%" PRIu64 "): %s",
 		             id, len, o.flags, o.ttl_ms, kv_errname(rc));
 	/* With the key's state known, NX and XX have one right answer. */
-	bool live = m->state == SW_PRESENT, dead = m->state == SW_ABSENT;
+	bool live = m->state == SW_PRESENT && !p->evict;
+	bool dead = m->state == SW_ABSENT;
 	bool wrong = ((o.flags & KV_PUT_NX) && ((live && rc != KV_EEXIST) ||
 	                                        (dead && rc != KV_OK))) ||
 	             ((o.flags & KV_PUT_XX) && ((live && rc != KV_OK) ||
@@ -541,6 +558,8 @@ int sw_get_verified(struct sw_reader *r, uint32_t key, struct sw_vhdr *h)
 		uint64_t dt = sw_now_ns() - t0;
 		if (dt > r->st.max_get_ns)
 			r->st.max_get_ns = dt;
+		if (dt > 1000000u)
+			r->st.slow[dt > 100000000u ? 2 : dt > 10000000u ? 1 : 0]++;
 		r->st.ops++;
 		if (rc != KV_ERANGE)
 			break;
@@ -637,6 +656,55 @@ int sw_reader_run(struct sw_reader *r)
  * The end of a run: every private key as its writer last saw it acked
  */
 
+struct h_proc *sw_kvd(const char *store)
+{
+	if (sw_env_u64("KV_STRESS_KVD", 1) == 0)
+		return NULL;
+	return h_kvd(store, NULL);
+}
+
+int sw_kvd_stop(struct h_proc *kvd, char *err, size_t errlen)
+{
+	struct h_result r;
+	int ret = 0;
+
+	err[0] = '\0';
+	if (kvd == NULL)
+		return 0;
+	bool ok = h_stop(kvd, SIGTERM, 10000, &r);
+	if (!ok || r.code != 0) {
+		snprintf(err, errlen, "kvd: %s, exit %d, signal %d; stderr: %.1000s",
+		         ok ? "stopped" : "did not stop in 10 s", r.code, r.sig,
+		         r.err != NULL ? r.err : "");
+		ret = -1;
+	}
+	h_result_free(&r);
+	return ret;
+}
+
+struct check_ctx {
+	char *err;
+	size_t errlen;
+	unsigned n;
+};
+
+static void check_report(void *ctx, const char *problem)
+{
+	struct check_ctx *c = ctx;
+	if (c->n++ < 20)
+		append(c->err, c->errlen, "\n  kv_check: %s", problem);
+}
+
+int sw_check(kv_t *kv, char *err, size_t errlen)
+{
+	struct check_ctx c = {err, errlen, 0};
+	err[0] = '\0';
+	int rc = kv_check(kv, check_report, &c);
+	if (c.n > 20)
+		append(err, errlen, "\n  (%u problems in all)", c.n);
+	return rc;
+}
+
 int sw_check_private(kv_t *kv, const struct sw_params *p, uint32_t w,
                      const struct sw_priv *priv, struct sw_vcount *c,
                      char *err, size_t errlen)
@@ -664,7 +732,9 @@ int sw_check_private(kv_t *kv, const struct sw_params *p, uint32_t w,
 			break;
 		}
 		if (rc == KV_ENOTFOUND) {
-			if (m->state == SW_PRESENT) {
+			if (m->state == SW_PRESENT && p->evict) {
+				c->evicted++;
+			} else if (m->state == SW_PRESENT) {
 				snprintf(err, errlen,
 				         "key %u \"%.*s\" of writer %u is missing; "
 				         "its last acknowledged op put seq %" PRIu64

@@ -52,8 +52,14 @@
 #define SW_KEYMAX 64u        /* longest key name */
 #define SW_ERRLEN 4096u
 
-/* Store geometry used by the stress tests: values up to 64 KiB. */
-#define SW_STORE_SIZE (UINT64_C(64) << 20)
+/* Store size for the stress tests (values up to 64 KiB): 64 MiB, or
+ * $KV_STRESS_STORE_MB (a small store makes writers meet KV_EFULL). */
+uint64_t sw_store_size(void);
+
+/* kv_create flags for a stress store: KV_CREATE_NOEVICT (so that nothing
+ * acknowledged may vanish), unless $KV_STRESS_EVICT is 1; *evict says
+ * which. */
+uint32_t sw_create_flags(bool *evict);
 
 struct sw_vhdr {
 	uint32_t magic;
@@ -70,6 +76,8 @@ struct sw_params {
 	uint32_t npriv;    /* private keys per writer */
 	uint32_t nwriters; /* writer ids 0 .. nwriters-1 */
 	uint64_t ttl_long_ms; /* "a few seconds", longer than the run */
+	bool evict;        /* the store evicts when full: an acknowledged key
+	                    * may vanish, but never come back older */
 };
 
 static inline uint32_t sw_nkeys(const struct sw_params *p)
@@ -157,7 +165,7 @@ struct sw_priv {
 
 struct sw_wstats {
 	uint64_t ops, puts, dels, nx, xx, ttl, ttl1, eexist, enotfound, efull;
-	uint64_t readback;
+	uint64_t readback, evicted;
 };
 
 struct sw_writer {
@@ -185,6 +193,7 @@ int sw_writer_run(struct sw_writer *w);
 struct sw_rstats {
 	uint64_t ops, hits, misses, erange, erange_touched, busy, bytes;
 	uint64_t max_get_ns;
+	uint64_t slow[3]; /* gets that took over 1, 10, 100 ms */
 };
 
 struct sw_reader {
@@ -225,7 +234,21 @@ struct sw_vcount {
 	uint64_t absent;     /* absent, as the last acknowledged delete left it */
 	uint64_t short_gone; /* last put had a 1 ms TTL and expired */
 	uint64_t short_kept; /* last put had a 1 ms TTL and still read back */
+	uint64_t evicted;    /* gone from a store that evicts */
 };
+
+/* Start kvd on the store (unless $KV_STRESS_KVD is 0): its 10 ms tick
+ * recovers dead writers' locks and sweeps expired keys while the workload
+ * runs. Returns NULL when not started. */
+struct h_proc;
+struct h_proc *sw_kvd(const char *store);
+
+/* Stop it with SIGTERM: it must exit 0. Returns 0, or -1 with err set. */
+int sw_kvd_stop(struct h_proc *kvd, char *err, size_t errlen);
+
+/* kv_check(kv) with every problem collected into err. On a read-write
+ * handle this takes the writer lock (and recovers a dead holder). */
+int sw_check(kv_t *kv, char *err, size_t errlen);
 
 /* Compare writer w's private keys in the store with its record priv
  * (npriv entries). Returns 0, or -1 with err set. */

@@ -97,7 +97,6 @@ static void test_range(void **state)
 	assert_kv(KV_OK, u_puts(kv, "k", "0123456789"));
 	assert_kv(KV_ERANGE, kv_get(kv, "k", 1, buf, sizeof buf, &n));
 	assert_int_equal(n, 10);
-	assert_string_equal(buf, "abc");
 	assert_kv(KV_ERANGE, kv_get(kv, "k", 1, NULL, 0, &n));
 	assert_int_equal(n, 10);
 	kv_close(kv);
