@@ -11,13 +11,14 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kv.h"
 
 /* Exit statuses, the CLI's contract with scripts. */
 enum cli_exit {
 	CLI_OK = 0,
-	CLI_NOTFOUND = 1, /* key not found: get, del, ttl, put --xx */
+	CLI_NOTFOUND = 1, /* key not found: get, del, ttl, info, put --xx/--cas */
 	CLI_ERROR = 2,    /* anything else */
 };
 
@@ -32,6 +33,10 @@ enum cli_opt {
 	OPT_XX,
 	OPT_JSON,
 	OPT_YES,
+	OPT_NULL,
+	OPT_CAS,
+	OPT_FORCE,
+	OPT_PARTIAL,
 	OPT_COUNT
 };
 
@@ -55,6 +60,13 @@ int cli_ttl(const struct cli *cli);
 int cli_stats(const struct cli *cli);
 int cli_check(const struct cli *cli);
 int cli_destroy(const struct cli *cli);
+int cli_incr(const struct cli *cli);
+int cli_decr(const struct cli *cli);
+int cli_info(const struct cli *cli);
+int cli_flush(const struct cli *cli);
+int cli_keys(const struct cli *cli);
+int cli_dump(const struct cli *cli);
+int cli_load(const struct cli *cli);
 
 /* Print "kv: <formatted>\n" on stderr: the one line of an error. */
 void cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -73,5 +85,33 @@ const char *cli_quote(const char *s, bool always, char buf[CLI_QUOTE_MAX]);
 /* Attach to the command line's store; on failure print
  * "kv: store 'NAME': <why>" and return the status. */
 int cli_open(const struct cli *cli, unsigned flags, kv_t **kv);
+
+/* Report a failed operation on a key ("kv: CMD KEY: why") and map the
+ * status to an exit status: KV_ENOTFOUND is CLI_NOTFOUND, all else
+ * CLI_ERROR. */
+int cli_key_error(const char *cmd, const char *key, int rc);
+
+/* Copy out the value of key, whatever its size: ask for the size with cap
+ * 0, allocate, fetch, and grow and retry while a writer keeps replacing it
+ * with a longer one. *buf and *cap are a malloc'd buffer the caller owns and
+ * may pass again (NULL/0 to start); it is grown as needed. *vlen gets the
+ * value's length, *version (if not NULL) its version.
+ * Returns KV_OK or a kv_get status (KV_ENOTFOUND, KV_EBUSY, KV_ENOMEM...). */
+int cli_fetch(kv_t *kv, const void *key, size_t klen, char **buf,
+              size_t *cap, size_t *vlen, uint64_t *version);
+
+/* Visit every live key with kv_scan, a few index slices per call (keys.c),
+ * retrying a slice that writers keep busy. fn as for kv_scan: a positive
+ * return stops the walk and is returned. Returns KV_OK, fn's value or a
+ * kv_scan status. */
+int cli_scan_all(kv_t *kv, int (*fn)(void *ctx, const void *key, size_t klen),
+                 void *ctx);
+
+/* Shell-style glob match of a byte string (glob.c). pat is a C string;
+ * s/n are any bytes, NUL included. '*' matches any run of bytes, '?' any
+ * one byte, "[...]" one byte of a set (ranges "a-z", negation "[!...]" or
+ * "[^...]", "]" first is literal), '\' makes the next byte literal. An
+ * unclosed '[' and a trailing '\' stand for themselves. */
+bool cli_glob_match(const char *pat, const void *s, size_t n);
 
 #endif /* KV_CLI_H */

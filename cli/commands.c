@@ -1,11 +1,12 @@
 /*
- * commands.c - the kv commands that act on one key (get, put, del, ttl) and
- * on the store as a whole (check, destroy); stats is in stats.c.
+ * commands.c - the kv commands that act on one key (get, put, del, ttl,
+ * incr, decr, info) and on the store as a whole (check, flush, destroy);
+ * stats is in stats.c, keys in keys.c, dump and load in dump.c.
  *
  * Each command attaches with the least access it needs (KV_RDONLY for
  * anything that only reads, so read permission on the store is enough),
  * prints at most one error line, and returns the exit status. A library
- * status turns into an exit status in one place, key_error(): "not found"
+ * status turns into an exit status in one place, cli_key_error(): "not found"
  * is 1, everything else 2.
  */
 #include <errno.h>
@@ -31,8 +32,7 @@
 /* Stdin is read in chunks that start at this size and double. */
 #define STDIN_CHUNK 65536u
 
-/* Report a failed operation on a key and map its status to an exit one. */
-static int key_error(const char *cmd, const char *key, int rc)
+int cli_key_error(const char *cmd, const char *key, int rc)
 {
 	char q[CLI_QUOTE_MAX];
 
@@ -58,54 +58,54 @@ static int write_all(const char *buf, size_t len)
 	return 0;
 }
 
-/* Copy out a value whose size we do not know: ask with cap 0, which gives
- * the size, then fetch. A writer may put a longer value in between, so grow
- * and retry (a shorter one simply fits). On KV_OK *out is malloc'd (NULL
- * for an empty value) and owned by the caller. */
-static int fetch(kv_t *kv, const char *key, size_t klen, char **out,
-                 size_t *vlen)
+/* kv_get, or kv_get_version when the caller wants the version. */
+static int get_one(kv_t *kv, const void *key, size_t klen, void *buf,
+                   size_t cap, size_t *vlen, uint64_t *version)
 {
-	char probe, *buf = NULL;
+	if (version == NULL)
+		return kv_get(kv, key, klen, buf, cap, vlen);
+	return kv_get_version(kv, key, klen, buf, cap, vlen, version);
+}
+
+int cli_fetch(kv_t *kv, const void *key, size_t klen, char **buf,
+              size_t *cap, size_t *vlen, uint64_t *version)
+{
+	char probe;
 	int rc, tries = 0;
 
-	/* probe: a valid pointer for the cap-0 call, never written. */
-	rc = kv_get(kv, key, klen, &probe, 0, vlen);
+	/* First try whatever buffer we have (probe, never written, when
+	 * there is none): for a small value or a reused buffer one call
+	 * does it. Then size it from *vlen and retry: a writer may put a
+	 * longer value in between (a shorter one simply fits). */
+	rc = get_one(kv, key, klen, *buf ? *buf : &probe, *cap, vlen, version);
 	while (rc == KV_ERANGE) {
 		char *bigger;
 
-		if (++tries > GET_RETRIES) {
-			rc = KV_EBUSY;
-			break;
-		}
-		bigger = realloc(buf, *vlen);
-		if (bigger == NULL) {
-			rc = KV_ENOMEM;
-			break;
-		}
-		buf = bigger;
-		rc = kv_get(kv, key, klen, buf, *vlen, vlen);
+		if (++tries > GET_RETRIES)
+			return KV_EBUSY;
+		bigger = realloc(*buf, *vlen);
+		if (bigger == NULL)
+			return KV_ENOMEM;
+		*buf = bigger;
+		*cap = *vlen;
+		rc = get_one(kv, key, klen, *buf, *cap, vlen, version);
 	}
-	if (rc != KV_OK) {
-		free(buf);
-		return rc;
-	}
-	*out = buf;
-	return KV_OK;
+	return rc;
 }
 
 int cli_get(const struct cli *cli)
 {
 	const char *key = cli->arg[0];
 	char *val = NULL;
-	size_t vlen = 0;
+	size_t cap = 0, vlen = 0;
 	kv_t *kv = NULL;
 	int rc, status = CLI_ERROR;
 
 	if (cli_open(cli, KV_RDONLY, &kv) != KV_OK)
 		goto out;
-	rc = fetch(kv, key, strlen(key), &val, &vlen);
+	rc = cli_fetch(kv, key, strlen(key), &val, &cap, &vlen, NULL);
 	if (rc != KV_OK) {
-		status = key_error("get", key, rc);
+		status = cli_key_error("get", key, rc);
 		goto out;
 	}
 	/* The newline is for a person at a terminal; a pipe gets the exact
@@ -164,6 +164,30 @@ static int parse_duration(const char *s, uint64_t *ms)
 		return -1;
 	}
 	*ms = n * units[i].ms;
+	return 0;
+}
+
+/* Parse a --cas VERSION: the decimal number "kv info" printed.
+ * Returns 0, or -1 after printing the error. */
+static int parse_version(const char *s, uint64_t *out)
+{
+	char q[CLI_QUOTE_MAX];
+	uint64_t v = 0;
+	const char *p = s;
+
+	for (; *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			break;
+		v = v * 10 + d;
+	}
+	if (p == s || *p != '\0') {
+		cli_fail("--cas %s: not a version (the number 'kv info KEY' "
+		         "prints)", cli_quote(s, false, q));
+		return -1;
+	}
+	*out = v;
 	return 0;
 }
 
@@ -238,6 +262,16 @@ int cli_put(const struct cli *cli)
 	}
 	po.flags = (cli->opt[OPT_NX] ? KV_PUT_NX : 0) |
 	           (cli->opt[OPT_XX] ? KV_PUT_XX : 0);
+	if (cli->opt[OPT_CAS] != NULL) {
+		/* --cas already means "only if present, and unchanged". */
+		if (po.flags != 0) {
+			cli_fail("put: --cas cannot be used with --nx or --xx");
+			return CLI_ERROR;
+		}
+		if (parse_version(cli->opt[OPT_CAS], &po.cas) != 0)
+			return CLI_ERROR;
+		po.flags = KV_PUT_CAS;
+	}
 	if (cli->opt[OPT_TTL] != NULL &&
 	    parse_duration(cli->opt[OPT_TTL], &po.ttl_ms) != 0)
 		return CLI_ERROR;
@@ -252,7 +286,7 @@ int cli_put(const struct cli *cli)
 	} else {
 		rc = kv_stats(kv, &st);
 		if (rc != KV_OK) {
-			status = key_error("put", key, rc);
+			status = cli_key_error("put", key, rc);
 			goto out;
 		}
 		if (read_stdin(key, st.max_value, &input, &vlen) != 0)
@@ -261,7 +295,7 @@ int cli_put(const struct cli *cli)
 	}
 	rc = kv_put(kv, key, strlen(key), val, vlen, &po);
 	if (rc != KV_OK) {
-		status = key_error("put", key, rc);
+		status = cli_key_error("put", key, rc);
 		goto out;
 	}
 	status = CLI_OK;
@@ -280,7 +314,7 @@ int cli_del(const struct cli *cli)
 	if (cli_open(cli, KV_RDWR, &kv) != KV_OK)
 		goto out;
 	rc = kv_del(kv, key, strlen(key));
-	status = rc == KV_OK ? CLI_OK : key_error("del", key, rc);
+	status = rc == KV_OK ? CLI_OK : cli_key_error("del", key, rc);
 out:
 	kv_close(kv);
 	return status;
@@ -297,13 +331,173 @@ int cli_ttl(const struct cli *cli)
 		goto out;
 	rc = kv_ttl(kv, key, strlen(key), &ms);
 	if (rc != KV_OK) {
-		status = key_error("ttl", key, rc);
+		status = cli_key_error("ttl", key, rc);
 		goto out;
 	}
 	if (ms < 0)
 		puts("-1");
 	else
 		printf("%" PRId64 ".%03" PRId64 "\n", ms / 1000, ms % 1000);
+	status = CLI_OK;
+out:
+	kv_close(kv);
+	return status;
+}
+
+/* Parse a signed decimal int64: an optional sign and 1 to 19 digits
+ * (more only as leading zeros), nothing else. Returns 0, or -1 after
+ * printing the error. */
+static int parse_delta(const char *cmd, const char *s, int64_t *out)
+{
+	char q[CLI_QUOTE_MAX];
+	const char *p = s;
+	bool neg = false;
+	uint64_t v = 0, limit;
+
+	if (*p == '+' || *p == '-')
+		neg = *p++ == '-';
+	/* -INT64_MIN does not fit, so build the magnitude unsigned. */
+	limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+	if (*p < '0' || *p > '9')
+		goto junk;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (v > (limit - d) / 10) {
+			cli_fail("%s: delta %s: out of range (at most %" PRId64
+			         " either way)",
+			         cmd, cli_quote(s, false, q), INT64_MAX);
+			return -1;
+		}
+		v = v * 10 + d;
+	}
+	if (*p != '\0')
+		goto junk;
+	*out = neg ? (int64_t)(0 - v) : (int64_t)v;
+	return 0;
+junk:
+	cli_fail("%s: delta %s: not a decimal integer", cmd,
+	         cli_quote(s, false, q));
+	return -1;
+}
+
+/* incr and decr: decr is incr by the negated delta. */
+static int add(const struct cli *cli, const char *cmd, bool negate)
+{
+	const char *key = cli->arg[0];
+	int64_t delta = 1, result = 0;
+	kv_t *kv = NULL;
+	int rc, status = CLI_ERROR;
+
+	if (cli->nargs == 2 && parse_delta(cmd, cli->arg[1], &delta) != 0)
+		return CLI_ERROR;
+	if (negate) {
+		if (delta == INT64_MIN) {
+			char q[CLI_QUOTE_MAX];
+
+			cli_fail("%s: delta %s: out of range (at most %" PRId64
+			         " either way)",
+			         cmd, cli_quote(cli->arg[1], false, q),
+			         INT64_MAX);
+			return CLI_ERROR;
+		}
+		delta = -delta;
+	}
+	if (cli_open(cli, KV_RDWR, &kv) != KV_OK)
+		goto out;
+	rc = kv_incr(kv, key, strlen(key), delta, &result);
+	if (rc != KV_OK) {
+		/* Every failure is 2: an absent key counts as 0, so "not
+		 * found" cannot happen. */
+		cli_key_error(cmd, key, rc);
+		goto out;
+	}
+	printf("%" PRId64 "\n", result);
+	status = CLI_OK;
+out:
+	kv_close(kv);
+	return status;
+}
+
+int cli_incr(const struct cli *cli)
+{
+	return add(cli, "incr", false);
+}
+
+int cli_decr(const struct cli *cli)
+{
+	return add(cli, "decr", true);
+}
+
+/* How often info re-reads a key that changed while it was looking. */
+#define INFO_RETRIES 16
+
+int cli_info(const struct cli *cli)
+{
+	const char *key = cli->arg[0];
+	size_t klen = strlen(key), cap = 0, vlen = 0, vlen2 = 0;
+	uint64_t version = 0, version2 = 0;
+	int64_t ms = -1;
+	char *buf = NULL;
+	kv_t *kv = NULL;
+	int rc, tries = 0, status = CLI_ERROR;
+
+	if (cli_open(cli, KV_RDONLY, &kv) != KV_OK)
+		goto out;
+	/* Version and size come from one read; the TTL from another call.
+	 * A put between the two would pair one version's size with another's
+	 * TTL, so read the version again and start over if it moved. */
+	for (;;) {
+		rc = cli_fetch(kv, key, klen, &buf, &cap, &vlen, &version);
+		if (rc == KV_OK)
+			rc = kv_ttl(kv, key, klen, &ms);
+		if (rc == KV_OK)
+			rc = cli_fetch(kv, key, klen, &buf, &cap, &vlen2,
+			               &version2);
+		if (rc != KV_OK) {
+			status = cli_key_error("info", key, rc);
+			goto out;
+		}
+		if (version2 == version && vlen2 == vlen)
+			break;
+		if (++tries == INFO_RETRIES) {
+			status = cli_key_error("info", key, KV_EBUSY);
+			goto out;
+		}
+	}
+	printf("version %" PRIu64 "\nsize %zu\n", version, vlen);
+	if (ms < 0)
+		puts("ttl -1");
+	else
+		printf("ttl %" PRId64 ".%03" PRId64 "\n", ms / 1000, ms % 1000);
+	status = CLI_OK;
+out:
+	free(buf);
+	kv_close(kv);
+	return status;
+}
+
+int cli_flush(const struct cli *cli)
+{
+	char q[CLI_QUOTE_MAX];
+	uint64_t removed = 0;
+	kv_t *kv = NULL;
+	int rc, status = CLI_ERROR;
+
+	cli_quote(cli->store, true, q);
+	if (cli->opt[OPT_YES] == NULL) {
+		cli_fail("flush: this removes every key of store %s; pass "
+		         "--yes to confirm", q);
+		return CLI_ERROR;
+	}
+	if (cli_open(cli, KV_RDWR, &kv) != KV_OK)
+		goto out;
+	rc = kv_flush(kv, &removed);
+	if (rc != KV_OK) {
+		cli_fail("flush: store %s: %s", q, kv_strerror(rc));
+		goto out;
+	}
+	printf("removed %" PRIu64 " key%s\n", removed, removed == 1 ? "" : "s");
 	status = CLI_OK;
 out:
 	kv_close(kv);

@@ -1,7 +1,7 @@
 /*
  * kv.c - the kv command: entry point, command-line parsing, help texts,
- * dispatch to the commands (commands.c, stats.c), and the message helpers
- * they share.
+ * dispatch to the commands (commands.c, keys.c, stats.c, dump.c), and the
+ * message helpers they share.
  *
  * The parser is hand-written rather than getopt_long so that every error is
  * one line in our own words ("kv: <what>: <why>") and so that options may
@@ -46,6 +46,10 @@ static const struct opt_def opt_defs[OPT_COUNT] = {
 	[OPT_XX] = { "xx", 0, false },
 	[OPT_JSON] = { "json", 0, false },
 	[OPT_YES] = { "yes", 'y', false },
+	[OPT_NULL] = { "null", '0', false },
+	[OPT_CAS] = { "cas", 0, true },
+	[OPT_FORCE] = { "force", 'f', false },
+	[OPT_PARTIAL] = { "partial", 0, false },
 };
 
 static int cli_help(const struct cli *cli);
@@ -63,8 +67,10 @@ static const struct command commands[] = {
 	{ "get", cli_get, 0, 1, 1, "get [-s NAME] KEY",
 	  "Write the value of KEY to stdout, byte for byte. A newline is added\n"
 	  "only when stdout is a terminal. Exit 1 if KEY is absent or expired.\n" },
-	{ "put", cli_put, BIT(OPT_TTL) | BIT(OPT_NX) | BIT(OPT_XX), 1, 2,
-	  "put [-s NAME] [--ttl DURATION] [--nx | --xx] KEY [VALUE]",
+	{ "put", cli_put,
+	  BIT(OPT_TTL) | BIT(OPT_NX) | BIT(OPT_XX) | BIT(OPT_CAS), 1, 2,
+	  "put [-s NAME] [--ttl DURATION] [--nx | --xx | --cas VERSION] KEY "
+	  "[VALUE]",
 	  "Set KEY to VALUE. Without VALUE the value is all of stdin: any bytes,\n"
 	  "at most the store's max_value (see 'kv stats').\n"
 	  "\n"
@@ -73,20 +79,102 @@ static const struct command commands[] = {
 	  "                       unit, ms, s, m, h or d (500ms, 30s, 5m, 2h, 1d);\n"
 	  "                       no unit means seconds; from 1ms to 10 years\n"
 	  "      --nx             only if KEY is absent (exit 2 if it exists)\n"
-	  "      --xx             only if KEY exists (exit 1 if it is absent)\n" },
+	  "      --xx             only if KEY exists (exit 1 if it is absent)\n"
+	  "      --cas VERSION    only if KEY still has VERSION, as printed by\n"
+	  "                       'kv info KEY': exit 2 if it has changed since,\n"
+	  "                       exit 1 if it is gone\n" },
 	{ "del", cli_del, 0, 1, 1, "del [-s NAME] KEY",
 	  "Remove KEY. Exit 1 if it is absent.\n" },
 	{ "ttl", cli_ttl, 0, 1, 1, "ttl [-s NAME] KEY",
 	  "Print the time KEY has left to live, in seconds to the millisecond\n"
 	  "(e.g. 29.731), or -1 if it never expires. Exit 1 if KEY is absent.\n" },
+	{ "info", cli_info, 0, 1, 1, "info [-s NAME] KEY",
+	  "Print what is known about KEY, one 'name value' line each:\n"
+	  "  version N   changes with every put of KEY; for 'kv put --cas N'\n"
+	  "  size N      the value's length in bytes\n"
+	  "  ttl S       seconds left to live, to the millisecond; -1: never\n"
+	  "Exit 1 if KEY is absent.\n" },
+	{ "incr", cli_incr, 0, 1, 2, "incr [-s NAME] KEY [DELTA]",
+	  "Add DELTA (default 1) to the decimal integer stored under KEY and\n"
+	  "print the result. An absent key counts as 0; the key keeps its TTL.\n"
+	  "The change is atomic: concurrent incr calls never lose an update.\n"
+	  "DELTA is a signed 64-bit decimal integer; a negative one needs '--'\n"
+	  "before it: kv incr KEY -- -5 (or use 'kv decr'). Exit 2 if the value\n"
+	  "is not a decimal integer or the result would not fit in 64 bits\n"
+	  "(the value is then unchanged).\n" },
+	{ "decr", cli_decr, 0, 1, 2, "decr [-s NAME] KEY [DELTA]",
+	  "Subtract DELTA (default 1) from the decimal integer stored under KEY\n"
+	  "and print the result; otherwise exactly like 'kv incr'.\n" },
+	{ "keys", cli_keys, BIT(OPT_NULL), 0, 1, "keys [-s NAME] [-0] [GLOB]",
+	  "List the live keys that match GLOB (default '*': all), one per line,\n"
+	  "in no particular order. Listing takes no lock, so writers are never\n"
+	  "held up; a key added or removed meanwhile may or may not be listed.\n"
+	  "Quote GLOB so the shell leaves it alone.\n"
+	  "\n"
+	  "GLOB is matched against the key's bytes: '*' any bytes, '?' any one\n"
+	  "byte, '[abc]' '[a-z]' one of a set, '[!a-z]' or '[^a-z]' one not in\n"
+	  "it, '\\' makes the next character literal.\n"
+	  "\n"
+	  "Options:\n"
+	  "  -0, --null           end each key with a NUL byte instead of a\n"
+	  "                       newline (for xargs -0). Keys may hold any\n"
+	  "                       bytes, so a key with a newline makes the plain\n"
+	  "                       list ambiguous, and one with a NUL makes both\n"
+	  "                       forms ambiguous; 'kv dump' is exact.\n" },
 	{ "stats", cli_stats, BIT(OPT_JSON), 0, 0, "stats [-s NAME] [--json]",
-	  "Print every size and counter of the store as an aligned table, or with\n"
+	  "Print every size and counter of the store, figures derived from them\n"
+	  "and a table of the size classes in use, as aligned text, or with\n"
 	  "--json as one JSON object (sizes in bytes, times in ms since the Unix\n"
-	  "epoch). load_factor is items / slots.\n" },
+	  "epoch, sweep_ns in nanoseconds, every size class under \"classes\").\n"
+	  "\n"
+	  "hits and misses count the gets of read-write attachers only: a\n"
+	  "read-only mapping (that of 'kv get') cannot record them.\n"
+	  "\n"
+	  "Derived: load_factor = items / slots; hit_ratio = hits / (hits +\n"
+	  "misses), null before the first get; index_bytes = buckets * 64;\n"
+	  "used_bytes = data_used + index_bytes; overhead_bytes = used_bytes -\n"
+	  "key_bytes - value_bytes; overhead_per_item = overhead_bytes / items;\n"
+	  "capacity_bytes = data_bytes + index_bytes. probe_hist counts keys by\n"
+	  "their distance from their home bucket: 0, 1, 2, 3, 4-7, 8-15, 16-31,\n"
+	  "32 or more.\n"
+	  "Per class: chunk size, pages, used chunks, capacity (pages * chunks\n"
+	  "per page), fill (used / capacity) and evictions.\n" },
 	{ "check", cli_check, 0, 0, 0, "check [-s NAME]",
 	  "Walk the whole store and verify every invariant of its index and its\n"
 	  "allocator. Print 'ok' and exit 0 if it is sound; otherwise print each\n"
 	  "problem on stderr as 'kv: check: PROBLEM' and exit 2.\n" },
+	{ "flush", cli_flush, BIT(OPT_YES), 0, 0, "flush [-s NAME] --yes",
+	  "Remove every key and print how many were removed. The store stays.\n"
+	  "Writers are held up only briefly at a time, and a key put during the\n"
+	  "flush may survive it. There is no prompt: -y or --yes is required.\n" },
+	{ "dump", cli_dump, BIT(OPT_FORCE), 0, 1, "dump [-s NAME] [--force] [FILE]",
+	  "Write every key with its value and remaining TTL to FILE (default or\n"
+	  "'-': stdout) in kv's binary dump format (docs/dump-format.md):\n"
+	  "versioned, checksummed, the same on every machine. A FILE that is new\n"
+	  "or a regular file is replaced only once the dump is complete, and\n"
+	  "made with mode 0600. Prints 'dumped N keys' on stderr. The dump takes\n"
+	  "no lock: each key is as it was when read, not as of one instant.\n"
+	  "\n"
+	  "Options:\n"
+	  "  -f, --force          write to a terminal anyway\n" },
+	{ "load", cli_load, BIT(OPT_NX) | BIT(OPT_PARTIAL) | BIT(OPT_FORCE), 0,
+	  1, "load [-s NAME] [--nx] [--partial] [FILE]",
+	  "Put every key of a dump made by 'kv dump' from FILE (default or '-':\n"
+	  "stdin), with what its TTL had left at the dump time minus the time\n"
+	  "since; keys whose TTL ran out since are skipped. Prints 'loaded N\n"
+	  "keys' on stderr.\n"
+	  "\n"
+	  "The whole dump is checked first (format, every record, the count,\n"
+	  "the checksum, and that every key and value fits this store), so a\n"
+	  "truncated or corrupt dump loads nothing and exits 2.\n"
+	  "\n"
+	  "Options:\n"
+	  "      --nx             keep keys that already exist (default: replace)\n"
+	  "      --partial        from a dump cut short or with a damaged record,\n"
+	  "                       load the records before the damage, say how\n"
+	  "                       many, and still exit 2. Damage that only the\n"
+	  "                       checksum shows cannot be located: nothing loads\n"
+	  "  -f, --force          read from a terminal anyway\n" },
 	{ "destroy", cli_destroy, BIT(OPT_YES), 0, 0, "destroy [-s NAME] --yes",
 	  "Remove the store and all its data (gone once every process has\n"
 	  "detached). There is no prompt: -y or --yes is required.\n" },
@@ -106,8 +194,15 @@ static const char usage_text[] =
 	"  put KEY [VALUE]      set KEY to VALUE, or to all of stdin\n"
 	"  del KEY              remove KEY\n"
 	"  ttl KEY              print the seconds KEY has left (-1: no expiry)\n"
-	"  stats [--json]       print the store's sizes and counters\n"
+	"  info KEY             print KEY's version, size and TTL\n"
+	"  incr KEY [DELTA]     add DELTA (default 1) to a decimal value\n"
+	"  decr KEY [DELTA]     subtract DELTA (default 1) from a decimal value\n"
+	"  keys [-0] [GLOB]     list the keys that match GLOB (default: all)\n"
+	"  stats [--json]       print the store's sizes, counters, size classes\n"
 	"  check                verify every invariant of the store\n"
+	"  flush --yes          remove every key\n"
+	"  dump [FILE]          write every key, value and TTL to FILE or stdout\n"
+	"  load [FILE]          put every key of a dump from FILE or stdin\n"
 	"  destroy --yes        remove the store and all its data\n"
 	"  help [COMMAND]       print this help, or a command's\n"
 	"\n"
@@ -122,8 +217,9 @@ static const char usage_text[] =
 	"memory store, /dev/shm/kv.NAME; a NAME with a '/' is a file-backed one.\n"
 	"Run 'kv COMMAND --help' for a command's options.\n"
 	"\n"
-	"Exit status: 0 success; 1 key not found (get, del, ttl, put --xx);\n"
-	"2 any other error, reported on stderr as 'kv: <what>: <why>'.\n";
+	"Exit status: 0 success; 1 key not found (get, del, ttl, info, put --xx,\n"
+	"put --cas); 2 any other error, reported on stderr as\n"
+	"'kv: <what>: <why>'.\n";
 
 static const char common_options[] =
 	"\n"

@@ -39,6 +39,8 @@ struct kvd_config {
 	bool max_items_given;
 	bool daemonize;          /* -d */
 	bool quiet;              /* -q */
+	bool verbose;            /* -v */
+	uint64_t sweep_buckets;  /* --sweep-buckets: per tick, 0 = no sweep */
 	char pidfile[PATH_MAX];  /* absolute path, or "" for no pid file */
 };
 
@@ -61,13 +63,15 @@ void kvd_fmt_bytes(uint64_t bytes, char *buf, size_t cap);
  */
 
 enum kvd_level {
+	KVD_DEBUG, /* only with -v */
 	KVD_INFO,  /* suppressed by -q */
 	KVD_WARN,  /* suppressed by -q */
 	KVD_ERROR, /* always */
 };
 
-/* Set the verbosity. Until kvd_log_detached(), lines go to stderr. */
-void kvd_log_setup(bool quiet);
+/* Set the verbosity (quiet wins over verbose). Until kvd_log_detached(),
+ * lines go to stderr. */
+void kvd_log_setup(bool quiet, bool verbose);
 
 /* From now on log lines go to syslog (stderr is /dev/null), and fatal lines
  * go to fail_fd (the readiness pipe) until kvd_log_fail_fd(-1). */

@@ -31,12 +31,14 @@
 #define LINE_MAX_BYTES 1024
 
 static bool log_quiet;
+static bool log_verbose;
 static bool log_syslog;
 static int log_fail_fd = STDERR_FILENO;
 
-void kvd_log_setup(bool quiet)
+void kvd_log_setup(bool quiet, bool verbose)
 {
 	log_quiet = quiet;
+	log_verbose = verbose && !quiet;
 }
 
 void kvd_log_detached(int fail_fd)
@@ -88,18 +90,21 @@ static void log_v(enum kvd_level level, const char *fmt, va_list ap)
 
 static void log_v(enum kvd_level level, const char *fmt, va_list ap)
 {
-	static const char *const tag[] = {"", "warning: ", "error: "};
+	static const char *const tag[] = {"debug: ", "", "warning: ",
+	                                  "error: "};
 	char line[LINE_MAX_BYTES];
 	char stamp[32];
 	struct timespec now;
 	struct tm tm;
 	int used;
 
-	if (log_quiet && level != KVD_ERROR)
+	if ((log_quiet && level != KVD_ERROR) ||
+	    (level == KVD_DEBUG && !log_verbose))
 		return;
 
 	if (log_syslog) {
-		static const int prio[] = {LOG_INFO, LOG_WARNING, LOG_ERR};
+		static const int prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING,
+		                           LOG_ERR};
 		char msg[LINE_MAX_BYTES];
 
 		vsnprintf(msg, sizeof(msg), fmt, ap);

@@ -29,7 +29,11 @@ enum {
 	OPT_MAX_VALUE,
 	OPT_MAX_ITEMS,
 	OPT_PIDFILE,
+	OPT_SWEEP_BUCKETS,
 };
+
+/* Index buckets the expiry sweep looks at per tick (see kvd.c). */
+#define DEFAULT_SWEEP_BUCKETS 1024
 
 static const struct option long_options[] = {
 	{"store", required_argument, NULL, 's'},
@@ -39,7 +43,9 @@ static const struct option long_options[] = {
 	{"max-items", required_argument, NULL, OPT_MAX_ITEMS},
 	{"daemon", no_argument, NULL, 'd'},
 	{"pidfile", required_argument, NULL, OPT_PIDFILE},
+	{"sweep-buckets", required_argument, NULL, OPT_SWEEP_BUCKETS},
 	{"quiet", no_argument, NULL, 'q'},
+	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
 	{NULL, 0, NULL, 0},
@@ -65,7 +71,13 @@ static void usage(FILE *out)
 	    "                         $XDG_RUNTIME_DIR/kvd.NAME.pid, else\n"
 	    "                         /run/kvd.NAME.pid as root, else\n"
 	    "                         /tmp/kvd.NAME.pid)\n"
+	    "      --sweep-buckets N  every tick (10 ms), remove the expired keys\n"
+	    "                         of the next N index buckets (default 1024;\n"
+	    "                         0: no sweep, expired keys then go only when\n"
+	    "                         a put needs room or meets them)\n"
 	    "  -q, --quiet            log errors only\n"
+	    "  -v, --verbose          log debug lines too (each second in which\n"
+	    "                         the sweep removed keys, and how many)\n"
 	    "  -h, --help             show this help and exit\n"
 	    "  -V, --version          show the version and exit\n"
 	    "\n"
@@ -75,7 +87,7 @@ static void usage(FILE *out)
 	    "its own.\n"
 	    "\n"
 	    "Signals: SIGTERM, SIGINT stop kvd (the store stays); SIGHUP logs\n"
-	    "statistics.\n"
+	    "statistics, the expiry sweep's included.\n"
 	    "Exit status: 0 after a clean stop, 2 on any error.\n",
 	    out);
 }
@@ -132,8 +144,10 @@ too_large:
 	return -1;
 }
 
-/* Parse a plain count (--max-items): digits only. */
-static int parse_count(const char *s, uint64_t *out, const char **why)
+/* Parse a plain count (--max-items, --sweep-buckets): digits only; zero
+ * only when allow_zero. */
+static int parse_count(const char *s, uint64_t *out, bool allow_zero,
+                       const char **why)
 {
 	uint64_t v = 0;
 
@@ -152,7 +166,7 @@ static int parse_count(const char *s, uint64_t *out, const char **why)
 		}
 		v = v * 10 + d;
 	}
-	if (v == 0) {
+	if (v == 0 && !allow_zero) {
 		*why = "must be greater than zero";
 		return -1;
 	}
@@ -244,12 +258,13 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 	int c;
 
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->sweep_buckets = DEFAULT_SWEEP_BUCKETS;
 	*status = 2;
 
 	/* We print our own one-line errors; a leading ':' makes getopt
 	 * tell a missing argument (':') from an unknown option ('?'). */
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":s:dqhV", long_options, NULL)) !=
+	while ((c = getopt_long(argc, argv, ":s:dqvhV", long_options, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 's':
@@ -277,7 +292,8 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 			cfg->max_value_given = true;
 			break;
 		case OPT_MAX_ITEMS:
-			if (parse_count(optarg, &cfg->opts.max_items, &why) != 0)
+			if (parse_count(optarg, &cfg->opts.max_items, false,
+			                &why) != 0)
 				goto bad_value;
 			cfg->max_items_given = true;
 			break;
@@ -291,8 +307,16 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 			}
 			pidfile = optarg;
 			break;
+		case OPT_SWEEP_BUCKETS:
+			if (parse_count(optarg, &cfg->sweep_buckets, true,
+			                &why) != 0)
+				goto bad_value;
+			break;
 		case 'q':
 			cfg->quiet = true;
+			break;
+		case 'v':
+			cfg->verbose = true;
 			break;
 		case 'h':
 			usage(stdout);

@@ -1,0 +1,882 @@
+/*
+ * test_dump.c - "kv dump" and "kv load" (docs/dump-format.md): round trips
+ * of large and binary data into another store with every byte and TTL
+ * compared; truncated and corrupt dumps refused with the target untouched;
+ * --partial; --nx; TTLs that run out before a load; a known-answer dump
+ * built here byte by byte; refusal to write binary to a terminal; how a
+ * dump FILE is replaced.
+ *
+ * This file parses and builds dumps with its own code, not kv's, so a
+ * mistake shared by the writer and the reader in cli/dump.c still fails.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "harness.h"
+#include "kv.h"
+#include "storeutil.h"
+
+#define KV(r, store, ...) h_kv((r), (store), __VA_ARGS__, NULL)
+
+#define MAGIC "KVDUMP\0\0"
+#define HEADER_LEN 24
+#define END_LEN 20
+
+static const char *serve(const char *tag, const char *size)
+{
+	const char *store = h_store_name(tag);
+
+	h_kvd(store, "--size", size, NULL);
+	return store;
+}
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static unsigned char *read_file(const char *path, size_t *len)
+{
+	struct stat st;
+	unsigned char *b;
+	FILE *f = fopen(path, "rb");
+
+	if (f == NULL)
+		fail_msg("%s: %s", path, strerror(errno));
+	assert_int_equal(fstat(fileno(f), &st), 0);
+	b = h_alloc((size_t)st.st_size + 1);
+	*len = fread(b, 1, (size_t)st.st_size, f);
+	assert_int_equal(*len, (size_t)st.st_size);
+	fclose(f);
+	return b;
+}
+
+static void write_file(const char *path, const void *b, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+
+	if (f == NULL)
+		fail_msg("%s: %s", path, strerror(errno));
+	assert_int_equal(fwrite(b, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
+static uint32_t le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static uint64_t le64(const unsigned char *p)
+{
+	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+static void set32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void set64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Check a whole dump the way the spec says, independently of kv, and
+ * return its record count; off (if not NULL) gets each record's offset. */
+static size_t parse_dump(const unsigned char *b, size_t len, size_t *off,
+                         size_t max)
+{
+	size_t pos = HEADER_LEN, n = 0;
+
+	assert_true(len >= HEADER_LEN + END_LEN);
+	assert_memory_equal(b, MAGIC, 8);
+	assert_int_equal(le32(b + 8), 1);
+	assert_int_equal(le32(b + 12), 0);
+	while (le32(b + pos) != 0xFFFFFFFFu) {
+		uint32_t klen = le32(b + pos), vlen = le32(b + pos + 4);
+		int64_t ttl = (int64_t)le64(b + pos + 8);
+
+		assert_true(klen >= 1 && klen <= KV_MAX_KEY);
+		assert_true(ttl == -1 || ttl > 0);
+		if (off != NULL && n < max)
+			off[n] = pos;
+		pos += 16 + (size_t)klen + vlen;
+		assert_true(pos + END_LEN <= len);
+		n++;
+	}
+	assert_int_equal(pos + END_LEN, len);
+	assert_int_equal(le64(b + pos + 4), n);
+	assert_int_equal(le64(b + pos + 12), XXH64(b, pos + 12, 0));
+	return n;
+}
+
+static void fill_bytes(unsigned char *p, size_t n, uint32_t seed)
+{
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		p[i] = (unsigned char)(seed >> 16);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+
+/* 2000 keys, some with 500 KiB values, some with TTLs, and binary keys and
+ * values (NUL, every byte value, empty): dump to a file and load into
+ * another store, and pipe a dump straight into a third. */
+static void test_round_trip(void **state)
+{
+	const char *src = serve("src", "64M");
+	const char *dst = serve("dst", "64M");
+	const char *pipe_dst = serve("pipedst", "64M");
+	const char *dir = h_tmpdir("dump");
+	size_t big = 500 * 1024, len;
+	unsigned char *v = h_alloc(big);
+	unsigned char all[256], allv[1024], nuls[1000];
+	char path[256], key[32], line[512];
+	struct h_result r;
+	kv_t *kv;
+	size_t nrec;
+	unsigned char *b;
+
+	(void)state;
+	kv = attach(src);
+	for (int i = 0; i < 2000; i++) {
+		int n = snprintf(key, sizeof key, "key:%d", i);
+		size_t vlen = i % 50 == 0 ? big : (size_t)(i * 37 % 3000);
+		uint64_t ttl = i % 3 == 0 ? 3600000 : i % 7 == 0 ? 600000 : 0;
+
+		fill_bytes(v, vlen, (uint32_t)i);
+		lib_put(kv, key, (size_t)n, v, vlen, ttl);
+	}
+	for (int i = 0; i < 256; i++)
+		all[i] = (unsigned char)i;
+	for (int i = 0; i < 1024; i++)
+		allv[i] = (unsigned char)(255 - i % 256);
+	memset(nuls, 0, sizeof nuls);
+	lib_put(kv, all, sizeof all, allv, sizeof allv, 0);
+	lib_put(kv, "\0", 1, "\0", 1, 0);
+	lib_put(kv, "\n", 1, "line\nfeed\r\n", 11, 120000);
+	lib_put(kv, "empty", 5, "", 0, 0);
+	lib_put(kv, "empty-ttl", 9, "", 0, 5000);
+	lib_put(kv, "nuls", 4, nuls, sizeof nuls, 0);
+	lib_put(kv, "\xff\xfe\xfd", 3, all, sizeof all, 0);
+	kv_close(kv);
+
+	snprintf(path, sizeof path, "%s/src.kvdump", dir);
+	KV(&r, src, "dump", path);
+	H_ASSERT_EXIT(&r, 0);
+	assert_int_equal(r.out_len, 0);
+	H_ASSERT_ERR_HAS(&r, "dumped 2007 keys");
+	h_result_free(&r);
+
+	b = read_file(path, &len);
+	nrec = parse_dump(b, len, NULL, 0);
+	assert_int_equal(nrec, 2007);
+	h_free(b);
+
+	KV(&r, dst, "load", path);
+	H_ASSERT_EXIT(&r, 0);
+	assert_int_equal(r.out_len, 0);
+	assert_string_equal(r.err, "loaded 2007 keys\n");
+	h_result_free(&r);
+	compare_stores(src, dst, 3000);
+	KV(&r, dst, "check");
+	H_ASSERT_EXIT(&r, 0);
+	h_result_free(&r);
+
+	/* stdout to stdin, through a pipe; "-" names them too. */
+	snprintf(line, sizeof line,
+	         "\"$1\" -s \"$2\" dump | \"$1\" -s \"$3\" load - && "
+	         "\"$1\" -s \"$2\" dump - >/dev/null");
+	{
+		const char *argv[] = {"/bin/sh", "-c", line, "sh", h_kv_bin(),
+		                      src, pipe_dst, NULL};
+
+		h_run(&r, argv, NULL);
+		H_ASSERT_EXIT(&r, 0);
+		H_ASSERT_ERR_HAS(&r, "loaded 2007 keys");
+		h_result_free(&r);
+	}
+	compare_stores(src, pipe_dst, 3000);
+	h_free(v);
+}
+
+/* A dump of a store with one key, a = 1: exactly the bytes of the example
+ * in docs/dump-format.md but for the time and the checksum. And that
+ * example, built here byte by byte, loads. */
+static void test_known_answer(void **state)
+{
+	static const unsigned char example[62] = {
+		0x4b, 0x56, 0x44, 0x55, 0x4d, 0x50, 0x00, 0x00, /* magic */
+		0x01, 0x00, 0x00, 0x00,                         /* version */
+		0x00, 0x00, 0x00, 0x00,                         /* flags */
+		0x00, 0x7c, 0x29, 0x1f, 0x94, 0x01, 0x00, 0x00, /* time */
+		0x01, 0x00, 0x00, 0x00,                         /* klen */
+		0x01, 0x00, 0x00, 0x00,                         /* vlen */
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, /* ttl -1 */
+		0x61, 0x31,                                     /* "a" "1" */
+		0xff, 0xff, 0xff, 0xff,                         /* end */
+		0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* count */
+		0x18, 0x20, 0xae, 0x0b, 0xd9, 0x03, 0x69, 0x7b, /* XXH64 */
+	};
+	const char *src = serve("kat", "4M");
+	const char *dst = serve("katdst", "4M");
+	const char *dir = h_tmpdir("kat");
+	char path[256];
+	struct h_result r;
+	uint64_t before, after, t;
+
+	(void)state;
+	/* The checksum in the document is XXH64 of the bytes before it. */
+	assert_int_equal(XXH64(example, 54, 0), 0x7b6903d90bae2018ull);
+	assert_int_equal(le64(example + 54), 0x7b6903d90bae2018ull);
+
+	KV(&r, src, "put", "a", "1");
+	H_ASSERT_EXIT(&r, 0);
+	h_result_free(&r);
+	before = wall_ms();
+	KV(&r, src, "dump");
+	after = wall_ms();
+	H_ASSERT_EXIT(&r, 0);
+	assert_int_equal(r.out_len, 62);
+	assert_memory_equal(r.out, example, 16);
+	t = le64((unsigned char *)r.out + 16);
+	assert_true(t >= before - 1 && t <= after + 1);
+	assert_memory_equal(r.out + 24, example + 24, 54 - 24);
+	assert_int_equal(le64((unsigned char *)r.out + 54),
+	                 XXH64(r.out, 54, 0));
+	h_result_free(&r);
+
+	snprintf(path, sizeof path, "%s/example.kvdump", dir);
+	write_file(path, example, sizeof example);
+	KV(&r, dst, "load", path);
+	H_ASSERT_EXIT(&r, 0);
+	assert_string_equal(r.err, "loaded 1 key\n");
+	h_result_free(&r);
+	KV(&r, dst, "get", "a");
+	H_ASSERT_EXIT(&r, 0);
+	H_ASSERT_OUT_STR(&r, "1");
+	h_result_free(&r);
+
+	/* An empty store: header and end record, 44 bytes. */
+	KV(&r, dst, "del", "a");
+	h_result_free(&r);
+	KV(&r, dst, "dump");
+	H_ASSERT_EXIT(&r, 0);
+	assert_int_equal(r.out_len, 44);
+	assert_int_equal(parse_dump((unsigned char *)r.out, r.out_len, NULL,
+	                            0),
+	                 0);
+	H_ASSERT_ERR_HAS(&r, "dumped 0 keys");
+	h_result_free(&r);
+}
+
+/* A small source store and its dump, for the damage tests. */
+static unsigned char *small_dump(const char *src, const char *dir,
+                                 int keys, size_t *len)
+{
+	char path[256], key[32], val[64];
+	struct h_result r;
+	kv_t *kv = attach(src);
+
+	for (int i = 0; i < keys; i++) {
+		int k = snprintf(key, sizeof key, "key%02d", i);
+		int n = snprintf(val, sizeof val, "value of key %d", i);
+
+		lib_put(kv, key, (size_t)k, val, (size_t)n,
+		        i % 4 == 0 ? 3600000 : 0);
+	}
+	kv_close(kv);
+	snprintf(path, sizeof path, "%s/small.kvdump", dir);
+	KV(&r, src, "dump", path);
+	H_ASSERT_EXIT(&r, 0);
+	h_result_free(&r);
+	return read_file(path, len);
+}
+
+/* Load bytes into store; expect exit 2, one line with `why` and that
+ * nothing was loaded, and the store still empty. */
+static void expect_refused(const char *store, const char *path,
+                           const void *b, size_t len, const char *why,
+                           const char *what)
+{
+	struct h_result r;
+
+	write_file(path, b, len);
+	KV(&r, store, "load", path);
+	if (r.code != 2 || (why != NULL && strstr(r.err, why) == NULL) ||
+	    strstr(r.err, "nothing was loaded") == NULL) {
+		h_dump(&r);
+		fail_msg("load of %s: want exit 2, '%s'", what,
+		         why ? why : "");
+	}
+	H_ASSERT_ERR_LINE(&r, "kv: load: ");
+	h_result_free(&r);
+	if (count_keys(store) != 0)
+		fail_msg("load of %s changed the store", what);
+}
+
+static void test_truncated(void **state)
+{
+	const char *src = serve("trsrc", "4M");
+	const char *dst = serve("trdst", "4M");
+	const char *dir = h_tmpdir("trunc");
+	char path[256], what[64];
+	size_t len, off[64], n;
+	unsigned char *b = small_dump(src, dir, 20, &len);
+
+	(void)state;
+	n = parse_dump(b, len, off, 64);
+	assert_int_equal(n, 20);
+	snprintf(path, sizeof path, "%s/cut.kvdump", dir);
+	expect_refused(dst, path, b, 0, "empty", "an empty file");
+	/* Every cut inside the header, the first two records, the last one
+	 * and the end record; then a sample of the rest. */
+	for (size_t cut = 1; cut < len; cut++) {
+		bool edge = cut < off[2] || cut >= off[19];
+
+		if (!edge && cut % 7 != 0)
+			continue;
+		snprintf(what, sizeof what, "a dump cut at %zu of %zu", cut, len);
+		expect_refused(dst, path, b, cut, "truncated", what);
+	}
+	h_free(b);
+}
+
+static void test_corrupt(void **state)
+{
+	const char *src = serve("cosrc", "4M");
+	const char *dst = serve("codst", "4M");
+	const char *dir = h_tmpdir("corrupt");
+	char path[256], what[64];
+	size_t len, off[8];
+	unsigned char *b = small_dump(src, dir, 3, &len);
+	unsigned char *c = h_alloc(len + 1);
+
+	(void)state;
+	assert_int_equal(parse_dump(b, len, off, 8), 3);
+	snprintf(path, sizeof path, "%s/bad.kvdump", dir);
+
+	/* The named failures. */
+	memcpy(c, b, len);
+	c[0] = 'X';
+	expect_refused(dst, path, c, len, "bad magic", "a bad magic");
+	memcpy(c, b, len);
+	c[8] = 2;
+	expect_refused(dst, path, c, len, "version 2", "version 2");
+	memcpy(c, b, len);
+	c[12] = 1;
+	expect_refused(dst, path, c, len, "flags", "unknown flags");
+	memcpy(c, b, len);
+	c[off[1] + 16 + 2] ^= 0x20; /* a key byte */
+	expect_refused(dst, path, c, len, "checksum mismatch", "a key byte");
+	memcpy(c, b, len);
+	c[len - 12 - 20 + 3] ^= 1; /* a value byte of the last record */
+	expect_refused(dst, path, c, len, "checksum mismatch", "a value byte");
+	memcpy(c, b, len);
+	c[len - 1] ^= 0x80; /* the checksum itself */
+	expect_refused(dst, path, c, len, "checksum mismatch", "the checksum");
+	memcpy(c, b, len);
+	set64(c + len - 16, 2); /* the count, with a matching checksum */
+	set64(c + len - 8, XXH64(c, len - 8, 0));
+	expect_refused(dst, path, c, len, "counts 2 records", "a wrong count");
+	memcpy(c, b, len);
+	set64(c + off[1] + 8, (uint64_t)-5); /* ttl -5 */
+	expect_refused(dst, path, c, len, "record 2 at byte", "ttl -5");
+	memcpy(c, b, len);
+	set32(c + off[0], 0); /* klen 0 */
+	expect_refused(dst, path, c, len, "record 1 at byte", "klen 0");
+	memcpy(c, b, len);
+	c[len] = 0;
+	expect_refused(dst, path, c, len + 1, "trailing data", "a dump + 1");
+	expect_refused(dst, path, "hello, world\n", 13, "bad magic",
+	               "a text file");
+
+	/* Any one byte flipped anywhere: refused, nothing loaded. */
+	for (size_t i = 0; i < len; i++) {
+		memcpy(c, b, len);
+		c[i] ^= 0xff;
+		snprintf(what, sizeof what, "a flip at byte %zu of %zu", i, len);
+		expect_refused(dst, path, c, len, NULL, what);
+	}
+	/* The intact dump loads. */
+	write_file(path, b, len);
+	{
+		struct h_result r;
+
+		KV(&r, dst, "load", path);
+		H_ASSERT_EXIT(&r, 0);
+		h_result_free(&r);
+	}
+	compare_stores(src, dst, 2000);
+	h_free(b);
+	h_free(c);
+}
+
+/* --partial: a cut dump gives up the whole records before the cut, and
+ * says so with exit 2; damage only the checksum sees loads nothing. */
+static void test_partial(void **state)
+{
+	const char *src = serve("pasrc", "4M");
+	const char *dst = serve("padst", "4M");
+	const char *dst2 = serve("padst2", "4M");
+	const char *dir = h_tmpdir("partial");
+	char path[256];
+	size_t len, off[64];
+	unsigned char *b = small_dump(src, dir, 50, &len);
+	struct h_result r;
+	kv_t *ks, *kd;
+
+	(void)state;
+	assert_int_equal(parse_dump(b, len, off, 64), 50);
+	snprintf(path, sizeof path, "%s/cut.kvdump", dir);
+	/* Cut in the middle of record 31. */
+	write_file(path, b, off[30] + 20);
+	KV(&r, dst, "load", "--partial", path);
+	H_ASSERT_EXIT(&r, 2);
+	H_ASSERT_ERR_LINE(&r, "kv: load: ");
+	H_ASSERT_ERR_HAS(&r, "truncated");
+	H_ASSERT_ERR_HAS(&r, "--partial: loaded 30 keys");
+	h_result_free(&r);
+	assert_int_equal(count_keys(dst), 30);
+	/* Exactly the first 30 records, with their values. */
+	ks = attach(src);
+	kd = attach(dst);
+	for (int i = 0; i < 30; i++) {
+		const unsigned char *rec = b + off[i];
+		size_t klen = le32(rec), vlen = 0;
+		char *x = get_value(kd, rec + 16, klen, &vlen);
+		char *y;
+		size_t ylen = 0;
+
+		assert_non_null(x);
+		y = get_value(ks, rec + 16, klen, &ylen);
+		assert_int_equal(vlen, ylen);
+		assert_memory_equal(x, y, vlen);
+		free(x);
+		free(y);
+	}
+	kv_close(ks);
+	kv_close(kd);
+
+	/* A cut inside the first record: nothing to load, still exit 2. */
+	write_file(path, b, HEADER_LEN + 5);
+	KV(&r, dst2, "load", "--partial", path);
+	H_ASSERT_EXIT(&r, 2);
+	H_ASSERT_ERR_HAS(&r, "loaded 0 keys");
+	h_result_free(&r);
+	assert_int_equal(count_keys(dst2), 0);
+
+	/* Checksum damage cannot be located: nothing, even with --partial. */
+	b[off[40] + 17] ^= 1;
+	write_file(path, b, len);
+	KV(&r, dst2, "load", "--partial", path);
+	H_ASSERT_FAILS(&r, 2, "kv: load: ", "checksum mismatch");
+	H_ASSERT_ERR_HAS(&r, "cannot be located");
+	h_result_free(&r);
+	assert_int_equal(count_keys(dst2), 0);
+	b[off[40] + 17] ^= 1;
+
+	/* An intact dump with --partial is an ordinary load. */
+	write_file(path, b, len);
+	KV(&r, dst2, "load", "--partial", path);
+	H_ASSERT_EXIT(&r, 0);
+	assert_string_equal(r.err, "loaded 50 keys\n");
+	h_result_free(&r);
+	compare_stores(src, dst2, 2000);
+	h_free(b);
+}
+
+/* A record the target store cannot hold (value over its max_value) stops
+ * the load before it starts; --partial loads the records before it. */
+static void test_load_limits(void **state)
+{
+	const char *src = serve("lisrc", "8M");
+	const char *dst = h_store_name("lidst");
+	const char *dir = h_tmpdir("limits");
+	char path[256], big[2048];
+	struct h_result r;
+	size_t len, off[8];
+	unsigned char *b;
+	kv_t *kv;
+
+	(void)state;
+	h_kvd(dst, "--size", "4M", "--max-value", "1K", NULL);
+	kv = attach(src);
+	memset(big, 'B', sizeof big);
+	lib_put(kv, "small", 5, "x", 1, 0);
+	lib_put(kv, "big", 3, big, sizeof big, 0);
+	kv_close(kv);
+	snprintf(path, sizeof path, "%s/a.kvdump", dir);
+	KV(&r, src, "dump", path);
+	H_ASSERT_EXIT(&r, 0);
+	h_result_free(&r);
+	b = read_file(path, &len);
+	assert_int_equal(parse_dump(b, len, off, 8), 2);
+
+	KV(&r, dst, "load", path);
+	H_ASSERT_FAILS(&r, 2, "kv: load: ", "max_value");
+	H_ASSERT_ERR_HAS(&r, "nothing was loaded");
+	h_result_free(&r);
+	assert_int_equal(count_keys(dst), 0);
+
+	KV(&r, dst, "load", "--partial", path);
+	H_ASSERT_FAILS(&r, 2, "kv: load: ", "max_value");
+	h_result_free(&r);
+	/* Whichever order the scan gave: the records before "big" loaded. */
+	assert_int_equal(count_keys(dst), le32(b + off[0]) == 3 ? 0 : 1);
+	h_free(b);
+}
+
+/* TTLs: what a key had left at the dump time, minus the time since; a
+ * record whose TTL ran out is skipped. Built by hand to set the time. */
+static void test_load_ttl(void **state)
+{
+	const char *dst = serve("ttldst", "4M");
+	const char *dir = h_tmpdir("ttl");
+	static const struct {
+		const char *key;
+		int64_t ttl;
+	} recs[] = {{"old", 5000}, {"fresh", 60000}, {"forever", -1},
+	            {"edge", 10000}};
+	unsigned char buf[512];
+	size_t pos = HEADER_LEN;
+	char path[256];
+	struct h_result r;
+	kv_t *kv;
+	int64_t t;
+
+	(void)state;
+	memcpy(buf, MAGIC, 8);
+	set32(buf + 8, 1);
+	set32(buf + 12, 0);
+	set64(buf + 16, wall_ms() - 10000); /* ten seconds ago */
+	for (size_t i = 0; i < sizeof recs / sizeof recs[0]; i++) {
+		size_t k = strlen(recs[i].key);
+
+		set32(buf + pos, (uint32_t)k);
+		set32(buf + pos + 4, 1);
+		set64(buf + pos + 8, (uint64_t)recs[i].ttl);
+		memcpy(buf + pos + 16, recs[i].key, k);
+		buf[pos + 16 + k] = 'v';
+		pos += 16 + k + 1;
+	}
+	set32(buf + pos, 0xFFFFFFFFu);
+	set64(buf + pos + 4, 4);
+	set64(buf + pos + 12, XXH64(buf, pos + 12, 0));
+	pos += END_LEN;
+	snprintf(path, sizeof path, "%s/ttl.kvdump", dir);
+	write_file(path, buf, pos);
+
+	KV(&r, dst, "load", path);
+	H_ASSERT_EXIT(&r, 0);
+	assert_string_equal(r.err, "loaded 2 keys (2 expired)\n");
+	h_result_free(&r);
+	kv = attach(dst);
+	assert_int_equal(kv_ttl(kv, "old", 3, &t), KV_ENOTFOUND);
+	assert_int_equal(kv_ttl(kv, "edge", 4, &t), KV_ENOTFOUND);
+	assert_int_equal(kv_ttl(kv, "forever", 7, &t), KV_OK);
+	assert_int_equal(t, -1);
+	assert_int_equal(kv_ttl(kv, "fresh", 5, &t), KV_OK);
+	if (t <= 45000 || t > 50000)
+		fail_msg("fresh: %" PRId64 " ms left, want about 50000", t);
+	kv_close(kv);
+}
+
+/* Keys that expire before the dump reads them are not in it. */
+static void test_dump_skips_expired(void **state)
+{
+	const char *src = h_store_name("expsrc");
+	struct h_result r;
+	char key[16];
+	kv_t *kv;
+
+	(void)state;
+	/* No sweep, so the expired keys are still in the index. */
+	h_kvd(src, "--size", "4M", "--sweep-buckets", "0", NULL);
+	kv = attach(src);
+	for (int i = 0; i < 10; i++) {
+		int n = snprintf(key, sizeof key, "short%d", i);
+
+		lib_put(kv, key, (size_t)n, "x", 1, 50);
+	}
+	for (int i = 0; i < 5; i++) {
+		int n = snprintf(key, sizeof key, "long%d", i);
+
+		lib_put(kv, key, (size_t)n, "y", 1, 0);
+	}
+	kv_close(kv);
+	sleep_ms(200);
+	KV(&r, src, "dump");
+	H_ASSERT_EXIT(&r, 0);
+	assert_string_equal(r.err, "dumped 5 keys\n");
+	assert_int_equal(parse_dump((unsigned char *)r.out, r.out_len, NULL,
+	                            0),
+	                 5);
+	h_result_free(&r);
+}
+
+static void test_load_nx(void **state)
+{
+	const char *src = serve("nxsrc", "4M");
+	const char *dst = serve("nxdst", "4M");
+	const char *dir = h_tmpdir("nx");
+	char path[256];
+	struct h_result r;
+
+	(void)state;
+	KV(&r, src, "put", "a", "new");
+	h_result_free(&r);
+	KV(&r, src, "put", "b", "2");
+	h_result_free(&r);
+	KV(&r, dst, "put", "a", "old");
+	h_result_free(&r);
+	snprintf(path, sizeof path, "%s/nx.kvdump", dir);
+	KV(&r, src, "dump", path);
+	H_ASSERT_EXIT(&r, 0);
+	h_result_free(&r);
+
+	KV(&r, dst, "load", "--nx", path);
+	H_ASSERT_EXIT(&r, 0);
+	assert_string_equal(r.err, "loaded 1 key (1 existing kept by --nx)\n");
+	h_result_free(&r);
+	KV(&r, dst, "get", "a");
+	H_ASSERT_OUT_STR(&r, "old");
+	h_result_free(&r);
+	KV(&r, dst, "get", "b");
+	H_ASSERT_OUT_STR(&r, "2");
+	h_result_free(&r);
+
+	KV(&r, dst, "load", path);
+	H_ASSERT_EXIT(&r, 0);
+	assert_string_equal(r.err, "loaded 2 keys\n");
+	h_result_free(&r);
+	KV(&r, dst, "get", "a");
+	H_ASSERT_OUT_STR(&r, "new");
+	h_result_free(&r);
+}
+
+/* Binary on a terminal is refused unless --force. */
+static void test_dump_terminal(void **state)
+{
+	const char *src = serve("tty", "4M");
+	const char *dir = h_tmpdir("tty");
+	struct h_spawn_opts o = {.stdout_tty = true};
+	char path[256];
+	struct h_result r;
+
+	(void)state;
+	KV(&r, src, "put", "a", "1");
+	h_result_free(&r);
+	h_kv_opts(&r, &o, src, "dump", NULL);
+	H_ASSERT_FAILS(&r, 2, "kv: dump: ", "terminal");
+	assert_int_equal(r.out_len, 0);
+	h_result_free(&r);
+	h_kv_opts(&r, &o, src, "dump", "-", NULL);
+	H_ASSERT_FAILS(&r, 2, "kv: dump: ", "--force");
+	h_result_free(&r);
+	h_kv_opts(&r, &o, src, "dump", "--force", NULL);
+	H_ASSERT_EXIT(&r, 0);
+	assert_true(r.out_len >= 62);
+	h_result_free(&r);
+	/* A FILE is fine with a terminal on stdout. */
+	snprintf(path, sizeof path, "%s/t.kvdump", dir);
+	h_kv_opts(&r, &o, src, "dump", path, NULL);
+	H_ASSERT_EXIT(&r, 0);
+	h_result_free(&r);
+	{
+		size_t len;
+		unsigned char *b = read_file(path, &len);
+
+		assert_int_equal(parse_dump(b, len, NULL, 0), 1);
+		h_free(b);
+	}
+}
+
+/* FILE is replaced only by a complete dump, made 0600, with no temporary
+ * file left; a failed dump leaves an existing FILE alone. */
+static void test_dump_file(void **state)
+{
+	const char *src = serve("file", "4M");
+	const char *dir = h_tmpdir("dumpfile");
+	const char *missing = h_store_name("nostore");
+	char path[256], nodir[256];
+	struct h_result r;
+	struct stat st;
+	size_t len;
+	unsigned char *b;
+	int files = 0;
+
+	(void)state;
+	KV(&r, src, "put", "a", "1");
+	h_result_free(&r);
+	snprintf(path, sizeof path, "%s/out.kvdump", dir);
+	write_file(path, "precious", 8);
+	chmod(path, 0644);
+
+	KV(&r, missing, "dump", path);
+	H_ASSERT_FAILS(&r, 2, "kv: ", "does not exist");
+	h_result_free(&r);
+	b = read_file(path, &len);
+	assert_int_equal(len, 8);
+	h_free(b);
+
+	KV(&r, src, "dump", path);
+	H_ASSERT_EXIT(&r, 0);
+	h_result_free(&r);
+	b = read_file(path, &len);
+	assert_int_equal(parse_dump(b, len, NULL, 0), 1);
+	h_free(b);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	{
+		char line[512];
+		const char *argv[] = {"/bin/sh", "-c", line, NULL};
+
+		snprintf(line, sizeof line, "ls -A '%s' | wc -l", dir);
+		h_run(&r, argv, NULL);
+		files = atoi(r.out);
+		h_result_free(&r);
+	}
+	assert_int_equal(files, 1);
+
+	snprintf(nodir, sizeof nodir, "%s/no/such/dir/x.kvdump", dir);
+	KV(&r, src, "dump", nodir);
+	H_ASSERT_FAILS(&r, 2, "kv: dump: ", "No such file");
+	h_result_free(&r);
+
+	/* Load errors: no file, no store. */
+	KV(&r, src, "load", nodir);
+	H_ASSERT_FAILS(&r, 2, "kv: load: ", "No such file");
+	h_result_free(&r);
+	KV(&r, missing, "load", path);
+	H_ASSERT_FAILS(&r, 2, "kv: ", "does not exist");
+	h_result_free(&r);
+	/* Empty stdin. */
+	{
+		struct h_spawn_opts o = {.stdin_data = "", .stdin_len = 0};
+
+		h_kv_opts(&r, &o, src, "load", NULL);
+		H_ASSERT_FAILS(&r, 2, "kv: load: ", "empty");
+		h_result_free(&r);
+	}
+}
+
+/* Dumps and key listings taken while other processes put and delete keys
+ * are each whole and valid, and always hold every key that stayed. */
+static void test_dump_while_writing(void **state)
+{
+	const char *src = serve("busy", "16M");
+	static const char loop[] =
+	    "i=0; while [ ! -e \"$4\" ]; do "
+	    "\"$1\" -s \"$2\" put churn$3.$i x >/dev/null; "
+	    "\"$1\" -s \"$2\" del churn$3.$((i/2)) >/dev/null 2>&1; "
+	    "i=$((i+1)); done";
+	const char *dir = h_tmpdir("busy");
+	struct h_proc *w[2];
+	char key[32], stop[256];
+	kv_t *kv = attach(src);
+
+	(void)state;
+	snprintf(stop, sizeof stop, "%s/stop", dir);
+	for (int i = 0; i < 1000; i++) {
+		int n = snprintf(key, sizeof key, "stable%d", i);
+
+		lib_put(kv, key, (size_t)n, key, (size_t)n, 0);
+	}
+	kv_close(kv);
+	for (int i = 0; i < 2; i++) {
+		const char *argv[] = {"/bin/sh", "-c", loop, "sh", h_kv_bin(),
+		                      src, i ? "b" : "a", stop, NULL};
+
+		w[i] = h_start(argv, NULL);
+	}
+	for (int round = 0; round < 5; round++) {
+		struct h_result r;
+		size_t stable = 0, pos = 0;
+
+		KV(&r, src, "dump");
+		H_ASSERT_EXIT(&r, 0);
+		parse_dump((unsigned char *)r.out, r.out_len, NULL, 0);
+		/* Count the stable keys: each exactly once. */
+		pos = HEADER_LEN;
+		while (le32((unsigned char *)r.out + pos) != 0xFFFFFFFFu) {
+			const unsigned char *rec = (unsigned char *)r.out + pos;
+			uint32_t klen = le32(rec), vlen = le32(rec + 4);
+
+			if (klen > 6 && memcmp(rec + 16, "stable", 6) == 0) {
+				assert_int_equal(vlen, klen);
+				assert_memory_equal(rec + 16, rec + 16 + klen,
+				                    klen);
+				stable++;
+			}
+			pos += 16 + (size_t)klen + vlen;
+		}
+		assert_int_equal(stable, 1000);
+		h_result_free(&r);
+
+		KV(&r, src, "keys", "stable*");
+		H_ASSERT_EXIT(&r, 0);
+		stable = 0;
+		for (const char *p = r.out; (p = strchr(p, '\n')) != NULL; p++)
+			stable++;
+		assert_int_equal(stable, 1000);
+		h_result_free(&r);
+	}
+	/* Let the writers finish their last command and stop. */
+	write_file(stop, "", 0);
+	for (int i = 0; i < 2; i++) {
+		struct h_result r;
+
+		assert_true(h_wait(w[i], H_TIMEOUT_MS, &r));
+		H_ASSERT_EXIT(&r, 0);
+		h_result_free(&r);
+	}
+	{
+		struct h_result r;
+
+		KV(&r, src, "check");
+		H_ASSERT_EXIT(&r, 0);
+		h_result_free(&r);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_round_trip, h_teardown),
+		cmocka_unit_test_teardown(test_known_answer, h_teardown),
+		cmocka_unit_test_teardown(test_truncated, h_teardown),
+		cmocka_unit_test_teardown(test_corrupt, h_teardown),
+		cmocka_unit_test_teardown(test_partial, h_teardown),
+		cmocka_unit_test_teardown(test_load_limits, h_teardown),
+		cmocka_unit_test_teardown(test_load_ttl, h_teardown),
+		cmocka_unit_test_teardown(test_dump_skips_expired, h_teardown),
+		cmocka_unit_test_teardown(test_load_nx, h_teardown),
+		cmocka_unit_test_teardown(test_dump_terminal, h_teardown),
+		cmocka_unit_test_teardown(test_dump_file, h_teardown),
+		cmocka_unit_test_teardown(test_dump_while_writing, h_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
