@@ -454,6 +454,9 @@ int main(int argc, char **argv)
 	errno = 0;
 	rc = claim(s.kv, &other);
 	if (rc == KV_ESERVED) {
+		/* We created it, but another kvd adopted it and claimed it
+		 * first: it is that daemon's store now, not ours to remove. */
+		created = false;
 		if (other > 0)
 			kvd_fail("store '%s': already served by kvd pid %ld",
 			         cfg.store, (long)other);

@@ -63,7 +63,7 @@ static void usage(FILE *out)
 	    "      --size BYTES       size of the whole mapping (default 64M)\n"
 	    "      --mode OCTAL       permissions of a new store (default 0600;\n"
 	    "                         never world-writable)\n"
-	    "      --max-value BYTES  largest value (default 1M, at most 64M)\n"
+	    "      --max-value BYTES  largest value (default 1M; size/64 under 64M)\n"
 	    "      --max-items N      size the index for N keys (default: from\n"
 	    "                         --size)\n"
 	    "  -d, --daemon           detach, log to syslog, write a pid file\n"

@@ -15,10 +15,11 @@
  *
  * Between classes: evicting only within a class would lock memory into the
  * classes that filled the store first. So a class that has no page at all,
- * or that has evicted a page's worth of its own items since it last grew,
- * takes a page from another class instead: a CLOCK hand over all pages
- * picks the next page of another class, its items are evicted, and the
- * emptied page goes to the free-page list, where the class takes it. Under
+ * or that has evicted a page's worth of its own items (at least
+ * KV_MOVE_PACE) since it last grew, takes a page from another class
+ * instead: a CLOCK hand over all pages picks the next page of another
+ * class, its items are evicted, and the emptied page goes to the
+ * free-page list, where the class takes it. Under
  * steady pressure each class's share of pages thus follows its share of
  * the puts.
  *
@@ -37,6 +38,11 @@
 #include <string.h>
 
 #include "kv_internal.h"
+
+/* A class evicts at least this many of its own items between pages it
+ * takes from others, so a class of page-sized items (one per page) does
+ * not empty another class's page on every eviction. */
+#define KV_MOVE_PACE 32
 
 static uint64_t ld(_Atomic uint64_t *p)
 {
@@ -206,8 +212,10 @@ int kv__make_room(struct kv *kv, uint32_t cls)
 {
 	struct kv_class *c = kv__class(kv, cls);
 
-	if (ld(&c->pages) == 0 ||
-	    ld(&c->since_move) >= kv->class_per_page[cls]) {
+	uint64_t pace = kv->class_per_page[cls] > KV_MOVE_PACE
+	                    ? kv->class_per_page[cls]
+	                    : KV_MOVE_PACE;
+	if (ld(&c->pages) == 0 || ld(&c->since_move) >= pace) {
 		uint64_t p;
 		int rc = take_page(kv, cls, &p);
 		if (rc == KV_OK) {

@@ -60,8 +60,17 @@ int kv__geometry(uint64_t map_size, uint32_t max_value, uint64_t max_items,
 	*g = (struct kv_geometry){0};
 	if (map_size == 0)
 		map_size = KV_DEFAULT_SIZE;
-	if (max_value == 0)
+	/* A page holds at least the largest item, and every size class in
+	 * use needs pages of its own: a small store with 1 MiB pages would
+	 * have fewer pages than a mixed workload has classes. So below 64 MiB
+	 * the default largest value shrinks with the store (size / 64). */
+	if (max_value == 0) {
 		max_value = KV_DEFAULT_MAX_VALUE;
+		if (map_size < (uint64_t)max_value * 64)
+			max_value = (uint32_t)(map_size / 64 > 4096
+			                           ? map_size / 64
+			                           : 4096);
+	}
 	if (max_value > KV_MAX_VALUE_LIMIT)
 		return KV_EINVAL;
 	if (map_size > KV_MAX_MAP)

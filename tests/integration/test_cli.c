@@ -31,6 +31,16 @@ static const char *serve(const char *tag)
 	return store;
 }
 
+/* A small store that still takes 1 MiB values (below 64 MiB the default
+ * largest value is size / 64). */
+static const char *serve_big_values(const char *tag)
+{
+	const char *store = h_store_name(tag);
+
+	h_kvd(store, "--size", "8M", "--max-value", "1M", NULL);
+	return store;
+}
+
 static void expect_ok(const char *store, const char *cmd, const char *key,
                       const char *val)
 {
@@ -155,7 +165,7 @@ static void test_get_tty_newline(void **state)
  * and more than one read's worth. */
 static void test_put_stdin_binary(void **state)
 {
-	const char *s = serve("binary");
+	const char *s = serve_big_values("binary");
 	static const char odd[] = "a\0b\0\0c\xff\xfe\xc3\x28\xa0\xa1"
 	                          "\xe2\x82\x28\xf0\x90\x28\xbc\x80\n\r\x00";
 	unsigned char all[1024];
@@ -735,9 +745,11 @@ static void test_bad_command_lines(void **state)
 }
 
 /* The default max value (1 MiB) is accepted in full; one byte more is not. */
+/* A store of the default size takes values up to 1 MiB by default. */
 static void test_default_max_value(void **state)
 {
-	const char *s = serve("bigval");
+	const char *s = h_store_name("bigval");
+	h_kvd(s, "--size", "64M", NULL);
 	size_t max = 1024 * 1024;
 	char *v = h_alloc(max + 1);
 	struct h_result r;
