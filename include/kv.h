@@ -159,7 +159,10 @@ struct kv_stats {
 	uint32_t evict;          /* 1: evicts when full; 0: KV_EFULL */
 	uint32_t reserved0;
 	uint64_t hits;           /* gets that found their key */
-	uint64_t misses;         /* gets that did not */
+	uint64_t misses;         /* gets that did not. Both count gets through
+	                          * read-write handles of every process; a
+	                          * read-only handle cannot write the store, so
+	                          * its gets appear only in its own kv_stats */
 	uint64_t sweeps;         /* expiry sweep steps run (by kvd) */
 	uint64_t sweep_ns;       /* time those steps held the writer lock */
 	/* Keys by distance from their home bucket: 0, 1, 2, 3, 4-7, 8-15,
@@ -212,7 +215,8 @@ KV_API int kv_put(kv_t *kv, const void *key, size_t klen, const void *val,
 
 /* Like kv_get, and also return the key's version (*version, if not
  * NULL): a number that changes with every put of the key, for a later
- * kv_put with KV_PUT_CAS. Same returns as kv_get. */
+ * kv_put with KV_PUT_CAS. Same returns as kv_get; *version is set on
+ * KV_ERANGE too, so cap 0 asks for the version and size alone. */
 KV_API int kv_get_version(kv_t *kv, const void *key, size_t klen, void *buf,
                           size_t cap, size_t *vlen, uint64_t *version);
 
