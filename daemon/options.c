@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include "kvd.h"
@@ -30,6 +31,7 @@ enum {
 	OPT_MAX_ITEMS,
 	OPT_PIDFILE,
 	OPT_SWEEP_BUCKETS,
+	OPT_GROUP,
 };
 
 /* Index buckets the expiry sweep looks at per tick (see kvd.c). */
@@ -39,6 +41,7 @@ static const struct option long_options[] = {
 	{"store", required_argument, NULL, 's'},
 	{"size", required_argument, NULL, OPT_SIZE},
 	{"mode", required_argument, NULL, OPT_MODE},
+	{"group", required_argument, NULL, OPT_GROUP},
 	{"max-value", required_argument, NULL, OPT_MAX_VALUE},
 	{"max-items", required_argument, NULL, OPT_MAX_ITEMS},
 	{"daemon", no_argument, NULL, 'd'},
@@ -63,6 +66,9 @@ static void usage(FILE *out)
 	    "      --size BYTES       size of the whole mapping (default 64M)\n"
 	    "      --mode OCTAL       permissions of a new store (default 0600;\n"
 	    "                         never world-writable)\n"
+	    "      --group GROUP      group of a new store (name or number);\n"
+	    "                         with --mode 0640 its members may read,\n"
+	    "                         with 0660 also write\n"
 	    "      --max-value BYTES  largest value (default 1M; size/64 under 64M)\n"
 	    "      --max-items N      size the index for N keys (default: from\n"
 	    "                         --size)\n"
@@ -82,9 +88,9 @@ static void usage(FILE *out)
 	    "  -V, --version          show the version and exit\n"
 	    "\n"
 	    "BYTES is a number with an optional suffix K, M, G or T (powers of\n"
-	    "1024), e.g. 64M, 4G, 512KiB. --size, --mode, --max-value and\n"
-	    "--max-items apply when the store is created; an existing store keeps\n"
-	    "its own.\n"
+	    "1024), e.g. 64M, 4G, 512KiB. --size, --mode, --group, --max-value\n"
+	    "and --max-items apply when the store is created; an existing store\n"
+	    "keeps its own.\n"
 	    "\n"
 	    "Signals: SIGTERM, SIGINT stop kvd (the store stays); SIGHUP logs\n"
 	    "statistics, the expiry sweep's included.\n"
@@ -171,6 +177,27 @@ static int parse_count(const char *s, uint64_t *out, bool allow_zero,
 		return -1;
 	}
 	*out = v;
+	return 0;
+}
+
+/* Parse --group: a group name, else a numeric gid. */
+static int parse_group(const char *s, uint32_t *out, const char **why)
+{
+	struct group *gr = getgrnam(s);
+	char *end;
+
+	if (gr != NULL) {
+		*out = (uint32_t)gr->gr_gid;
+		return 0;
+	}
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno != 0 || v >= UINT32_MAX ||
+	    *s == '-') {
+		*why = "no such group";
+		return -1;
+	}
+	*out = (uint32_t)v;
 	return 0;
 }
 
@@ -280,6 +307,11 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 			if (parse_mode(optarg, &cfg->opts.mode, &why) != 0)
 				goto bad_value;
 			cfg->mode_given = true;
+			break;
+		case OPT_GROUP:
+			if (parse_group(optarg, &cfg->opts.gid, &why) != 0)
+				goto bad_value;
+			cfg->opts.flags |= KV_CREATE_GID;
 			break;
 		case OPT_MAX_VALUE:
 			if (parse_size(optarg, &v, &why) != 0)

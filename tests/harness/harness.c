@@ -437,8 +437,50 @@ static int make_memfd(const char *name)
 
 /* In the child, after fork: wire up fds, drop to nobody if asked, apply
  * env, exec. Reports errno through errfd (close-on-exec) on failure. */
-static void child_exec(char *const argv[], const struct h_spawn_opts *o,
-                       int in_fd, int out_fd, int err_fd, int errfd)
+/* A program run as nobody must be reachable by nobody, and a build under a
+ * private directory (root's home is 0700) is not. Such programs run from a
+ * copy in a world-readable temporary directory, made once per process and
+ * removed with the harness's other directories. Returns a path to exec,
+ * owned by the caller. */
+static char *nobody_reachable(const char *path)
+{
+	static char dir[160];
+	char dst[512];
+	struct stat st;
+	const char *base = strrchr(path, '/');
+
+	if (base == NULL)
+		return xstrdup(path); /* found on PATH, as nobody would */
+	base++;
+	if (dir[0] == '\0' || stat(dir, &st) != 0) {
+		snprintf(dir, sizeof(dir), "%s", h_tmpdir("nobody-bin"));
+		if (chmod(dir, 0755) != 0)
+			fail_msg("harness: chmod %s: %s", dir, strerror(errno));
+	}
+	snprintf(dst, sizeof(dst), "%s/%s", dir, base);
+	if (stat(dst, &st) != 0) {
+		int in = open(path, O_RDONLY | O_CLOEXEC);
+		int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		               0755);
+		char buf[65536];
+		ssize_t n;
+		if (in < 0 || out < 0)
+			fail_msg("harness: copy %s to %s: %s", path, dst,
+			         strerror(errno));
+		while ((n = read(in, buf, sizeof(buf))) > 0)
+			if (write(out, buf, (size_t)n) != n)
+				fail_msg("harness: copy %s: %s", dst,
+				         strerror(errno));
+		close(in);
+		if (close(out) != 0 || n < 0)
+			fail_msg("harness: copy %s: %s", dst, strerror(errno));
+	}
+	return xstrdup(dst);
+}
+
+static void child_exec(const char *path, char *const argv[],
+                       const struct h_spawn_opts *o, int in_fd, int out_fd,
+                       int err_fd, int errfd)
 {
 	sigset_t none;
 	int e;
@@ -482,10 +524,10 @@ static void child_exec(char *const argv[], const struct h_spawn_opts *o,
 			setenv(name, eq + 1, 1);
 		}
 	}
-	if (strchr(argv[0], '/') != NULL)
-		execv(argv[0], argv);
+	if (strchr(path, '/') != NULL)
+		execv(path, argv);
 	else
-		execvp(argv[0], argv);
+		execvp(path, argv);
 fail:
 	e = errno;
 	if (write(errfd, &e, sizeof(e)) < 0) {
@@ -568,13 +610,16 @@ struct h_proc *h_start(const char *const argv[],
 	if (pipe2(errpipe, O_CLOEXEC) != 0)
 		fail_msg("harness: pipe: %s", strerror(errno));
 
+	char *path = o->as_nobody ? nobody_reachable(s->pub.argv[0])
+	                          : xstrdup(s->pub.argv[0]);
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0)
 		fail_msg("harness: fork: %s", strerror(errno));
 	if (pid == 0)
-		child_exec(s->pub.argv, o, in_fd, child_out, err_fd,
+		child_exec(path, s->pub.argv, o, in_fd, child_out, err_fd,
 		           errpipe[1]);
+	free(path);
 
 	close(errpipe[1]);
 	close(in_fd);

@@ -295,6 +295,38 @@ static void test_group_readable(void **state)
 	check_read_only_access(s);
 }
 
+/* kvd --group gives a new store its group: with 0640 the group's members
+ * (here nobody, whose group is nogroup) read it and cannot change it. */
+static void test_kvd_group(void **state)
+{
+	const char *s = h_store_name("kvdgroup");
+	struct h_proc *p;
+	struct h_result r;
+	struct stat st;
+
+	(void)state;
+	h_require_root();
+	p = h_kvd(s, "--size", "4M", "--mode", "0640", "--group", "nogroup",
+	          NULL);
+	assert_int_equal(stat(h_shm_path(s), &st), 0);
+	assert_int_equal(st.st_gid, 65534);
+	assert_int_equal(st.st_uid, 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	KV(&r, s, "put", "k", "value");
+	H_ASSERT_EXIT(&r, 0);
+	h_result_free(&r);
+	assert_true(h_stop(p, SIGTERM, H_TIMEOUT_MS, &r));
+	h_result_free(&r);
+	check_read_only_access(s);
+
+	/* A group that does not exist is refused before anything is made. */
+	const char *t = h_store_name("nogroup");
+	h_kvd_run(&r, t, "--size", "4M", "--group", "no-such-group-kv", NULL);
+	H_ASSERT_FAILS(&r, 2, "kvd: ", "no such group");
+	h_result_free(&r);
+	assert_int_equal(stat(h_shm_path(t), &st), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -304,6 +336,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_permission_denied, h_teardown),
 		cmocka_unit_test_teardown(test_world_readable, h_teardown),
 		cmocka_unit_test_teardown(test_group_readable, h_teardown),
+		cmocka_unit_test_teardown(test_kvd_group, h_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
