@@ -281,8 +281,8 @@ static void check_pages(struct checker *c)
 	}
 	for (uint64_t link = ld64(&h->free_pages); link != 0;) {
 		uint64_t p = link - 1;
-		if (link > pb || atomic_load(&kv__page(kv, p)->cls) !=
-		                     KV_PAGE_FREE ||
+		if (link > pb || link > kv->npages ||
+		    atomic_load(&kv__page(kv, p)->cls) != KV_PAGE_FREE ||
 		    bit_get(onlist, p)) {
 			problem(c, "free-page list holds bad page %llu",
 			        (unsigned long long)link);
@@ -311,8 +311,14 @@ static void check_pages(struct checker *c)
 		/* Walk the partial list: its pages, linked both ways. */
 		uint64_t count = 0, prev = 0;
 		for (uint64_t link = ld64(&cl->partial); link != 0;) {
+			if (link > pb) {
+				problem(c, "class %u: partial list holds page "
+				           "%llu beyond those in use",
+				        k, (unsigned long long)link);
+				break;
+			}
 			struct kv_page *pg = kv__page(kv, link - 1);
-			if (link > pb || atomic_load(&pg->cls) != k ||
+			if (atomic_load(&pg->cls) != k ||
 			    atomic_load(&pg->partial) != 1 ||
 			    atomic_load(&pg->prev) != prev ||
 			    count > pages[k]) {

@@ -130,12 +130,21 @@ static int evict_in_class(struct kv *kv, uint32_t cls)
 {
 	struct kv_class *c = kv__class(kv, cls);
 	uint64_t size = kv->class_size[cls];
-	uint64_t budget = 2 * (ld(&c->used) + 1) + kv->class_per_page[cls];
+	uint64_t per_page = kv->class_per_page[cls];
+	/* Two sweeps of the class at most (the first may only clear bits).
+	 * Its counts are untrusted: bound by what the arena can hold. */
+	uint64_t used = ld(&c->used);
+	if (used > kv->npages * per_page)
+		used = kv->npages * per_page;
+	uint64_t budget = 2 * (used + 1) + per_page;
 	uint64_t p = ld(&c->hand) % kv->npages, i = ld(&c->hand_chunk);
 
 	while (budget-- > 0) {
 		struct kv_page *pg = kv__page(kv, p);
-		if (atomic_load(&pg->cls) != cls || i >= atomic_load(&pg->bump)) {
+		uint32_t bump = atomic_load(&pg->bump);
+		if (bump > per_page)
+			bump = (uint32_t)per_page;
+		if (atomic_load(&pg->cls) != cls || i >= bump) {
 			p = next_page_of(kv, (p + 1) % kv->npages, cls);
 			if (p == kv->npages)
 				return KV_EFULL; /* the class owns nothing */

@@ -162,6 +162,8 @@ static void tx_add(struct kv *kv, uint64_t off, uint64_t val)
 	/* Every operation records a bounded number of words (a probe path of
 	 * at most KV_MAX_PROBE buckets plus a few counters). */
 	assert(j->n < KV_LOG_MAX);
+	if (j->n >= KV_LOG_MAX)
+		return; /* unreachable: operations are sized to fit */
 	j->ent[j->n].off = off;
 	j->ent[j->n].val = val;
 	j->n++;
@@ -245,6 +247,7 @@ void kv__tx_end(struct kv *kv)
 	j->pend_chunk = 0;
 	j->odd_count = 0;
 	atomic_store_explicit(&j->state, KV_J_IDLE, memory_order_release);
+	j->n = 0;
 	KV_CRASHPOINT(10);
 }
 
@@ -338,7 +341,13 @@ static bool tx_lookup(struct kv *kv, uint64_t off, uint64_t *val)
 {
 	struct kv_journal *j = kv__journal(kv);
 
-	for (uint32_t i = j->n; i-- > 0;) {
+	/* Only an open transaction's own entries count; between transactions
+	 * the log holds the last one's, already applied. */
+	if (atomic_load_explicit(&j->state, memory_order_relaxed) !=
+	    KV_J_BUILD)
+		return false;
+	uint32_t n = j->n < KV_LOG_MAX ? j->n : KV_LOG_MAX;
+	for (uint32_t i = n; i-- > 0;) {
 		if ((j->ent[i].off & ~KV_LOG_W32) == off) {
 			*val = j->ent[i].val;
 			return true;
