@@ -62,21 +62,29 @@ static int check_key(const kv_t *kv, const void *key, size_t klen)
 	return KV_OK;
 }
 
+/* A lock-free lookup, falling back to one under the lock when a bucket
+ * stays odd: its writer is slow or dead, and taking the lock waits for
+ * the first and recovers the second. A read-only handle cannot lock. */
+static int lookup(kv_t *kv, const void *key, size_t klen, uint64_t h,
+                  struct kv_read *r)
+{
+	int rc = kv__lookup(kv, key, klen, h, false, r);
+	if (rc == KV_EBUSY && !kv->rdonly) {
+		rc = kv__lock(kv);
+		if (rc != KV_OK)
+			return rc;
+		rc = kv__lookup(kv, key, klen, h, true, r);
+		kv__unlock(kv);
+	}
+	return rc;
+}
+
 static int get_hashed_version(kv_t *kv, const void *key, size_t klen,
                               uint64_t h, void *buf, size_t cap,
                               size_t *vlen, uint64_t *version)
 {
 	struct kv_read r = {.buf = buf, .cap = cap};
-	int rc = kv__lookup(kv, key, klen, h, false, &r);
-	if (rc == KV_EBUSY && !kv->rdonly) {
-		/* A bucket stayed odd: its writer is slow or dead. Taking the
-		 * lock waits for the first and recovers the second. */
-		rc = kv__lock(kv);
-		if (rc != KV_OK)
-			return rc;
-		rc = kv__lookup(kv, key, klen, h, true, &r);
-		kv__unlock(kv);
-	}
+	int rc = lookup(kv, key, klen, h, &r);
 	if (rc == KV_OK || rc == KV_ERANGE) {
 		if (vlen != NULL)
 			*vlen = r.vlen;
@@ -167,16 +175,8 @@ int kv_ttl(kv_t *kv, const void *key, size_t klen, int64_t *ttl_ms)
 		return rc;
 	if (ttl_ms == NULL)
 		return KV_EINVAL;
-	uint64_t h = kv__hash(kv, key, klen);
 	struct kv_read r = {0};
-	rc = kv__lookup(kv, key, klen, h, false, &r);
-	if (rc == KV_EBUSY && !kv->rdonly) {
-		rc = kv__lock(kv);
-		if (rc != KV_OK)
-			return rc;
-		rc = kv__lookup(kv, key, klen, h, true, &r);
-		kv__unlock(kv);
-	}
+	rc = lookup(kv, key, klen, kv__hash(kv, key, klen), &r);
 	if (rc == KV_ERANGE)
 		rc = KV_OK;
 	if (rc != KV_OK)
