@@ -73,6 +73,7 @@ static int lookup(kv_t *kv, const void *key, size_t klen, uint64_t h,
 		rc = kv__lock(kv);
 		if (rc != KV_OK)
 			return rc;
+		kv__heal_path(kv, kv__home(kv, h));
 		rc = kv__lookup(kv, key, klen, h, true, r);
 		kv__unlock(kv);
 	}
@@ -274,6 +275,8 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 	struct kv_alloc a;
 	int rc;
 
+	if (vlen > kv->max_value)
+		return KV_EVALSIZE;
 	uint32_t cls = kv__class_for(kv, KV_ITEM_HDR + (expire ? KV_ITEM_TTL : 0) +
 	                                     klen + vlen);
 	bool old_expired;

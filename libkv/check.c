@@ -10,10 +10,11 @@
  *             says, its partial list holds exactly its pages that are not
  *             full, doubly linked
  *   index     every bucket's sequence number is even; every slot names a
- *             chunk of the right class holding a well-formed item whose key
- *             hashes to this tag and lies at most KV_MAX_PROBE buckets from
- *             its home; no chunk is named twice; every bucket's overflow
- *             equals the number of keys that probe past it
+ *             chunk of the right class, below its page's bump, holding a
+ *             well-formed item whose key hashes to this tag and lies at
+ *             most KV_MAX_PROBE buckets from its home; no chunk is named
+ *             twice and no key held twice; every bucket's overflow equals
+ *             the number of keys that probe past it
  *   allocator each page's free list is acyclic, stays in its page below
  *             its bump, holds only chunks marked free and not linked; per
  *             page, used + free == handed out; used matches the index
@@ -117,6 +118,24 @@ static void check_index(struct checker *c, bool locked)
 			const struct kv_item *it =
 			    (const struct kv_item *)(void *)(kv->base + off);
 			uint64_t h = kv__hash(kv, kv__item_key(it), it->klen);
+			/* A live chunk must lie below its page's bump, or the
+			 * allocator will hand it out again. */
+			uint64_t pg = (off - kv->arena_off) / kv->page_size;
+			uint64_t idx = (off - kv->arena_off) % kv->page_size /
+			               kv->class_size[cls];
+			if (idx >= atomic_load(&kv__page(kv, pg)->bump))
+				problem(c, "item at offset %llu lies beyond its "
+				           "page's handed-out chunks",
+				        (unsigned long long)off);
+			/* Each key once: the first match on its probe must be
+			 * this item. */
+			struct kv_found f;
+			if (kv__find_locked(kv, h, kv__item_key(it), it->klen,
+			                    &f) == KV_OK &&
+			    f.item != off)
+				problem(c, "key at offset %llu is also at %llu",
+				        (unsigned long long)off,
+				        (unsigned long long)f.item);
 			uint64_t home = kv__home(kv, h);
 			uint64_t dist = kv__bdist(kv, home, b);
 			if (KV_SLOT_TAG(w) != (uint16_t)(h >> 48))

@@ -340,6 +340,23 @@ retry:
 	goto restart;
 }
 
+/* With the lock held no write is in progress, so a bucket still odd was
+ * left so by damage, not by a writer: make the buckets on one probe path
+ * even again, so lock-free readers of that path stop waiting. */
+void kv__heal_path(struct kv *kv, uint64_t home)
+{
+	uint64_t maxd = kv->nbuckets < KV_MAX_PROBE + 1 ? kv->nbuckets
+	                                                : KV_MAX_PROBE + 1;
+	for (uint64_t d = 0; d < maxd; d++) {
+		struct kv_bucket *bk = kv__bucket(kv, kv__badd(kv, home, d));
+		uint32_t s = atomic_load_explicit(&bk->seq,
+		                                  memory_order_relaxed);
+		if (s & 1u)
+			atomic_store_explicit(&bk->seq, s + 1,
+			                      memory_order_release);
+	}
+}
+
 void kv__prefetch_bucket(const struct kv *kv, uint64_t hash)
 {
 	__builtin_prefetch(kv__bucket(kv, kv__home(kv, hash)), 0, 3);

@@ -246,6 +246,7 @@ void kv__replace(struct kv *kv, uint64_t hash, const struct kv_found *f,
 uint64_t kv__unlink(struct kv *kv, uint64_t hash, const struct kv_found *f);
 int kv__item_check(const struct kv *kv, uint64_t off, uint32_t *cls);
 void kv__prefetch_bucket(const struct kv *kv, uint64_t hash);
+void kv__heal_path(struct kv *kv, uint64_t home); /* lock held */
 
 /* A growable buffer of keys, each stored as a size_t length then bytes. */
 struct kv_keybuf {

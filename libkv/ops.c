@@ -173,6 +173,17 @@ int kv__sweep(kv_t *kv, uint64_t buckets, uint64_t *expired)
 	uint64_t first = atomic_load_explicit(&h->sweep_hand,
 	                                      memory_order_relaxed) %
 	                 kv->nbuckets;
+	/* The sweep visits every bucket in turn: heal any that damage left
+	 * odd (no write is in progress while we hold the lock), so readers
+	 * that cannot lock are served again. */
+	for (uint64_t i = 0; i < buckets; i++) {
+		struct kv_bucket *bk = kv__bucket(kv, kv__badd(kv, first, i));
+		uint32_t s = atomic_load_explicit(&bk->seq,
+		                                  memory_order_relaxed);
+		if (s & 1u)
+			atomic_store_explicit(&bk->seq, s + 1,
+			                      memory_order_release);
+	}
 	uint64_t n = remove_in(kv, first, buckets, true, &rc);
 	atomic_store_explicit(&h->sweep_hand, kv__badd(kv, first, buckets),
 	                      memory_order_relaxed);

@@ -61,6 +61,17 @@ int kv_scan(kv_t *kv, uint64_t *cursor, size_t count,
 		return KV_EINVAL;
 	for (size_t i = 0; i < count && rc == KV_OK; i++) {
 		rc = kv__collect_home(kv, home, &kb);
+		if (rc == KV_EBUSY && !kv->rdonly) {
+			/* As for a get: a bucket stays odd, so wait for its
+			 * writer (or recover it) under the lock, and heal a
+			 * bucket that damage left odd. */
+			rc = kv__lock(kv);
+			if (rc == KV_OK) {
+				kv__heal_path(kv, home);
+				kv__unlock(kv);
+				rc = kv__collect_home(kv, home, &kb);
+			}
+		}
 		if (rc != KV_OK)
 			break;
 		home = kv__badd(kv, home, 1);

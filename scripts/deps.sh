@@ -19,11 +19,12 @@ set -eu
 #    more.
 BUILD_PKGS="gcc libc6-dev meson ninja-build pkg-config dpkg-dev libxxhash-dev libcmocka-dev"
 
-# Extra packages only the tests need, beyond the build. Empty for now; the
-# fuzz suite will add "clang libclang-rt-14-dev" here.
-TEST_EXTRA_PKGS=""
+# Extra packages only the tests need (scripts/test.sh passes --test): clang
+# and its fuzzer runtime, for the libFuzzer targets of the fuzz suite.
+TEST_EXTRA_PKGS="clang libclang-rt-14-dev"
 
-PKGS="$BUILD_PKGS $TEST_EXTRA_PKGS"
+PKGS="$BUILD_PKGS"
+[ "${1:-}" = "--test" ] && PKGS="$BUILD_PKGS $TEST_EXTRA_PKGS"
 
 say() { printf 'deps: %s\n' "$*" >&2; }
 

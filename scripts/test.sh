@@ -1,14 +1,16 @@
 #!/bin/sh
 # test.sh - install what is missing, build kv, and run the whole test suite
-# three ways:
+# four ways:
 #
 #   build/       gcc                                every suite
 #   build-asan/  gcc -fsanitize=address,undefined   every suite
 #   build-tsan/  gcc -fsanitize=thread              the "stress" suite, if it
 #                                                   has any test
+#   build-fuzz/  clang                              the "fuzz" suite, with
+#                                                   bounded libFuzzer runs
 #
 # It ends with one line "N passed, N failed" (", N skipped" appended when
-# some were) summed over the three runs, and exits 1 if any build or test
+# some were) summed over the four runs, and exits 1 if any build or test
 # failed, or if no test ran at all. A build that fails counts as one failed
 # test, so the line never claims a clean run that did not happen.
 #
@@ -16,11 +18,12 @@
 # Knobs for quick local runs; CI and the README use neither:
 #   KV_TEST_SKIP_ASAN=1   leave out the ASan+UBSan run
 #   KV_TEST_SKIP_TSAN=1   leave out the ThreadSanitizer run
+#   KV_TEST_SKIP_FUZZ=1   leave out the clang build with the fuzzers
 set -eu
 
 cd "$(dirname "$0")/.."
 
-sh scripts/deps.sh
+sh scripts/deps.sh --test
 
 # Every test inherits these. abort_on_error makes a sanitizer report end the
 # test with SIGABRT, which meson records as a failure whatever the test's own
@@ -53,13 +56,14 @@ warn() { printf 'test.sh: %s\n' "$*" >&2; }
 setup() {
 	s_dir=$1
 	shift
+	s_cc=${SETUP_CC:-gcc}
 	if [ ! -f "$s_dir/meson-private/coredata.dat" ]; then
-		meson setup "$s_dir" "$@"
-	elif grep -q '^C compiler for the host machine: .* (gcc ' \
+		CC=$s_cc meson setup "$s_dir" "$@"
+	elif grep -q "^C compiler for the host machine: .* ($s_cc " \
 		"$s_dir/meson-logs/meson-log.txt" 2>/dev/null; then
-		meson setup --reconfigure "$s_dir" "$@"
+		CC=$s_cc meson setup --reconfigure "$s_dir" "$@"
 	else
-		meson setup --wipe "$s_dir" "$@"
+		CC=$s_cc meson setup --wipe "$s_dir" "$@"
 	fi
 }
 
@@ -236,6 +240,17 @@ elif configure tsan build-tsan -Dtests=true -Dbench=false \
 			status=1
 		fi
 	fi
+fi
+
+# 4. Fuzzing: the fuzz suite again in a clang build, the one where the
+# libFuzzer targets exist, so besides replaying every corpus it runs each
+# fuzzer for a bounded time (store images 60 s, CLI and dump parsers 20 s
+# each). docs/fuzzing.md has the longer runs.
+if [ "${KV_TEST_SKIP_FUZZ:-0}" = 1 ]; then
+	note "fuzz: skipped (KV_TEST_SKIP_FUZZ=1)"
+elif SETUP_CC=clang configure fuzz build-fuzz -Dtests=true -Dbench=false \
+	-Db_lundef=false && compile fuzz build-fuzz; then
+	run fuzz build-fuzz "" --suite fuzz --timeout-multiplier 2
 fi
 
 if [ "$executed" -eq 0 ]; then
