@@ -51,7 +51,17 @@ struct cli {
 	const char *opt[OPT_COUNT];  /* value given; "" for a flag; NULL if absent */
 	const char *arg[CLI_MAX_ARGS];
 	int nargs;                   /* arguments after the command, all counted */
+	const char *command;         /* the command's name, once parsed */
+	int (*run)(const struct cli *cli); /* ... and its code */
 };
+
+/* Parse a whole command line into *cli (which need not be initialised).
+ * Prints nothing but help, the version, or the one error line; never
+ * exits, attaches to no store and reads nothing but argv and $KV_STORE.
+ * Returns CLI_OK with cli->run set when that command is to run; CLI_OK
+ * with cli->run NULL when there is nothing left to do (help or the version
+ * was printed to stdout); CLI_ERROR after the error line. */
+int cli_parse(struct cli *cli, int argc, char **argv);
 
 int cli_get(const struct cli *cli);
 int cli_put(const struct cli *cli);
@@ -67,6 +77,53 @@ int cli_flush(const struct cli *cli);
 int cli_keys(const struct cli *cli);
 int cli_dump(const struct cli *cli);
 int cli_load(const struct cli *cli);
+
+/* The checks "kv put" makes of its options before it attaches to the
+ * store: --nx, --xx and --cas exclude each other, --cas VERSION and --ttl
+ * DURATION parse. Fills *po. Returns CLI_OK, or CLI_ERROR after the error
+ * line. */
+int cli_put_options(const struct cli *cli, struct kv_put_opts *po);
+
+/* The DELTA of "kv incr" (negate false) or "kv decr" (negate true), as
+ * added to the value: 1 or -1 without one. Returns CLI_OK, or CLI_ERROR
+ * after the error line. */
+int cli_delta(const struct cli *cli, bool negate, int64_t *delta);
+
+/* A --ttl DURATION: digits and an optional unit (ms, s, m, h, d; none is
+ * seconds), from 1 ms to 10 years. Returns 0 with *ms set, or -1 after the
+ * error line. */
+int cli_parse_duration(const char *s, uint64_t *ms);
+
+/* The --cas VERSION: a decimal uint64. Returns 0, or -1 after the error
+ * line. */
+int cli_parse_version(const char *s, uint64_t *out);
+
+/* What checking a dump found (dump.c). */
+struct cli_dump_verdict {
+	uint64_t dump_ms;  /* the header's dump time */
+	size_t first;      /* offset of the first record */
+	size_t whole;      /* records known whole before the problem */
+	char problem[256]; /* empty when the dump is sound */
+	bool locatable;    /* the records before the problem can be trusted */
+};
+
+/* Check a whole dump image (docs/dump-format.md, "Reading a dump"): the
+ * header, the bounds of every record, the end record, the checksum; then
+ * every record against a store's max_key and max_value. Reads only
+ * buf[0, len), allocates nothing, prints nothing. Fills *v: v->problem is
+ * empty when all of [v->first ...) may be loaded; otherwise the records
+ * [0, v->whole) from v->first are whole and within buf, and, when
+ * v->locatable, fit max_key and max_value. */
+void cli_dump_verify(const unsigned char *buf, size_t len, uint32_t max_key,
+                     uint32_t max_value, struct cli_dump_verdict *v);
+
+/* The TTL "kv load" puts a record with: ttl is the record's ttl_ms
+ * (>= -1), dump_ms the header's dump time, now the wall clock in ms.
+ * Returns false when the record has expired since the dump (it is then
+ * skipped); otherwise true with *ttl_ms the TTL for kv_put (0: none), at
+ * most 2^62 ms so that kv_put always accepts it. */
+bool cli_dump_record_ttl(int64_t ttl, uint64_t dump_ms, uint64_t now,
+                         uint64_t *ttl_ms);
 
 /* Print "kv: <formatted>\n" on stderr: the one line of an error. */
 void cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -122,7 +122,7 @@ out:
 
 /* Parse a --ttl DURATION: digits and an optional unit, no sign, no space.
  * Returns 0, or -1 after printing the error. */
-static int parse_duration(const char *s, uint64_t *ms)
+int cli_parse_duration(const char *s, uint64_t *ms)
 {
 	static const struct {
 		const char *unit;
@@ -169,7 +169,7 @@ static int parse_duration(const char *s, uint64_t *ms)
 
 /* Parse a --cas VERSION: the decimal number "kv info" printed.
  * Returns 0, or -1 after printing the error. */
-static int parse_version(const char *s, uint64_t *out)
+int cli_parse_version(const char *s, uint64_t *out)
 {
 	char q[CLI_QUOTE_MAX];
 	uint64_t v = 0;
@@ -245,6 +245,31 @@ fail:
 	return -1;
 }
 
+int cli_put_options(const struct cli *cli, struct kv_put_opts *po)
+{
+	memset(po, 0, sizeof *po);
+	if (cli->opt[OPT_NX] != NULL && cli->opt[OPT_XX] != NULL) {
+		cli_fail("put: --nx and --xx cannot be used together");
+		return CLI_ERROR;
+	}
+	po->flags = (cli->opt[OPT_NX] ? KV_PUT_NX : 0) |
+	            (cli->opt[OPT_XX] ? KV_PUT_XX : 0);
+	if (cli->opt[OPT_CAS] != NULL) {
+		/* --cas already means "only if present, and unchanged". */
+		if (po->flags != 0) {
+			cli_fail("put: --cas cannot be used with --nx or --xx");
+			return CLI_ERROR;
+		}
+		if (cli_parse_version(cli->opt[OPT_CAS], &po->cas) != 0)
+			return CLI_ERROR;
+		po->flags = KV_PUT_CAS;
+	}
+	if (cli->opt[OPT_TTL] != NULL &&
+	    cli_parse_duration(cli->opt[OPT_TTL], &po->ttl_ms) != 0)
+		return CLI_ERROR;
+	return CLI_OK;
+}
+
 int cli_put(const struct cli *cli)
 {
 	const char *key = cli->arg[0], *val;
@@ -255,25 +280,7 @@ int cli_put(const struct cli *cli)
 	kv_t *kv = NULL;
 	int rc, status = CLI_ERROR;
 
-	memset(&po, 0, sizeof po);
-	if (cli->opt[OPT_NX] != NULL && cli->opt[OPT_XX] != NULL) {
-		cli_fail("put: --nx and --xx cannot be used together");
-		return CLI_ERROR;
-	}
-	po.flags = (cli->opt[OPT_NX] ? KV_PUT_NX : 0) |
-	           (cli->opt[OPT_XX] ? KV_PUT_XX : 0);
-	if (cli->opt[OPT_CAS] != NULL) {
-		/* --cas already means "only if present, and unchanged". */
-		if (po.flags != 0) {
-			cli_fail("put: --cas cannot be used with --nx or --xx");
-			return CLI_ERROR;
-		}
-		if (parse_version(cli->opt[OPT_CAS], &po.cas) != 0)
-			return CLI_ERROR;
-		po.flags = KV_PUT_CAS;
-	}
-	if (cli->opt[OPT_TTL] != NULL &&
-	    parse_duration(cli->opt[OPT_TTL], &po.ttl_ms) != 0)
+	if (cli_put_options(cli, &po) != CLI_OK)
 		return CLI_ERROR;
 
 	/* Attach before reading stdin: a missing store should fail at once,
@@ -381,18 +388,15 @@ junk:
 	return -1;
 }
 
-/* incr and decr: decr is incr by the negated delta. */
-static int add(const struct cli *cli, const char *cmd, bool negate)
+int cli_delta(const struct cli *cli, bool negate, int64_t *delta)
 {
-	const char *key = cli->arg[0];
-	int64_t delta = 1, result = 0;
-	kv_t *kv = NULL;
-	int rc, status = CLI_ERROR;
+	const char *cmd = negate ? "decr" : "incr";
 
-	if (cli->nargs == 2 && parse_delta(cmd, cli->arg[1], &delta) != 0)
+	*delta = 1;
+	if (cli->nargs == 2 && parse_delta(cmd, cli->arg[1], delta) != 0)
 		return CLI_ERROR;
 	if (negate) {
-		if (delta == INT64_MIN) {
+		if (*delta == INT64_MIN) {
 			char q[CLI_QUOTE_MAX];
 
 			cli_fail("%s: delta %s: out of range (at most %" PRId64
@@ -401,8 +405,21 @@ static int add(const struct cli *cli, const char *cmd, bool negate)
 			         INT64_MAX);
 			return CLI_ERROR;
 		}
-		delta = -delta;
+		*delta = -*delta;
 	}
+	return CLI_OK;
+}
+
+/* incr and decr: decr is incr by the negated delta. */
+static int add(const struct cli *cli, const char *cmd, bool negate)
+{
+	const char *key = cli->arg[0];
+	int64_t delta, result = 0;
+	kv_t *kv = NULL;
+	int rc, status = CLI_ERROR;
+
+	if (cli_delta(cli, negate, &delta) != CLI_OK)
+		return CLI_ERROR;
 	if (cli_open(cli, KV_RDWR, &kv) != KV_OK)
 		goto out;
 	rc = kv_incr(kv, key, strlen(key), delta, &result);

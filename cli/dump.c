@@ -386,19 +386,11 @@ out:
  * Load
  */
 
-/* What checking a dump found. */
-struct verdict {
-	uint64_t dump_ms; /* the header's dump time */
-	size_t first;     /* offset of the first record */
-	size_t whole;     /* records known whole before `damage` */
-	char problem[256]; /* empty when the dump is sound */
-	bool locatable;   /* the records before the problem can be trusted */
-};
+static void problem(struct cli_dump_verdict *v, bool locatable,
+                    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-static void problem(struct verdict *v, bool locatable, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void problem(struct verdict *v, bool locatable, const char *fmt, ...)
+static void problem(struct cli_dump_verdict *v, bool locatable,
+                    const char *fmt, ...)
 {
 	va_list ap;
 
@@ -409,10 +401,9 @@ static void problem(struct verdict *v, bool locatable, const char *fmt, ...)
 }
 
 /* Walk the whole dump: header, the bounds of every record, the end
- * record, the checksum; then the records against the store's limits.
- * Fills *v; v->problem is empty when the whole dump may be loaded. */
-static void verify(const unsigned char *b, size_t len,
-                   const struct kv_stats *st, struct verdict *v)
+ * record, the checksum; then the records against the store's limits. */
+void cli_dump_verify(const unsigned char *b, size_t len, uint32_t max_key,
+                     uint32_t max_value, struct cli_dump_verdict *v)
 {
 	size_t off = DUMP_HEADER_LEN, n = 0;
 	uint32_t version, flags;
@@ -499,16 +490,16 @@ static void verify(const unsigned char *b, size_t len,
 	for (size_t i = 0; i < v->whole; i++) {
 		uint32_t klen = get_u32(b + off), vlen = get_u32(b + off + 4);
 
-		if (klen > st->max_key)
+		if (klen > max_key)
 			problem(v, true, "record %zu at byte %zu: a key of %"
 			        PRIu32 " bytes is longer than the store's "
 			        "max_key (%" PRIu32 ")", i + 1, off, klen,
-			        st->max_key);
-		else if (vlen > st->max_value)
+			        max_key);
+		else if (vlen > max_value)
 			problem(v, true, "record %zu at byte %zu: a value of %"
 			        PRIu32 " bytes is larger than the store's "
 			        "max_value (%" PRIu32 ")", i + 1, off, vlen,
-			        st->max_value);
+			        max_value);
 		else {
 			off += RECORD_HEADER_LEN + (size_t)klen + vlen;
 			continue;
@@ -570,16 +561,37 @@ struct load_counts {
 	uint64_t loaded, expired, kept;
 };
 
+/* libkv refuses a TTL that would put the expiry past UINT64_MAX / 2 ms,
+ * while the format allows any up to INT64_MAX. A longer one is loaded as
+ * 2^62 ms (146 million years): the same in practice, and always accepted,
+ * so that a dump the check passed cannot fail half-way through the load. */
+#define LOAD_TTL_MAX (UINT64_C(1) << 62)
+
+bool cli_dump_record_ttl(int64_t ttl, uint64_t dump_ms, uint64_t now,
+                         uint64_t *ttl_ms)
+{
+	/* How long ago the dump was made; a clock behind the dump's counts
+	 * as no time at all. */
+	uint64_t age = now > dump_ms ? now - dump_ms : 0;
+
+	*ttl_ms = 0;
+	if (ttl < 0)
+		return true;
+	if ((uint64_t)ttl <= age)
+		return false;
+	*ttl_ms = (uint64_t)ttl - age;
+	if (*ttl_ms > LOAD_TTL_MAX)
+		*ttl_ms = LOAD_TTL_MAX;
+	return true;
+}
+
 /* Put records [0, v->whole). Returns 0, or -1 after printing the error
  * (the records before the failing one stay loaded). */
 static int put_records(kv_t *kv, const unsigned char *b,
-                       const struct verdict *v, bool nx,
+                       const struct cli_dump_verdict *v, bool nx,
                        struct load_counts *n)
 {
 	uint64_t now = wall_ms();
-	/* How long ago the dump was made; a clock behind the dump's counts
-	 * as no time at all. */
-	int64_t age = now > v->dump_ms ? (int64_t)(now - v->dump_ms) : 0;
 	size_t off = v->first;
 
 	for (size_t i = 0; i < v->whole; i++) {
@@ -591,12 +603,9 @@ static int put_records(kv_t *kv, const unsigned char *b,
 
 		off += RECORD_HEADER_LEN + (size_t)klen + vlen;
 		memset(&po, 0, sizeof po);
-		if (ttl >= 0) {
-			if (ttl <= age) {
-				n->expired++;
-				continue;
-			}
-			po.ttl_ms = (uint64_t)(ttl - age);
+		if (!cli_dump_record_ttl(ttl, v->dump_ms, now, &po.ttl_ms)) {
+			n->expired++;
+			continue;
 		}
 		po.flags = nx ? KV_PUT_NX : 0;
 		rc = kv_put(kv, key, klen, key + klen, vlen, &po);
@@ -649,7 +658,7 @@ int cli_load(const struct cli *cli)
 	struct load_counts n = {0, 0, 0};
 	unsigned char *buf = NULL;
 	struct kv_stats st;
-	struct verdict v;
+	struct cli_dump_verdict v;
 	char skips[128];
 	kv_t *kv = NULL;
 	size_t len = 0;
@@ -686,7 +695,7 @@ int cli_load(const struct cli *cli)
 	if (rc != 0)
 		goto out;
 
-	verify(buf, len, &st, &v);
+	cli_dump_verify(buf, len, st.max_key, st.max_value, &v);
 	if (v.problem[0] != '\0' && !(partial && v.locatable)) {
 		if (partial)
 			cli_fail("load: %s; the damage cannot be located, so "

@@ -1,7 +1,8 @@
 /*
- * kv.c - the kv command: entry point, command-line parsing, help texts,
- * dispatch to the commands (commands.c, keys.c, stats.c, dump.c), and the
- * message helpers they share.
+ * kv.c - the kv command's command line: parsing, help texts, the table
+ * that maps a command to its code (commands.c, keys.c, stats.c, dump.c),
+ * and the message helpers they share. main() is in main.c, so that a fuzz
+ * target (tests/fuzz_cli) can call cli_parse() without running a command.
  *
  * The parser is hand-written rather than getopt_long so that every error is
  * one line in our own words ("kv: <what>: <why>") and so that options may
@@ -20,8 +21,6 @@
  * Start-up does nothing the command does not need: "kv get" is meant to run
  * as a whole process in well under 2 ms.
  */
-#include <errno.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -524,34 +523,16 @@ static const struct command *parse_line(struct cli *cli, int argc,
 	return cmd;
 }
 
-/* stdout is buffered: a closed pipe or a full disk may only show when it is
- * flushed, and a script must not get exit 0 for output it never received. */
-static int finish_stdout(int status)
+int cli_parse(struct cli *cli, int argc, char **argv)
 {
-	int err = fflush(stdout) != 0 ? errno : 0;
-
-	if (err == 0 && ferror(stdout))
-		err = EIO;
-	if (err != 0 && status == CLI_OK) {
-		cli_fail("write to stdout: %s", strerror(err));
-		status = CLI_ERROR;
-	}
-	return status;
-}
-
-int main(int argc, char **argv)
-{
-	struct cli cli;
 	const struct command *cmd;
 	int status;
 
-	/* A reader that goes away must give us EPIPE, which we report with
-	 * exit 2, rather than kill us silently. */
-	signal(SIGPIPE, SIG_IGN);
-
-	memset(&cli, 0, sizeof cli);
-	cmd = parse_line(&cli, argc, argv, &status);
-	if (cmd != NULL)
-		status = cmd->run(&cli);
-	return finish_stdout(status);
+	memset(cli, 0, sizeof *cli);
+	cmd = parse_line(cli, argc, argv, &status);
+	if (cmd == NULL)
+		return status;
+	cli->command = cmd->name;
+	cli->run = cmd->run;
+	return CLI_OK;
 }

@@ -46,9 +46,31 @@ struct kvd_config {
 
 /* Parse argv into *cfg. Returns true when kvd should run; false when it
  * should exit at once with *status (0 after --help or --version, 2 after a
- * usage error, whose one-line message is already on stderr). */
+ * usage error, whose one-line message is already on stderr). Never exits;
+ * may be called again with another argv (getopt_long starts afresh), but
+ * permutes argv as getopt_long does. */
 bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
                       int *status);
+
+/* The parsers of option values, for kvd_config_parse and its fuzz target
+ * (tests/fuzz_cli). Each returns 0 with *out set, or -1 with *why a static
+ * string saying what is wrong; none prints anything.
+ *
+ * kvd_parse_size: a whole number of bytes, > 0, with an optional binary
+ * suffix K, M, G, T (either case, optionally followed by "B", or by "iB"
+ * after a suffix: 64M, 4G, 512KiB, 4096, 4096B); anything that overflows
+ * 64 bits is refused.
+ * kvd_parse_count: digits only (--max-items, --sweep-buckets); zero only
+ * when allow_zero.
+ * kvd_parse_mode: octal permission bits, at most 0777, never
+ * world-writable, always with owner read and write.
+ * kvd_parse_group: a group name (getgrnam), else a decimal gid below
+ * 4294967295. */
+int kvd_parse_size(const char *s, uint64_t *out, const char **why);
+int kvd_parse_count(const char *s, uint64_t *out, bool allow_zero,
+                    const char **why);
+int kvd_parse_mode(const char *s, uint32_t *out, const char **why);
+int kvd_parse_group(const char *s, uint32_t *out, const char **why);
 
 /* Make path absolute against the current directory (a detached kvd chdirs
  * to "/" but must still find its pid file and store at exit). Returns 0, or

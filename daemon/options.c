@@ -9,6 +9,10 @@
  * T: powers of 1024, either case, optionally followed by "B" or "iB"), so
  * "64M", "4G", "512KiB" and "4096" all work; fractions, signs, spaces, zero
  * and anything that overflows 64 bits are refused rather than guessed at.
+ *
+ * An error line repeats the user's word through shown(), escaped and cut
+ * short, so that it stays one line whatever bytes the word holds. The value
+ * parsers are kvd_parse_*() (kvd.h) so that tests/fuzz_cli can call them.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -33,6 +37,9 @@ enum {
 	OPT_SWEEP_BUCKETS,
 	OPT_GROUP,
 };
+
+/* The short options, for getopt_long (after its ':'). */
+#define SHORT_OPTIONS "s:dqvhV"
 
 /* Index buckets the expiry sweep looks at per tick (see kvd.c). */
 #define DEFAULT_SWEEP_BUCKETS 1024
@@ -98,6 +105,43 @@ static void usage(FILE *out)
 	    out);
 }
 
+/* How much of a word from the command line an error line shows. */
+#define SHOWN_MAX 200
+#define SHOWN_BUF (SHOWN_MAX * 4 + 4)
+
+/* Render a word from the command line for an error line: bytes outside
+ * printable ASCII become "\xNN" and '\' becomes "\\", so that the fatal
+ * line stays one line (a newline in an argument cannot start a second,
+ * forged one in a log), and a long word is cut short with "...".
+ * Returns buf. */
+static const char *shown(const char *s, char buf[SHOWN_BUF])
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, o = 0;
+
+	for (i = 0; s[i] != '\0' && i < SHOWN_MAX; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '\\') {
+			buf[o++] = '\\';
+			buf[o++] = '\\';
+		} else if (c < ' ' || c >= 0x7f) {
+			buf[o++] = '\\';
+			buf[o++] = 'x';
+			buf[o++] = hex[c >> 4];
+			buf[o++] = hex[c & 15];
+		} else {
+			buf[o++] = (char)c;
+		}
+	}
+	if (s[i] != '\0') {
+		memcpy(buf + o, "...", 3);
+		o += 3;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
 /* The long name of an option, for messages: every option whose value we
  * check has one. */
 static const char *long_name(int val)
@@ -108,8 +152,7 @@ static const char *long_name(int val)
 	return "?";
 }
 
-/* Parse a size; on failure *why says what is wrong with it. */
-static int parse_size(const char *s, uint64_t *out, const char **why)
+int kvd_parse_size(const char *s, uint64_t *out, const char **why)
 {
 	const char *p = s;
 	uint64_t v = 0;
@@ -150,10 +193,8 @@ too_large:
 	return -1;
 }
 
-/* Parse a plain count (--max-items, --sweep-buckets): digits only; zero
- * only when allow_zero. */
-static int parse_count(const char *s, uint64_t *out, bool allow_zero,
-                       const char **why)
+int kvd_parse_count(const char *s, uint64_t *out, bool allow_zero,
+                    const char **why)
 {
 	uint64_t v = 0;
 
@@ -181,7 +222,7 @@ static int parse_count(const char *s, uint64_t *out, bool allow_zero,
 }
 
 /* Parse --group: a group name, else a numeric gid. */
-static int parse_group(const char *s, uint32_t *out, const char **why)
+int kvd_parse_group(const char *s, uint32_t *out, const char **why)
 {
 	struct group *gr = getgrnam(s);
 	char *end;
@@ -190,10 +231,11 @@ static int parse_group(const char *s, uint32_t *out, const char **why)
 		*out = (uint32_t)gr->gr_gid;
 		return 0;
 	}
+	/* Digits only: strtoul alone would also take " 5" and "+5". */
 	errno = 0;
 	unsigned long v = strtoul(s, &end, 10);
-	if (*s == '\0' || *end != '\0' || errno != 0 || v >= UINT32_MAX ||
-	    *s == '-') {
+	if (*s < '0' || *s > '9' || *end != '\0' || errno != 0 ||
+	    v >= UINT32_MAX) {
 		*why = "no such group";
 		return -1;
 	}
@@ -204,7 +246,7 @@ static int parse_group(const char *s, uint32_t *out, const char **why)
 /* Parse --mode. The store's permissions are its security boundary, so a
  * mode anyone could write through is refused outright, and so is one that
  * would lock kvd itself out of the store it must adopt after a restart. */
-static int parse_mode(const char *s, uint32_t *out, const char **why)
+int kvd_parse_mode(const char *s, uint32_t *out, const char **why)
 {
 	uint32_t v = 0;
 	const char *p = s;
@@ -281,6 +323,7 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 {
 	const char *pidfile = NULL;
 	const char *why = NULL;
+	char q[SHOWN_BUF];
 	uint64_t v;
 	int c;
 
@@ -289,32 +332,35 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 	*status = 2;
 
 	/* We print our own one-line errors; a leading ':' makes getopt
-	 * tell a missing argument (':') from an unknown option ('?'). */
+	 * tell a missing argument (':') from an unknown option ('?'). An
+	 * optind of 0 makes glibc's getopt start afresh, as at its first
+	 * call, so that a test may parse one command line after another. */
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":s:dqvhV", long_options, NULL)) !=
-	       -1) {
+	optind = 0;
+	while ((c = getopt_long(argc, argv, ":" SHORT_OPTIONS, long_options,
+	                        NULL)) != -1) {
 		switch (c) {
 		case 's':
 			cfg->store = optarg;
 			break;
 		case OPT_SIZE:
-			if (parse_size(optarg, &v, &why) != 0)
+			if (kvd_parse_size(optarg, &v, &why) != 0)
 				goto bad_value;
 			cfg->opts.size = v;
 			cfg->size_given = true;
 			break;
 		case OPT_MODE:
-			if (parse_mode(optarg, &cfg->opts.mode, &why) != 0)
+			if (kvd_parse_mode(optarg, &cfg->opts.mode, &why) != 0)
 				goto bad_value;
 			cfg->mode_given = true;
 			break;
 		case OPT_GROUP:
-			if (parse_group(optarg, &cfg->opts.gid, &why) != 0)
+			if (kvd_parse_group(optarg, &cfg->opts.gid, &why) != 0)
 				goto bad_value;
 			cfg->opts.flags |= KV_CREATE_GID;
 			break;
 		case OPT_MAX_VALUE:
-			if (parse_size(optarg, &v, &why) != 0)
+			if (kvd_parse_size(optarg, &v, &why) != 0)
 				goto bad_value;
 			if (v > KV_MAX_VALUE_LIMIT) {
 				why = "larger than the limit of 64 MiB";
@@ -324,7 +370,7 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 			cfg->max_value_given = true;
 			break;
 		case OPT_MAX_ITEMS:
-			if (parse_count(optarg, &cfg->opts.max_items, false,
+			if (kvd_parse_count(optarg, &cfg->opts.max_items, false,
 			                &why) != 0)
 				goto bad_value;
 			cfg->max_items_given = true;
@@ -340,7 +386,7 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 			pidfile = optarg;
 			break;
 		case OPT_SWEEP_BUCKETS:
-			if (parse_count(optarg, &cfg->sweep_buckets, true,
+			if (kvd_parse_count(optarg, &cfg->sweep_buckets, true,
 			                &why) != 0)
 				goto bad_value;
 			break;
@@ -363,25 +409,41 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 			fprintf(stderr,
 			        "kvd: %s: option needs an argument (see kvd "
 			        "--help)\n",
-			        argv[optind - 1]);
+			        shown(argv[optind - 1], q));
 			return false;
 		default:
-			if (optopt > 0 && optopt < 256)
+			/* A known letter cannot be unknown: getopt_long
+			 * reports "--daemon=1" (a value for an option that
+			 * takes none) as '?' with optopt 'd'. */
+			if (optopt > 0 && optopt < 256 && optopt != ':' &&
+			    strchr(SHORT_OPTIONS, optopt) != NULL) {
 				fprintf(stderr,
-				        "kvd: -%c: unknown option (see kvd "
-				        "--help)\n",
-				        optopt);
-			else
+				        "kvd: --%s: option takes no value (see "
+				        "kvd --help)\n",
+				        long_name(optopt));
+			} else if (optopt != 0 && optopt < 256) {
+				/* A short option: glibc stores the byte as a
+				 * (signed) char, so one above 0x7f is
+				 * negative, and argv[optind - 1] may be the
+				 * word before its cluster. */
+				char letter[3] = {'-', (char)optopt, '\0'};
+
 				fprintf(stderr,
 				        "kvd: %s: unknown option (see kvd "
 				        "--help)\n",
-				        argv[optind - 1]);
+				        shown(letter, q));
+			} else {
+				fprintf(stderr,
+				        "kvd: %s: unknown option (see kvd "
+				        "--help)\n",
+				        shown(argv[optind - 1], q));
+			}
 			return false;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "kvd: %s: unexpected argument (see kvd --help)\n",
-		        argv[optind]);
+		        shown(argv[optind], q));
 		return false;
 	}
 
@@ -393,7 +455,7 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 			cfg->store = DEFAULT_STORE;
 	}
 	if (kv_name_check(cfg->store) != KV_OK) {
-		fprintf(stderr, "kvd: store '%s': %s\n", cfg->store,
+		fprintf(stderr, "kvd: store '%s': %s\n", shown(cfg->store, q),
 		        kv_strerror(KV_ENAME));
 		return false;
 	}
@@ -401,8 +463,8 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 	if (pidfile != NULL) {
 		if (kvd_absolute_path(pidfile, cfg->pidfile, sizeof(cfg->pidfile)) !=
 		    0) {
-			fprintf(stderr, "kvd: pid file '%s': %s\n", pidfile,
-			        strerror(errno));
+			fprintf(stderr, "kvd: pid file '%s': %s\n",
+			        shown(pidfile, q), strerror(errno));
 			return false;
 		}
 	} else if (cfg->daemonize) {
@@ -412,7 +474,7 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 		    kvd_absolute_path(def, cfg->pidfile, sizeof(cfg->pidfile)) !=
 		        0) {
 			fprintf(stderr, "kvd: pid file for store '%s': %s\n",
-			        cfg->store, strerror(errno));
+			        shown(cfg->store, q), strerror(errno));
 			return false;
 		}
 	}
@@ -420,7 +482,8 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 	return true;
 
 bad_value:
-	fprintf(stderr, "kvd: --%s '%s': %s\n", long_name(c), optarg, why);
+	fprintf(stderr, "kvd: --%s '%s': %s\n", long_name(c), shown(optarg, q),
+	        why);
 	return false;
 }
 
