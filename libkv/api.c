@@ -219,14 +219,13 @@ static void account_removed(struct kv *kv, const struct kv_found *f,
 	kv__free_chunk(kv, f->cls, f->item);
 }
 
-void kv__remove(struct kv *kv, uint64_t hash, const struct kv_found *f,
-                enum kv_why why)
+void kv__remove(struct kv *kv, const struct kv_found *f, enum kv_why why)
 {
 	struct kv_hdr *hdr = kv__hdr(kv);
 
 	kv__tx_begin(kv, KV_OP_DEL);
-	uint64_t span = kv__unlink(kv, hash, f);
-	kv__mark_odd(kv, kv__home(kv, hash), (uint32_t)span + 1);
+	uint64_t span = kv__unlink(kv, f);
+	kv__mark_odd(kv, kv__found_home(kv, f), (uint32_t)span + 1);
 	account_removed(kv, f, why == KV_WHY_EXPIRED);
 	add64(kv, &hdr->items, -1);
 	if (why == KV_WHY_DELETED)
@@ -402,7 +401,7 @@ int kv_del(kv_t *kv, const void *key, size_t klen)
 		goto out;
 	}
 	bool was_expired = expired(kv, f.item, kv__now_ms());
-	kv__remove(kv, h, &f, was_expired ? KV_WHY_EXPIRED : KV_WHY_DELETED);
+	kv__remove(kv, &f, was_expired ? KV_WHY_EXPIRED : KV_WHY_DELETED);
 	/* An expired key was already invisible: deleting it finds nothing. */
 	rc = was_expired ? KV_ENOTFOUND : KV_OK;
 out:

@@ -30,7 +30,9 @@ int kv__maintain(kv_t *kv);
 /* One step of the expiry sweep, for kvd's tick: take the writer lock,
  * look at the next `buckets` index buckets after the sweep hand (kept in
  * the store, so a restarted kvd continues where the last one stopped),
- * remove every expired item there, release the lock. Reading items costs
+ * remove every expired item there, release the lock. A step stops early
+ * once it has removed 128 items, so a mass expiry is spread over many
+ * short steps rather than one long hold of the lock. Reading items costs
  * a miss each, so only items flagged in their slot as having a TTL are
  * read. The time the lock was held is added to kv_stats.sweep_ns.
  * *expired (if not NULL) receives how many items were removed.

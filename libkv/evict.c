@@ -56,8 +56,7 @@ static void st(_Atomic uint64_t *p, uint64_t v)
 
 /* Find the slot that links the item in chunk: hash its key, probe from its
  * home for a slot holding this offset. */
-int kv__find_chunk(struct kv *kv, uint64_t chunk, uint64_t *hash,
-                   struct kv_found *f)
+int kv__find_chunk(struct kv *kv, uint64_t chunk, struct kv_found *f)
 {
 	uint32_t cls;
 	if (kv__item_check(kv, chunk, &cls) != KV_OK)
@@ -78,7 +77,6 @@ int kv__find_chunk(struct kv *kv, uint64_t chunk, uint64_t *hash,
 				                       .dist = (uint32_t)d,
 				                       .item = chunk,
 				                       .cls = cls};
-				*hash = h;
 				return KV_OK;
 			}
 		}
@@ -87,16 +85,18 @@ int kv__find_chunk(struct kv *kv, uint64_t chunk, uint64_t *hash,
 }
 
 /* Second chance for the item in slot f: clear its bit and return false if
- * it was set; true if it may go. */
+ * it was set; true if it may go. Reads the item only if it has a TTL. */
 static bool may_evict(struct kv *kv, const struct kv_found *f)
 {
 	_Atomic uint64_t *slot = &kv__bucket(kv, f->bucket)->slot[f->slot];
 	uint64_t w = atomic_load_explicit(slot, memory_order_relaxed);
-	const struct kv_item *it =
-	    (const struct kv_item *)(void *)(kv->base + f->item);
-	uint64_t exp = kv__item_expire(it);
-	if (exp != 0 && kv__now_ms() >= exp)
-		return true;
+	if (w & KV_SLOT_TTL) {
+		const struct kv_item *it =
+		    (const struct kv_item *)(void *)(kv->base + f->item);
+		uint64_t exp = kv__item_expire(it);
+		if (exp != 0 && kv__now_ms() >= exp)
+			return true;
+	}
 	if (!(w & KV_SLOT_REF))
 		return true;
 	/* A reader may set it again at any time: that is the point. */
@@ -104,13 +104,13 @@ static bool may_evict(struct kv *kv, const struct kv_found *f)
 	return false;
 }
 
-static void evict(struct kv *kv, uint64_t hash, const struct kv_found *f)
+static void evict(struct kv *kv, const struct kv_found *f)
 {
 	const struct kv_item *it =
 	    (const struct kv_item *)(void *)(kv->base + f->item);
 	uint64_t exp = kv__item_expire(it);
 	bool expired = exp != 0 && kv__now_ms() >= exp;
-	kv__remove(kv, hash, f, expired ? KV_WHY_EXPIRED : KV_WHY_EVICTED);
+	kv__remove(kv, f, expired ? KV_WHY_EXPIRED : KV_WHY_EVICTED);
 }
 
 /* The next page at or after p (wrapping) owned by cls, or npages. */
@@ -157,16 +157,15 @@ static int evict_in_class(struct kv *kv, uint32_t cls)
 		    (const struct kv_item *)(void *)(kv->base + chunk);
 		if (it->klen == 0)
 			continue; /* free */
-		uint64_t h;
 		struct kv_found f;
-		int rc = kv__find_chunk(kv, chunk, &h, &f);
+		int rc = kv__find_chunk(kv, chunk, &f);
 		if (rc != KV_OK)
 			return rc;
 		if (!may_evict(kv, &f))
 			continue;
 		st(&c->hand, p);
 		st(&c->hand_chunk, i);
-		evict(kv, h, &f);
+		evict(kv, &f);
 		return KV_OK;
 	}
 	st(&c->hand, p);
@@ -199,12 +198,11 @@ static int take_page(struct kv *kv, uint32_t cls, uint64_t *taken)
 				break; /* emptied: the page is free now */
 			if (it->klen == 0)
 				continue;
-			uint64_t hh;
 			struct kv_found f;
-			int rc = kv__find_chunk(kv, start + i * size, &hh, &f);
+			int rc = kv__find_chunk(kv, start + i * size, &f);
 			if (rc != KV_OK)
 				return rc;
-			evict(kv, hh, &f);
+			evict(kv, &f);
 		}
 		st(&h->page_hand, (p + 1) % kv->npages);
 		if (atomic_load(&kv__page(kv, p)->cls) != KV_PAGE_FREE)
@@ -250,7 +248,9 @@ int kv__evict_on_path(struct kv *kv, uint64_t hash)
 	uint64_t maxd = kv->nbuckets < KV_MAX_PROBE + 1 ? kv->nbuckets
 	                                                : KV_MAX_PROBE + 1;
 	/* Two rounds: the first clears reference bits, so the second always
-	 * finds a victim. */
+	 * finds a victim. The slot says all a choice needs (the bit, the
+	 * distance from its own home, whether it can expire): only the one
+	 * item chosen is read. */
 	for (int round = 0; round < 2; round++) {
 		for (uint64_t d = 0; d < maxd; d++) {
 			uint64_t b = kv__badd(kv, home, d);
@@ -260,16 +260,21 @@ int kv__evict_on_path(struct kv *kv, uint64_t hash)
 				    &bk->slot[s], memory_order_relaxed);
 				if (w == 0)
 					continue;
-				uint64_t h;
-				struct kv_found f;
-				int rc = kv__find_chunk(kv, KV_SLOT_OFF(w), &h,
-				                        &f);
-				if (rc != KV_OK)
-					return rc;
-				if (may_evict(kv, &f)) {
-					evict(kv, h, &f);
-					return KV_OK;
-				}
+				struct kv_found f = {.bucket = b,
+				                     .slot = s,
+				                     .dist = KV_SLOT_DIST(w),
+				                     .item = KV_SLOT_OFF(w)};
+				if (f.dist > KV_MAX_PROBE ||
+				    f.item < kv->arena_off ||
+				    f.item % KV_CHUNK_ALIGN != 0 ||
+				    f.item > kv->arena_end - KV_MIN_CHUNK)
+					return KV_ECORRUPT;
+				if (!may_evict(kv, &f))
+					continue;
+				if (kv__item_check(kv, f.item, &f.cls) != KV_OK)
+					return KV_ECORRUPT;
+				evict(kv, &f);
+				return KV_OK;
 			}
 		}
 	}

@@ -514,9 +514,14 @@ static void dec_overflow(struct kv *kv, uint64_t from, uint64_t n)
  * one after it notices the changed sequence number on its path and looks
  * again (see kv__lookup). Returns how many buckets past the key's home
  * the delete changed. */
-uint64_t kv__unlink(struct kv *kv, uint64_t hash, const struct kv_found *f)
+uint64_t kv__found_home(const struct kv *kv, const struct kv_found *f)
 {
-	uint64_t home = kv__home(kv, hash);
+	return kv__badd(kv, f->bucket, kv->nbuckets - f->dist % kv->nbuckets);
+}
+
+uint64_t kv__unlink(struct kv *kv, const struct kv_found *f)
+{
+	uint64_t home = kv__found_home(kv, f);
 	uint64_t hole_b = f->bucket, span = f->dist;
 	uint32_t hole_s = f->slot;
 

@@ -20,6 +20,13 @@
 
 #define KV_PATH_MAX 4096
 
+#define KV_TXMAP_SIZE 4096u /* > KV_LOG_MAX, a power of two */
+struct kv_txmap {
+	uint64_t off;
+	uint32_t gen;
+	uint32_t idx;
+};
+
 struct kv {
 	uint8_t *base;       /* the mapping */
 	size_t size;         /* bytes mapped (== hdr map_size, == file size) */
@@ -42,6 +49,14 @@ struct kv {
 	uint32_t hflags;
 	uint32_t class_size[KV_MAX_CLASSES];
 	uint32_t class_per_page[KV_MAX_CLASSES];
+
+	/* Where the open transaction recorded each word: a hash index over
+	 * the journal's entries, so reading a word "as the transaction will
+	 * leave it" costs O(1) however long the transaction. Entries carry
+	 * the transaction's generation, so beginning one clears nothing.
+	 * Used only by the writer-lock holder. */
+	struct kv_txmap *txmap;
+	uint32_t txgen;
 
 	/* Hit and miss counters: a line of the mapping (read-write
 	 * handles), else these. */
@@ -243,7 +258,8 @@ void kv__link(struct kv *kv, uint64_t hash, const struct kv_found *f,
               uint64_t item);
 void kv__replace(struct kv *kv, uint64_t hash, const struct kv_found *f,
                  uint64_t item);
-uint64_t kv__unlink(struct kv *kv, uint64_t hash, const struct kv_found *f);
+uint64_t kv__unlink(struct kv *kv, const struct kv_found *f);
+uint64_t kv__found_home(const struct kv *kv, const struct kv_found *f);
 int kv__item_check(const struct kv *kv, uint64_t off, uint32_t *cls);
 void kv__prefetch_bucket(const struct kv *kv, uint64_t hash);
 void kv__heal_path(struct kv *kv, uint64_t home); /* lock held */
@@ -260,8 +276,7 @@ void kv__prefetch_item(const struct kv *kv, uint64_t hash);
 
 /* api.c: remove a found key in one committed transaction. */
 enum kv_why { KV_WHY_DELETED, KV_WHY_EXPIRED, KV_WHY_EVICTED };
-void kv__remove(struct kv *kv, uint64_t hash, const struct kv_found *f,
-                enum kv_why why);
+void kv__remove(struct kv *kv, const struct kv_found *f, enum kv_why why);
 
 int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
                    const void *val, size_t vlen, uint64_t expire,
@@ -275,7 +290,6 @@ void kv__rstat_detach(struct kv *kv);
 /* evict.c: make room. Lock held, no transaction open. */
 int kv__make_room(struct kv *kv, uint32_t cls);
 int kv__evict_on_path(struct kv *kv, uint64_t hash);
-int kv__find_chunk(struct kv *kv, uint64_t chunk, uint64_t *hash,
-                   struct kv_found *f);
+int kv__find_chunk(struct kv *kv, uint64_t chunk, struct kv_found *f);
 
 #endif /* KV_INTERNAL_H */

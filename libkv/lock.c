@@ -48,6 +48,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -148,11 +149,21 @@ void kv__tx_begin(struct kv *kv, uint32_t op)
 
 	j->n = 0;
 	j->op = op;
+	if (++kv->txgen == 0) { /* wrapped: forget every old entry */
+		memset(kv->txmap, 0, KV_TXMAP_SIZE * sizeof *kv->txmap);
+		kv->txgen = 1;
+	}
 	j->pend_chunk = 0;
 	j->pend_next = 0;
 	j->odd_count = 0;
 	atomic_store_explicit(&j->state, KV_J_BUILD, memory_order_release);
 	KV_CRASHPOINT(1);
+}
+
+static uint32_t txmap_hash(uint64_t off)
+{
+	return (uint32_t)(((off >> 2) * UINT64_C(0x9e3779b97f4a7c15)) >> 52) &
+	       (KV_TXMAP_SIZE - 1);
 }
 
 static void tx_add(struct kv *kv, uint64_t off, uint64_t val)
@@ -166,6 +177,17 @@ static void tx_add(struct kv *kv, uint64_t off, uint64_t val)
 		return; /* unreachable: operations are sized to fit */
 	j->ent[j->n].off = off;
 	j->ent[j->n].val = val;
+	/* Index it: the latest entry for an offset wins. */
+	uint64_t key = off & ~KV_LOG_W32;
+	for (uint32_t h = txmap_hash(key);; h = (h + 1) & (KV_TXMAP_SIZE - 1)) {
+		struct kv_txmap *m = &kv->txmap[h];
+		if (m->gen != kv->txgen || m->off == key) {
+			m->gen = kv->txgen;
+			m->off = key;
+			m->idx = j->n;
+			break;
+		}
+	}
 	j->n++;
 }
 
@@ -346,14 +368,15 @@ static bool tx_lookup(struct kv *kv, uint64_t off, uint64_t *val)
 	if (atomic_load_explicit(&j->state, memory_order_relaxed) !=
 	    KV_J_BUILD)
 		return false;
-	uint32_t n = j->n < KV_LOG_MAX ? j->n : KV_LOG_MAX;
-	for (uint32_t i = n; i-- > 0;) {
-		if ((j->ent[i].off & ~KV_LOG_W32) == off) {
-			*val = j->ent[i].val;
+	for (uint32_t h = txmap_hash(off);; h = (h + 1) & (KV_TXMAP_SIZE - 1)) {
+		const struct kv_txmap *m = &kv->txmap[h];
+		if (m->gen != kv->txgen)
+			return false;
+		if (m->off == off && m->idx < j->n && m->idx < KV_LOG_MAX) {
+			*val = j->ent[m->idx].val;
 			return true;
 		}
 	}
-	return false;
 }
 
 uint64_t kv__tx_get64(struct kv *kv, const void *addr)

@@ -262,6 +262,13 @@ static int attach_fd(int fd, const char *name, bool rdonly, struct kv **out)
 	rc = adopt_geometry(kv);
 	if (rc != KV_OK)
 		goto fail;
+	if (!rdonly) {
+		kv->txmap = calloc(KV_TXMAP_SIZE, sizeof *kv->txmap);
+		if (kv->txmap == NULL) {
+			rc = KV_ENOMEM;
+			goto fail;
+		}
+	}
 	kv__rstat_attach(kv);
 	*out = kv;
 	return KV_OK;
@@ -431,6 +438,7 @@ void kv_close(kv_t *kv)
 		munmap(kv->base, kv->size);
 	if (kv->fd >= 0)
 		close(kv->fd);
+	free(kv->txmap);
 	free(kv);
 }
 

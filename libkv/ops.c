@@ -15,6 +15,7 @@
 #include "kv_internal.h"
 
 #define KV_FLUSH_SLICE 256 /* buckets per lock hold */
+#define KV_SWEEP_MAX 128   /* removals per sweep step */
 #define KV_NUM_MAX 20      /* digits of an int64_t, sign apart */
 
 static uint64_t mono_ns(void)
@@ -114,9 +115,8 @@ static uint64_t remove_in(struct kv *kv, uint64_t first, uint64_t n,
 			                                  memory_order_relaxed);
 			if (w == 0 || (only_expired && !(w & KV_SLOT_TTL)))
 				continue;
-			uint64_t hh;
 			struct kv_found f;
-			*rc = kv__find_chunk(kv, KV_SLOT_OFF(w), &hh, &f);
+			*rc = kv__find_chunk(kv, KV_SLOT_OFF(w), &f);
 			if (*rc != KV_OK)
 				break;
 			const struct kv_item *it =
@@ -126,7 +126,7 @@ static uint64_t remove_in(struct kv *kv, uint64_t first, uint64_t n,
 			bool exp = e != 0 && now >= e;
 			if (only_expired && !exp)
 				continue;
-			kv__remove(kv, hh, &f,
+			kv__remove(kv, &f,
 			           exp ? KV_WHY_EXPIRED : KV_WHY_DELETED);
 			removed++;
 			s = (unsigned)-1; /* look at this bucket again */
@@ -173,19 +173,22 @@ int kv__sweep(kv_t *kv, uint64_t buckets, uint64_t *expired)
 	uint64_t first = atomic_load_explicit(&h->sweep_hand,
 	                                      memory_order_relaxed) %
 	                 kv->nbuckets;
-	/* The sweep visits every bucket in turn: heal any that damage left
-	 * odd (no write is in progress while we hold the lock), so readers
-	 * that cannot lock are served again. */
-	for (uint64_t i = 0; i < buckets; i++) {
-		struct kv_bucket *bk = kv__bucket(kv, kv__badd(kv, first, i));
+	uint64_t n = 0, i;
+	/* A bucket at a time, so a mass expiry is spread over many steps
+	 * (at most KV_SWEEP_MAX removals each) instead of one long hold. The
+	 * sweep also heals a bucket damage left odd (no write is in progress
+	 * while we hold the lock), so readers that cannot lock are served. */
+	for (i = 0; i < buckets && n < KV_SWEEP_MAX && rc == KV_OK; i++) {
+		uint64_t b = kv__badd(kv, first, i);
+		struct kv_bucket *bk = kv__bucket(kv, b);
 		uint32_t s = atomic_load_explicit(&bk->seq,
 		                                  memory_order_relaxed);
 		if (s & 1u)
 			atomic_store_explicit(&bk->seq, s + 1,
 			                      memory_order_release);
+		n += remove_in(kv, b, 1, true, &rc);
 	}
-	uint64_t n = remove_in(kv, first, buckets, true, &rc);
-	atomic_store_explicit(&h->sweep_hand, kv__badd(kv, first, buckets),
+	atomic_store_explicit(&h->sweep_hand, kv__badd(kv, first, i),
 	                      memory_order_relaxed);
 	atomic_fetch_add_explicit(&h->sweeps, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&h->sweep_ns, mono_ns() - t0,
