@@ -29,6 +29,14 @@ uint64_t bench_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t bench_cpu_ns(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -128,16 +136,21 @@ static double at_rank(const uint64_t *t, size_t n, double q)
 	return ns > 0 ? ns : 0;
 }
 
-void bench_percentiles(struct bench_samples *s, struct bench_result *r)
+void bench_percentiles_of(uint64_t *t, size_t n, struct bench_result *r)
 {
-	size_t n = s->n < BENCH_SAMPLE_MAX ? s->n : BENCH_SAMPLE_MAX;
-
 	if (n == 0) {
 		r->p50_ns = r->p99_ns = r->p999_ns = NAN;
 		return;
 	}
-	qsort(s->t, n, sizeof *s->t, cmp_u64);
-	r->p50_ns = at_rank(s->t, n, 0.50);
-	r->p99_ns = at_rank(s->t, n, 0.99);
-	r->p999_ns = at_rank(s->t, n, 0.999);
+	qsort(t, n, sizeof *t, cmp_u64);
+	r->p50_ns = at_rank(t, n, 0.50);
+	r->p99_ns = at_rank(t, n, 0.99);
+	r->p999_ns = at_rank(t, n, 0.999);
+}
+
+void bench_percentiles(struct bench_samples *s, struct bench_result *r)
+{
+	bench_percentiles_of(s->t, s->n < BENCH_SAMPLE_MAX ? s->n
+	                                                    : BENCH_SAMPLE_MAX,
+	                     r);
 }
