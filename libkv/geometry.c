@@ -82,14 +82,16 @@ int kv__geometry(uint64_t map_size, uint32_t max_value, uint64_t max_items,
 		return rc;
 	uint64_t page = g->page_size;
 
-	/* Index: sized for max_items at a 7/8 load, else about 1/16 of the
-	 * store, which suits items of a hundred or so bytes. Any bucket count
-	 * works (see kv__home), so nothing is rounded up. */
+	/* Index: sized for max_items at a 4/5 load, else about 1/16 of the
+	 * store, which suits items of a hundred or so bytes. At 7/8 the tail
+	 * of linear probing reached the KV_MAX_PROBE cap on a 1M-key load,
+	 * turning keys away with memory to spare. Any bucket count works
+	 * (see kv__home), so nothing is rounded up. */
 	uint64_t nb;
 	if (max_items) {
 		if (max_items > map_size / 16)
 			return KV_ETOOSMALL;
-		nb = (max_items * 8 + KV_SLOTS * 7 - 1) / (KV_SLOTS * 7);
+		nb = (max_items * 5 + KV_SLOTS * 4 - 1) / (KV_SLOTS * 4);
 	} else {
 		nb = map_size / 16 / KV_CACHELINE;
 	}

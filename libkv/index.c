@@ -373,8 +373,13 @@ KV_RACY void kv__prefetch_item(const struct kv *kv, uint64_t hash)
 		                                  memory_order_relaxed);
 		uint64_t off = KV_SLOT_OFF(w);
 		if (w != 0 && KV_SLOT_TAG(w) == tag && off >= kv->arena_off &&
-		    off < kv->arena_end) {
+		    off < kv->arena_end - 3 * KV_CACHELINE) {
+			/* A small item spans two or three lines; the copy
+			 * would miss on each in turn. */
 			__builtin_prefetch(kv->base + off, 0, 3);
+			__builtin_prefetch(kv->base + off + KV_CACHELINE, 0, 3);
+			__builtin_prefetch(kv->base + off + 2 * KV_CACHELINE, 0,
+			                   3);
 			return;
 		}
 	}
