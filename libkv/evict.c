@@ -231,10 +231,11 @@ int kv__make_room(struct kv *kv, uint32_t cls)
 			st(&c->hand, (p + 1) % kv->npages);
 			st(&c->hand_chunk, 0);
 		}
-		if (rc != KV_EFULL) {
-			st(&c->since_move, 0);
+		/* Taken or not (no other class owns a page), wait another
+		 * pace before looking again: the look scans every page. */
+		st(&c->since_move, 0);
+		if (rc != KV_EFULL)
 			return rc;
-		}
 	}
 	int rc = evict_in_class(kv, cls);
 	if (rc == KV_OK)
