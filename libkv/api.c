@@ -73,7 +73,7 @@ static int lookup(kv_t *kv, const void *key, size_t klen, uint64_t h,
 		rc = kv__lock(kv);
 		if (rc != KV_OK)
 			return rc;
-		kv__heal_path(kv, kv__home(kv, h));
+		kv__make_even(kv, kv__home(kv, h), KV_PATH_BUCKETS(kv));
 		rc = kv__lookup(kv, key, klen, h, true, r);
 		kv__unlock(kv);
 	}

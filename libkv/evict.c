@@ -246,8 +246,7 @@ int kv__make_room(struct kv *kv, uint32_t cls)
 int kv__evict_on_path(struct kv *kv, uint64_t hash)
 {
 	uint64_t home = kv__home(kv, hash);
-	uint64_t maxd = kv->nbuckets < KV_MAX_PROBE + 1 ? kv->nbuckets
-	                                                : KV_MAX_PROBE + 1;
+	uint64_t maxd = KV_PATH_BUCKETS(kv);
 	/* Two rounds: the first clears reference bits, so the second always
 	 * finds a victim. The slot says all a choice needs (the bit, the
 	 * distance from its own home, whether it can expire): only the one

@@ -163,8 +163,7 @@ KV_RACY int kv__lookup(struct kv *kv, const void *key, size_t klen,
 {
 	uint16_t tag = tag_of(hash);
 	uint64_t home = kv__home(kv, hash);
-	uint64_t maxd = kv->nbuckets < KV_MAX_PROBE + 1 ? kv->nbuckets
-	                                                : KV_MAX_PROBE + 1;
+	uint64_t maxd = KV_PATH_BUCKETS(kv);
 	uint32_t seen[KV_MAX_PROBE + 1]; /* seq of each bucket passed */
 	struct kv_backoff bo = {0, 0};
 
@@ -272,8 +271,7 @@ retry:
 KV_RACY int kv__collect_home(struct kv *kv, uint64_t home,
                              struct kv_keybuf *kb)
 {
-	uint64_t maxd = kv->nbuckets < KV_MAX_PROBE + 1 ? kv->nbuckets
-	                                                : KV_MAX_PROBE + 1;
+	uint64_t maxd = KV_PATH_BUCKETS(kv);
 	uint32_t seen[KV_MAX_PROBE + 1];
 	struct kv_backoff bo = {0, 0};
 	uint64_t now = kv__now_ms();
@@ -340,23 +338,6 @@ retry:
 	goto restart;
 }
 
-/* With the lock held no write is in progress, so a bucket still odd was
- * left so by damage, not by a writer: make the buckets on one probe path
- * even again, so lock-free readers of that path stop waiting. */
-void kv__heal_path(struct kv *kv, uint64_t home)
-{
-	uint64_t maxd = kv->nbuckets < KV_MAX_PROBE + 1 ? kv->nbuckets
-	                                                : KV_MAX_PROBE + 1;
-	for (uint64_t d = 0; d < maxd; d++) {
-		struct kv_bucket *bk = kv__bucket(kv, kv__badd(kv, home, d));
-		uint32_t s = atomic_load_explicit(&bk->seq,
-		                                  memory_order_relaxed);
-		if (s & 1u)
-			atomic_store_explicit(&bk->seq, s + 1,
-			                      memory_order_release);
-	}
-}
-
 void kv__prefetch_bucket(const struct kv *kv, uint64_t hash)
 {
 	__builtin_prefetch(kv__bucket(kv, kv__home(kv, hash)), 0, 3);
@@ -407,8 +388,7 @@ int kv__find_locked(struct kv *kv, uint64_t hash, const void *key,
 {
 	uint16_t tag = tag_of(hash);
 	uint64_t home = kv__home(kv, hash);
-	uint64_t maxd = kv->nbuckets < KV_MAX_PROBE + 1 ? kv->nbuckets
-	                                                : KV_MAX_PROBE + 1;
+	uint64_t maxd = KV_PATH_BUCKETS(kv);
 	bool searching = true;
 
 	*f = (struct kv_found){0};

@@ -185,6 +185,8 @@ void kv__tx_commit(struct kv *kv);
 void kv__tx_end(struct kv *kv);
 void kv__mark_odd(struct kv *kv, uint64_t first, uint32_t count);
 void kv__mark_even(struct kv *kv);
+#define KV_PATH_BUCKETS(kv)                                                    \
+	((kv)->nbuckets < KV_MAX_PROBE + 1 ? (kv)->nbuckets : KV_MAX_PROBE + 1)
 
 /* Numbered points inside a write where a crash test may kill us. */
 void kv__crash_arm(int point); /* 0 disarms */
@@ -262,7 +264,10 @@ uint64_t kv__unlink(struct kv *kv, const struct kv_found *f);
 uint64_t kv__found_home(const struct kv *kv, const struct kv_found *f);
 int kv__item_check(const struct kv *kv, uint64_t off, uint32_t *cls);
 void kv__prefetch_bucket(const struct kv *kv, uint64_t hash);
-void kv__heal_path(struct kv *kv, uint64_t home); /* lock held */
+/* Lock held: make buckets [first, first + count) even (wrapping). Under
+ * the lock no write is in progress, so a bucket still odd was left so by
+ * a dead writer or by damage; lock-free readers of it stop waiting. */
+void kv__make_even(struct kv *kv, uint64_t first, uint64_t count);
 
 /* A growable buffer of keys, each stored as a size_t length then bytes. */
 struct kv_keybuf {

@@ -293,19 +293,24 @@ void kv__mark_odd(struct kv *kv, uint64_t first, uint32_t count)
 	atomic_thread_fence(memory_order_release);
 }
 
-void kv__mark_even(struct kv *kv)
+void kv__make_even(struct kv *kv, uint64_t first, uint64_t count)
 {
-	struct kv_journal *j = kv__journal(kv);
-
-	for (uint32_t i = 0; i < j->odd_count; i++) {
-		struct kv_bucket *b =
-		    kv__bucket(kv, kv__badd(kv, j->odd_first, i));
+	if (count > kv->nbuckets)
+		count = kv->nbuckets;
+	for (uint64_t i = 0; i < count; i++) {
+		struct kv_bucket *b = kv__bucket(kv, kv__badd(kv, first, i));
 		uint32_t s = atomic_load_explicit(&b->seq,
 		                                  memory_order_relaxed);
 		if (s & 1u)
 			atomic_store_explicit(&b->seq, s + 1,
 			                      memory_order_release);
 	}
+}
+
+void kv__mark_even(struct kv *kv)
+{
+	struct kv_journal *j = kv__journal(kv);
+	kv__make_even(kv, j->odd_first, j->odd_count);
 }
 
 int kv__recover(struct kv *kv)
@@ -343,14 +348,7 @@ int kv__recover(struct kv *kv)
 	/* Make every odd bucket even. The journal names the range the dead
 	 * writer held, but a full pass costs one load per cache line and also
 	 * heals a range the writer had not yet recorded completely. */
-	for (uint64_t b = 0; b < kv->nbuckets; b++) {
-		struct kv_bucket *bk = kv__bucket(kv, b);
-		uint32_t s = atomic_load_explicit(&bk->seq,
-		                                  memory_order_relaxed);
-		if (s & 1u)
-			atomic_store_explicit(&bk->seq, s + 1,
-			                      memory_order_release);
-	}
+	kv__make_even(kv, 0, kv->nbuckets);
 	j->pend_chunk = 0;
 	j->odd_count = 0;
 	j->n = 0;

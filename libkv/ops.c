@@ -180,12 +180,7 @@ int kv__sweep(kv_t *kv, uint64_t buckets, uint64_t *expired)
 	 * while we hold the lock), so readers that cannot lock are served. */
 	for (i = 0; i < buckets && n < KV_SWEEP_MAX && rc == KV_OK; i++) {
 		uint64_t b = kv__badd(kv, first, i);
-		struct kv_bucket *bk = kv__bucket(kv, b);
-		uint32_t s = atomic_load_explicit(&bk->seq,
-		                                  memory_order_relaxed);
-		if (s & 1u)
-			atomic_store_explicit(&bk->seq, s + 1,
-			                      memory_order_release);
+		kv__make_even(kv, b, 1);
 		n += remove_in(kv, b, 1, true, &rc);
 	}
 	atomic_store_explicit(&h->sweep_hand, kv__badd(kv, first, i),

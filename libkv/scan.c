@@ -67,7 +67,7 @@ int kv_scan(kv_t *kv, uint64_t *cursor, size_t count,
 			 * bucket that damage left odd. */
 			rc = kv__lock(kv);
 			if (rc == KV_OK) {
-				kv__heal_path(kv, home);
+				kv__make_even(kv, home, KV_PATH_BUCKETS(kv));
 				kv__unlock(kv);
 				rc = kv__collect_home(kv, home, &kb);
 			}
