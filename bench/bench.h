@@ -154,6 +154,11 @@ unsigned bench_key_min(uint64_t n);
 int bench_keys_seq(struct bench_keyset *ks, unsigned klen, uint64_t first,
                    size_t count);
 
+/* How many random keys to draw ahead for a key space of n: between 64Ki
+ * and 1Mi, at most 32 MiB of keys. kv-bench and peer-bench both use it,
+ * so they stream the same keys. */
+size_t bench_ring_size(uint64_t n, unsigned klen);
+
 /* count keys drawn uniformly, with replacement, from [first, first+n). */
 int bench_keys_random(struct bench_keyset *ks, unsigned klen, uint64_t first,
                       uint64_t n, size_t count, uint64_t seed);

@@ -95,3 +95,20 @@ void bench_keys_free(struct bench_keyset *ks)
 	free(ks->buf);
 	*ks = (struct bench_keyset){0};
 }
+
+#define RING_MAX (1u << 20) /* keys in a random key ring */
+#define RING_MIN (1u << 16)
+#define RING_BYTES (32u << 20)
+
+size_t bench_ring_size(uint64_t n, unsigned klen)
+{
+	uint64_t r = n * 4;
+	size_t stride = (klen + 7u) / 8u * 8u;
+	if (r < RING_MIN)
+		r = RING_MIN;
+	if (r > RING_MAX)
+		r = RING_MAX;
+	if (r * stride > RING_BYTES)
+		r = RING_BYTES / stride;
+	return (size_t)(r ? r : 1);
+}

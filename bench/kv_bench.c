@@ -55,9 +55,6 @@
 #endif
 
 #define BATCH 1024u          /* operations between clock reads */
-#define RING_MAX (1u << 20)  /* keys in a random key ring */
-#define RING_MIN (1u << 16)
-#define RING_BYTES (32u << 20)
 #define SMALL_KEYS 10000u    /* the cache-resident store */
 #define MAX_COUNTS 16        /* entries of --readers and --batch */
 #define MAX_READERS 64
@@ -737,19 +734,6 @@ static int check_phases(const char *list)
 	return 0;
 }
 
-static size_t ring_size(uint64_t n, unsigned klen)
-{
-	uint64_t r = n * 4;
-	size_t stride = (klen + 7u) / 8u * 8u;
-	if (r < RING_MIN)
-		r = RING_MIN;
-	if (r > RING_MAX)
-		r = RING_MAX;
-	if (r * stride > RING_BYTES)
-		r = RING_BYTES / stride;
-	return (size_t)(r ? r : 1);
-}
-
 static int make_keys(struct bench_keyset *ks, enum keys_kind kind,
                      uint64_t n, unsigned klen, uint64_t seed)
 {
@@ -757,10 +741,10 @@ static int make_keys(struct bench_keyset *ks, enum keys_kind kind,
 	case KEYS_SEQ:
 		return bench_keys_seq(ks, klen, 0, (size_t)n);
 	case KEYS_HIT:
-		return bench_keys_random(ks, klen, 0, n, ring_size(n, klen),
+		return bench_keys_random(ks, klen, 0, n, bench_ring_size(n, klen),
 		                         seed);
 	case KEYS_MISS:
-		return bench_keys_random(ks, klen, n, n, ring_size(n, klen),
+		return bench_keys_random(ks, klen, n, n, bench_ring_size(n, klen),
 		                         seed);
 	case KEYS_SHUFFLED:
 		return bench_keys_shuffled(ks, klen, n, seed);
@@ -1115,7 +1099,7 @@ static void print_environment(const struct options *o)
 	       o->keys, o->key_size, o->value_size, o->seconds, o->seed);
 	printf("# random keys: pre-drawn uniform rings (%zu keys for the "
 	       "main store), read in order; RNG not timed\n",
-	       ring_size(o->keys, o->key_size));
+	       bench_ring_size(o->keys, o->key_size));
 	printf("# latency: every %uth op timed with %s (%.3f ticks/ns, "
 	       "resolution %.1f ns), %.1f ns timer overhead subtracted\n",
 	       BENCH_SAMPLE_EVERY, bench_clock_name(), bench_ticks_per_ns(),

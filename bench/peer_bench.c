@@ -46,9 +46,6 @@
 #define KV_BENCH_BUILDTYPE "unknown"
 #endif
 
-#define RING_MAX (1u << 20)
-#define RING_MIN (1u << 16)
-#define RING_BYTES (32u << 20)
 #define MAX_COUNTS 16
 #define MAX_CLIENTS 64
 #define MAX_BATCH 256
@@ -307,20 +304,6 @@ bad:
 	return -1;
 }
 
-/* The same ring sizes as kv-bench, so both stream the same keys. */
-static size_t ring_size(uint64_t n, unsigned klen)
-{
-	uint64_t r = n * 4;
-	size_t stride = (klen + 7u) / 8u * 8u;
-	if (r < RING_MIN)
-		r = RING_MIN;
-	if (r > RING_MAX)
-		r = RING_MAX;
-	if (r * stride > RING_BYTES)
-		r = RING_BYTES / stride;
-	return (size_t)(r ? r : 1);
-}
-
 /* ------------------------------------------------------------------------
  * A client process.
  */
@@ -447,7 +430,7 @@ static int client_worker(void *arg, unsigned idx, struct bench_team *t,
 	c.val = malloc(c.vlen + 1);
 	if (c.buf == NULL || c.val == NULL ||
 	    bench_keys_random(&ks, o->conf.klen, 0, o->conf.keys,
-	                      ring_size(o->conf.keys, o->conf.klen),
+	                      bench_ring_size(o->conf.keys, o->conf.klen),
 	                      a->seed * 1000003u + 7919u * (idx + 1)) != 0) {
 		snprintf(m->err, sizeof m->err, "out of memory");
 		goto out;
