@@ -131,3 +131,36 @@ void compare_stores(const char *a, const char *b, int64_t tol_ms)
 	kv_close(ka);
 	kv_close(kb);
 }
+
+void expect_ok(const char *store, const char *cmd, const char *key,
+               const char *val)
+{
+	struct h_result r;
+
+	if (val != NULL)
+		KV(&r, store, cmd, key, val);
+	else
+		KV(&r, store, cmd, key);
+	H_ASSERT_EXIT(&r, 0);
+	h_result_free(&r);
+}
+
+void bad_command_lines(const char *store, const char *const lines[][5],
+                       size_t n)
+{
+	struct h_result r;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *argv[8] = {h_kv_bin(), "-s", store};
+		int k = 3;
+
+		for (int j = 0; lines[i][j] != NULL; j++)
+			argv[k++] = lines[i][j];
+		argv[k] = NULL;
+		h_run(&r, argv, NULL);
+		H_ASSERT_EXIT(&r, 2);
+		H_ASSERT_ERR_LINE(&r, "kv: ");
+		assert_int_equal(r.out_len, 0);
+		h_result_free(&r);
+	}
+}

@@ -9,7 +9,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "harness.h"
 #include "kv.h"
+
+/* Run kv on a store: KV(&r, store, args...); KV_IN also gives it stdin. */
+#define KV(r, store, ...) h_kv((r), (store), __VA_ARGS__, NULL)
+#define KV_IN(r, in, len, store, ...)                                          \
+	do {                                                                   \
+		struct h_spawn_opts o_ = {.stdin_data = (in),                  \
+		                          .stdin_len = (len)};                 \
+		h_kv_opts((r), &o_, (store), __VA_ARGS__, NULL);               \
+	} while (0)
+
+/* kv CMD KEY [VAL] on store must exit 0. */
+void expect_ok(const char *store, const char *cmd, const char *key,
+               const char *val);
+
+/* Each line (NULL-terminated, at most 4 words) of bad arguments, given
+ * to kv -s store, must exit 2 with one "kv: " line and no output. */
+void bad_command_lines(const char *store, const char *const lines[][5],
+                       size_t n);
 
 /* kv_open(store, KV_RDWR), failing the test if it does not open. */
 kv_t *attach(const char *store);

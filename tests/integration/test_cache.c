@@ -11,15 +11,9 @@
 #include <time.h>
 
 #include "harness.h"
+#include "storeutil.h"
 #include "kv.h"
 
-#define KV(r, store, ...) h_kv((r), (store), __VA_ARGS__, NULL)
-#define KV_IN(r, in, len, store, ...)                                          \
-	do {                                                                   \
-		struct h_spawn_opts o_ = {.stdin_data = (in),                  \
-		                          .stdin_len = (len)};                 \
-		h_kv_opts((r), &o_, (store), __VA_ARGS__, NULL);               \
-	} while (0)
 
 static const char *serve(const char *tag)
 {
@@ -27,19 +21,6 @@ static const char *serve(const char *tag)
 
 	h_kvd(store, "--size", "16M", NULL);
 	return store;
-}
-
-static void expect_ok(const char *store, const char *cmd, const char *key,
-                      const char *val)
-{
-	struct h_result r;
-
-	if (val != NULL)
-		KV(&r, store, cmd, key, val);
-	else
-		KV(&r, store, cmd, key);
-	H_ASSERT_EXIT(&r, 0);
-	h_result_free(&r);
 }
 
 static void want_value(const char *store, const char *key, const char *val)
@@ -53,7 +34,7 @@ static void want_value(const char *store, const char *key, const char *val)
 }
 
 /* Put through the library: keys the command line cannot spell (NUL). */
-static void lib_put(const char *store, const void *key, size_t klen,
+static void store_put(const char *store, const void *key, size_t klen,
                     const void *val, size_t vlen, uint64_t ttl_ms)
 {
 	struct kv_put_opts po = {.ttl_ms = ttl_ms};
@@ -227,10 +208,10 @@ static void test_keys_binary(void **state)
 	(void)state;
 	memset(longkey, 'L', KV_MAX_KEY);
 	longkey[KV_MAX_KEY - 1] = '\n';
-	lib_put(s, nl, sizeof nl - 1, "1", 1, 0);
-	lib_put(s, hi, sizeof hi - 1, "2", 1, 0);
-	lib_put(s, ctl, sizeof ctl - 1, "3", 1, 0);
-	lib_put(s, longkey, KV_MAX_KEY, "4", 1, 0);
+	store_put(s, nl, sizeof nl - 1, "1", 1, 0);
+	store_put(s, hi, sizeof hi - 1, "2", 1, 0);
+	store_put(s, ctl, sizeof ctl - 1, "3", 1, 0);
+	store_put(s, longkey, KV_MAX_KEY, "4", 1, 0);
 	keyset_add(&ks, nl, sizeof nl - 1);
 	keyset_add(&ks, hi, sizeof hi - 1);
 	keyset_add(&ks, ctl, sizeof ctl - 1);
@@ -269,7 +250,7 @@ static void test_keys_binary(void **state)
 
 	/* A key holding NUL is written as its exact bytes (ambiguous with
 	 * -0, as the help says); '?' matches the NUL. */
-	lib_put(s, nul, sizeof nul - 1, "5", 1, 0);
+	store_put(s, nul, sizeof nul - 1, "5", 1, 0);
 	KV(&r, s, "keys", "-0", "nul?key");
 	H_ASSERT_EXIT(&r, 0);
 	H_ASSERT_OUT(&r, "nul\0key\0", 8);
@@ -995,19 +976,7 @@ static void test_bad_command_lines(void **state)
 	struct h_result r;
 
 	(void)state;
-	for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
-		const char *argv[8] = {h_kv_bin(), "-s", s};
-		int n = 3;
-
-		for (int j = 0; lines[i][j] != NULL; j++)
-			argv[n++] = lines[i][j];
-		argv[n] = NULL;
-		h_run(&r, argv, NULL);
-		H_ASSERT_EXIT(&r, 2);
-		H_ASSERT_ERR_LINE(&r, "kv: ");
-		assert_int_equal(r.out_len, 0);
-		h_result_free(&r);
-	}
+	bad_command_lines(s, lines, sizeof lines / sizeof lines[0]);
 	/* Nothing of the above touched the store. */
 	KV(&r, s, "stats", "--json");
 	H_ASSERT_OUT_HAS(&r, "\"items\":0,");

@@ -12,15 +12,9 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "storeutil.h"
 #include "kv.h"
 
-#define KV(r, store, ...) h_kv((r), (store), __VA_ARGS__, NULL)
-#define KV_IN(r, in, len, store, ...)                                          \
-	do {                                                                   \
-		struct h_spawn_opts o_ = {.stdin_data = (in),                  \
-		                          .stdin_len = (len)};                 \
-		h_kv_opts((r), &o_, (store), __VA_ARGS__, NULL);               \
-	} while (0)
 
 /* A fresh store served by kvd; extra kvd arguments end with NULL. */
 static const char *serve(const char *tag)
@@ -39,19 +33,6 @@ static const char *serve_big_values(const char *tag)
 
 	h_kvd(store, "--size", "8M", "--max-value", "1M", NULL);
 	return store;
-}
-
-static void expect_ok(const char *store, const char *cmd, const char *key,
-                      const char *val)
-{
-	struct h_result r;
-
-	if (val != NULL)
-		KV(&r, store, cmd, key, val);
-	else
-		KV(&r, store, cmd, key);
-	H_ASSERT_EXIT(&r, 0);
-	h_result_free(&r);
 }
 
 static void want_value(const char *store, const char *key, const void *val,
@@ -724,19 +705,7 @@ static void test_bad_command_lines(void **state)
 	struct h_result r;
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-		const char *argv[8] = {h_kv_bin(), "-s", s};
-		int n = 3;
-
-		for (int j = 0; lines[i][j] != NULL; j++)
-			argv[n++] = lines[i][j];
-		argv[n] = NULL;
-		h_run(&r, argv, NULL);
-		H_ASSERT_EXIT(&r, 2);
-		H_ASSERT_ERR_LINE(&r, "kv: ");
-		assert_int_equal(r.out_len, 0);
-		h_result_free(&r);
-	}
+	bad_command_lines(s, lines, sizeof(lines) / sizeof(lines[0]));
 	/* No command at all. */
 	KV(&r, NULL, "-s", s);
 	H_ASSERT_EXIT(&r, 2);

@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "storeutil.h"
 
-#define KV(r, store, ...) h_kv((r), (store), __VA_ARGS__, NULL)
 
 /* A store with one key, made by kvd, then kvd stopped. */
 static const char *make_store(const char *tag, const char *mode)

@@ -22,7 +22,6 @@
 #include "kv.h"
 #include "storeutil.h"
 
-#define KV(r, store, ...) h_kv((r), (store), __VA_ARGS__, NULL)
 
 #define MAGIC "KVDUMP\0\0"
 #define HEADER_LEN 24

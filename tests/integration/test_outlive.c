@@ -6,9 +6,9 @@
 #include <signal.h>
 
 #include "harness.h"
+#include "storeutil.h"
 #include "kv.h"
 
-#define KV(r, store, ...) h_kv((r), (store), __VA_ARGS__, NULL)
 
 static void put(const char *s, const char *key, const char *val)
 {

@@ -15,7 +15,6 @@
 #include "kv.h"
 #include "storeutil.h"
 
-#define KV(r, store, ...) h_kv((r), (store), __VA_ARGS__, NULL)
 
 static void sleep_ms(long ms)
 {
