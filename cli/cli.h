@@ -37,6 +37,7 @@ enum cli_opt {
 	OPT_CAS,
 	OPT_FORCE,
 	OPT_PARTIAL,
+	OPT_REPAIR,
 	OPT_COUNT
 };
 

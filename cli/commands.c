@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "daemon.h"
+#include "kv_internal.h"
 
 /* How often get re-sizes its buffer for a value that keeps growing under
  * it before giving up with KV_EBUSY. Each round means a writer replaced the
@@ -542,17 +544,33 @@ int cli_check(const struct cli *cli)
 	if (kv_open(cli->store, KV_RDWR, &kv) != KV_OK &&
 	    cli_open(cli, KV_RDONLY, &kv) != KV_OK)
 		goto out;
+	cli_quote(cli->store, true, q);
+	char why[256];
+	int lock = kv__lock_state(kv, why, sizeof why);
+	if (lock == KV_HOLDER_UNSURE && cli->opt[OPT_REPAIR] != NULL) {
+		rc = kv__break_unsure(kv, 1000);
+		if (rc != KV_OK) {
+			cli_fail("check: store %s: %s: %s", q, why,
+			         kv_strerror(rc));
+			goto out;
+		}
+	} else if (lock == KV_HOLDER_UNSURE) {
+		cli_fail("check: store %s: %s; if no kv writer is stopped (in "
+		         "a debugger, or by SIGSTOP), break it with: kv check "
+		         "--repair", q, why);
+		goto out;
+	}
 	rc = kv_check(kv, print_problem, &problems);
+	if (kv__repair_note(kv)[0] != '\0')
+		printf("repaired: %s\n", kv__repair_note(kv));
 	if (rc == KV_OK) {
 		puts("ok");
 		status = CLI_OK;
 	} else if (rc == KV_ECORRUPT) {
-		cli_fail("check: store %s: %s (%lu problem%s found)",
-		         cli_quote(cli->store, true, q), kv_strerror(rc),
-		         problems, problems == 1 ? "" : "s");
+		cli_fail("check: store %s: %s (%lu problem%s found)", q,
+		         kv_strerror(rc), problems, problems == 1 ? "" : "s");
 	} else {
-		cli_fail("check: store %s: %s", cli_quote(cli->store, true, q),
-		         kv_strerror(rc));
+		cli_fail("check: store %s: %s", q, kv_strerror(rc));
 	}
 out:
 	kv_close(kv);

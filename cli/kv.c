@@ -49,6 +49,7 @@ static const struct opt_def opt_defs[OPT_COUNT] = {
 	[OPT_CAS] = { "cas", 0, true },
 	[OPT_FORCE] = { "force", 'f', false },
 	[OPT_PARTIAL] = { "partial", 0, false },
+	[OPT_REPAIR] = { "repair", 0, false },
 };
 
 static int cli_help(const struct cli *cli);
@@ -138,10 +139,17 @@ static const struct command commands[] = {
 	  "32 or more.\n"
 	  "Per class: chunk size, pages, used chunks, capacity (pages * chunks\n"
 	  "per page), fill (used / capacity) and evictions.\n" },
-	{ "check", cli_check, 0, 0, 0, "check [-s NAME]",
+	{ "check", cli_check, BIT(OPT_REPAIR), 0, 0, "check [-s NAME] [--repair]",
 	  "Walk the whole store and verify every invariant of its index and its\n"
 	  "allocator. Print 'ok' and exit 0 if it is sound; otherwise print each\n"
-	  "problem on stderr as 'kv: check: PROBLEM' and exit 2.\n" },
+	  "problem on stderr as 'kv: check: PROBLEM' and exit 2.\n"
+	  "First it looks at the writer lock. A lock whose holder is gone (a\n"
+	  "killed writer, a previous boot of a file-backed store, damaged bytes)\n"
+	  "is repaired, as any writer would, and said on stdout; read-only, it is\n"
+	  "reported as a problem. A lock held by a live thread that never\n"
+	  "recorded itself as the holder cannot be judged safely: it is reported,\n"
+	  "and --repair breaks it once it has not moved for a second. Use\n"
+	  "--repair only when no kv writer is stopped (in a debugger, by SIGSTOP).\n" },
 	{ "flush", cli_flush, BIT(OPT_YES), 0, 0, "flush [-s NAME] --yes",
 	  "Remove every key and print how many were removed. The store stays.\n"
 	  "Writers are held up only briefly at a time, and a key put during the\n"

@@ -27,8 +27,8 @@
 /* If this fails, struct kv_stats gained or lost a field: fields[] covers
  * everything before probe_hist, which is printed on its own (an array);
  * add the new field to one or the other. */
-static_assert(offsetof(struct kv_stats, probe_hist) == 208 &&
-                  sizeof(struct kv_stats) == 272,
+static_assert(offsetof(struct kv_stats, probe_hist) == 216 &&
+                  sizeof(struct kv_stats) == 280,
               "struct kv_stats changed: update fields[] in cli/stats.c");
 static_assert(offsetof(struct kv_class_stats, reserved) == 32 &&
                   sizeof(struct kv_class_stats) == 64,
@@ -65,7 +65,7 @@ static const struct field fields[] = {
 	U64(evictions, COUNT),      U64(page_moves, COUNT),
 	U32(evict, POLICY),         U64(hits, COUNT),
 	U64(misses, COUNT),         U64(sweeps, COUNT),
-	U64(sweep_ns, NS),
+	U64(sweep_ns, NS),          U64(lock_repairs, COUNT),
 };
 
 #define NFIELDS (sizeof fields / sizeof fields[0])

@@ -312,12 +312,18 @@ static void log_stats(const struct served *s)
 static bool upkeep(struct served *s)
 {
 	int rc = kv__maintain(s->kv);
+	const char *note = kv__repair_note(s->kv);
 
-	if (rc == KV_ENOSTORE) {
-		kvd_log(KVD_WARN, "store '%s': %s was removed; stopping",
-		        s->store, kv__path(s->kv));
+	if (rc == KV_ENOSTORE || rc == KV_EDESTROYED) {
+		kvd_log(KVD_WARN, "store '%s': %s was %s; stopping",
+		        s->store, kv__path(s->kv),
+		        rc == KV_EDESTROYED ? "destroyed" : "removed");
 		s->removed = true;
 		return true;
+	}
+	if (note[0] != '\0') {
+		kvd_log(KVD_WARN, "store '%s': %s", s->store, note);
+		kv__clear_repair_note(s->kv);
 	}
 	if (rc == s->maintain_rc)
 		return false;

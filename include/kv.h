@@ -18,6 +18,16 @@
  *     copied out, so a concurrent writer can never change bytes under you.
  *   - A kv_t handle may be used by many threads at once. kv_close() must not
  *     race with other calls on the same handle.
+ *   - Every call on a handle may also return KV_EDESTROYED: the store was
+ *     destroyed (kv_destroy, `kv destroy`) after the handle attached, or
+ *     kvd found it removed. The handle is dead for good; nothing it does
+ *     reaches the new store of that name, if any. Close it and kv_open()
+ *     again to use a new store.
+ *   - No call waits long: one that must wait for the writer lock gives up
+ *     after about 1.5 s with KV_EBUSY, and only when a live thread really
+ *     holds it. A lock left by a writer that is gone (killed, or from a
+ *     previous boot of a file-backed store, or damaged bytes) is found
+ *     and repaired by the next writer; see kv_check().
  */
 #ifndef KV_H
 #define KV_H
@@ -81,7 +91,8 @@ extern "C" {
 	XX(ENOFD, -28, "too many open files")                                  \
 	XX(EWORLD, -29, "store is world-writable")                             \
 	XX(EOWNER, -30, "store is owned by another user")                      \
-	XX(ESYMLINK, -31, "store path is a symbolic link")
+	XX(ESYMLINK, -31, "store path is a symbolic link")                     \
+	XX(EDESTROYED, -32, "store was destroyed; attach to it again")
 
 enum kv_status {
 	KV_OK = 0,
@@ -165,6 +176,9 @@ struct kv_stats {
 	                          * its gets appear only in its own kv_stats */
 	uint64_t sweeps;         /* expiry sweep steps run (by kvd) */
 	uint64_t sweep_ns;       /* time those steps held the writer lock */
+	uint64_t lock_repairs;   /* writer locks found stale and broken, and
+	                          * mutexes reset (damaged, or left by another
+	                          * boot of a file-backed store) */
 	/* Keys by distance from their home bucket: 0, 1, 2, 3, 4-7, 8-15,
 	 * 16-31, 32 or more buckets. A lookup reads distance + 1 buckets. */
 	uint64_t probe_hist[8];
@@ -193,7 +207,10 @@ KV_API int kv_open(const char *name, unsigned flags, kv_t **out);
 /* Detach and free the handle. NULL is allowed. The store stays. */
 KV_API void kv_close(kv_t *kv);
 
-/* Remove a store by name (its data is gone once every process detaches).
+/* Remove a store by name. It is first marked destroyed, so every handle
+ * still attached to it gets KV_EDESTROYED from its next call; then its name
+ * is removed (the memory goes once every process detaches). A name whose
+ * object is not a kv store is removed all the same.
  * Returns KV_OK; KV_ENAME, KV_ENOSTORE, KV_EPERM, KV_ESYS. */
 KV_API int kv_destroy(const char *name);
 
@@ -293,13 +310,18 @@ KV_API int kv_del(kv_t *kv, const void *key, size_t klen);
  * Returns KV_OK; KV_ENOTFOUND; KV_EKEYSIZE; KV_EINVAL; KV_ECORRUPT. */
 KV_API int kv_ttl(kv_t *kv, const void *key, size_t klen, int64_t *ttl_ms);
 
-/* Fill *out with the store's figures. Returns KV_OK or KV_EINVAL. */
+/* Fill *out with the store's figures. Returns KV_OK, KV_EDESTROYED or
+ * KV_EINVAL. */
 KV_API int kv_stats(kv_t *kv, struct kv_stats *out);
 
 /* Walk the whole store and verify every invariant of the index and the
  * allocator. Each problem found is passed to report(ctx, message) when
- * report is not NULL. Takes the writer lock when the handle is read-write.
+ * report is not NULL. Takes the writer lock when the handle is read-write,
+ * which first repairs a stale lock (its holder is gone) or a damaged one,
+ * as every writer does. A read-only handle cannot repair: it reports such
+ * a lock as a problem, with what to run.
  * Returns KV_OK when the store is sound, KV_ECORRUPT otherwise, or
+ * KV_EBUSY (a live writer held the lock throughout), KV_EDESTROYED,
  * KV_EINVAL. */
 KV_API int kv_check(kv_t *kv, void (*report)(void *ctx, const char *problem),
                     void *ctx);

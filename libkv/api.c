@@ -68,6 +68,8 @@ static int check_key(const kv_t *kv, const void *key, size_t klen)
 static int lookup(kv_t *kv, const void *key, size_t klen, uint64_t h,
                   struct kv_read *r)
 {
+	if (kv__dead(kv))
+		return KV_EDESTROYED;
 	int rc = kv__lookup(kv, key, klen, h, false, r);
 	if (rc == KV_EBUSY && !kv->rdonly) {
 		rc = kv__lock(kv);

@@ -395,12 +395,19 @@ static void quiet(void *ctx, const char *msg)
 	(void)msg;
 }
 
+static int check_unlocked(kv_t *kv,
+                          void (*report)(void *ctx, const char *problem),
+                          void *ctx);
+
 int kv_check(kv_t *kv, void (*report)(void *ctx, const char *problem),
              void *ctx)
 {
 	if (kv == NULL)
 		return KV_EINVAL;
+	if (kv__dead(kv))
+		return KV_EDESTROYED;
 	if (!kv->rdonly) {
+		/* Taking the lock repairs a stale or damaged one. */
 		int rc = kv__lock(kv);
 		if (rc != KV_OK)
 			return rc;
@@ -408,6 +415,25 @@ int kv_check(kv_t *kv, void (*report)(void *ctx, const char *problem),
 		kv__unlock(kv);
 		return rc;
 	}
+	/* A read-only handle cannot repair the lock: say what would. */
+	char why[200];
+	bool lock_bad = kv__lock_state(kv, why, sizeof why) == KV_HOLDER_STALE;
+	if (lock_bad && report != NULL) {
+		char msg[400];
+		snprintf(msg, sizeof msg,
+		         "%s; a read-write attach repairs it (run kv check as "
+		         "a user who may write the store, or start kvd)",
+		         why);
+		report(ctx, msg);
+	}
+	int rc = check_unlocked(kv, report, ctx);
+	return lock_bad ? KV_ECORRUPT : rc;
+}
+
+static int check_unlocked(kv_t *kv,
+                          void (*report)(void *ctx, const char *problem),
+                          void *ctx)
+{
 	/* Unlocked: a problem seen while writers were busy may be theirs in
 	 * flight. Walk quietly until two walks see a quiet store. */
 	for (int attempt = 0; attempt < 4; attempt++) {

@@ -23,9 +23,34 @@ void kv__daemon_release(kv_t *kv);
 
 /* Periodic upkeep, called by kvd every few milliseconds: if a writer died
  * holding the lock, recover now (so read-only clients, which cannot take the
- * lock, are not left waiting). Never blocks on a live writer.
- * Returns KV_OK, or a negative status if the store is corrupt. */
+ * lock, are not left waiting); break a lock whose holder is gone; reset a
+ * damaged mutex. Never blocks on a live writer.
+ * Returns KV_OK; KV_EDESTROYED (the store was destroyed), KV_ENOSTORE (its
+ * name was removed by other means: it is now marked destroyed for every
+ * attached handle), or a negative status if the store is corrupt. */
 int kv__maintain(kv_t *kv);
+
+/* Mark the store destroyed for every attached handle (read-write handles
+ * only; a no-op otherwise). */
+void kv__mark_dead(kv_t *kv);
+
+/* The writer lock as kv check shows it: writes one line to why and
+ * returns 0 (free), 1 (held by a live thread), 2 (stale or damaged: the
+ * next read-write lock repairs it) or 3 (held by a thread that cannot be
+ * judged). Changes nothing. */
+int kv__lock_state(kv_t *kv, char *why, size_t cap);
+
+/* Break a writer lock that kv__lock_state calls 3 ("cannot be judged")
+ * once it has stayed unchanged for settle_ms, or a stale one at once: for
+ * an operator who knows no writer is stopped inside a write (kv check
+ * --repair). Returns KV_OK (the next writer recovers it), KV_EBUSY (a live
+ * holder, or the lock moved), KV_ERDONLY. */
+int kv__break_unsure(kv_t *kv, unsigned settle_ms);
+
+/* What the last lock repair through this handle did, or "" (cleared by
+ * kv__clear_repair_note). */
+const char *kv__repair_note(const kv_t *kv);
+void kv__clear_repair_note(kv_t *kv);
 
 /* One step of the expiry sweep, for kvd's tick: take the writer lock,
  * look at the next `buckets` index buckets after the sweep hand (kept in

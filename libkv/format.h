@@ -11,7 +11,9 @@
  *           | struct kv_hdr           (4 KiB)             |  geometry, seed,
  *           |   0x000 magic "KVSTORE\0" (written last)    |  robust mutex,
  *           |   0x008 format word                         |  counters
+ *           |   0x068 life: set when destroyed            |
  *           |   0x080 robust process-shared mutex (64 B)  |
+ *           |   0x0c0 kvd, lock record, boot, repair word |
  *   0x1000  +---------------------------------------------+
  *           | struct kv_class[128]    (8 KiB)             |  allocator state
  *   0x3000  +---------------------------------------------+
@@ -35,7 +37,9 @@
  *   - Everything else is guarded by the writer mutex (hdr.mutex) and changed
  *     only through the redo journal (see lock.c), except bucket sequence
  *     counters, which writers bump around each change so lock-free readers
- *     can validate what they read (see index.c), and the daemon fields.
+ *     can validate what they read (see index.c), and the fields of the
+ *     header's 0x0c0 line and the life word, whose comments say who
+ *     writes them.
  *
  * All multi-byte fields are little-endian host order; the format word and
  * magic make a store from a foreign build fail with KV_EVERSION rather than
@@ -52,7 +56,11 @@
 #include <stdint.h>
 
 /* Bump whenever any byte of the layout or any protocol on it changes. */
-#define KV_FORMAT_VERSION 1u
+#define KV_FORMAT_VERSION 2u
+/* Changes:
+ *   1  first format.
+ *   2  the store's life word (destroyed stores), the lock record, the
+ *      boot tag and the repair word (stale locks); see struct kv_hdr. */
 
 /* The format word folds the layout version with the ABI facts the layout
  * depends on, so a store made by a build with a different pthread mutex or
@@ -100,18 +108,44 @@ struct kv_hdr {
 	uint32_t max_key;       /* 0x058 longest key accepted */
 	uint32_t max_value;     /* 0x05c longest value accepted */
 	uint32_t flags;         /* 0x060 KV_HF_... */
-	uint32_t reserved0[7];  /* 0x064 zero */
+	uint32_t reserved0;     /* 0x064 zero */
+	/* 0x068: the store's life. KV_LIFE_DEAD is set (once, never
+	 * cleared) by kv_destroy before it unlinks the store, and by kvd when
+	 * it finds the store unlinked: every attached handle checks it at
+	 * each call, so nobody goes on reading or writing a store that a new
+	 * one of the same name has replaced. The low bits are kept zero
+	 * (room for a generation that attached processes can watch). It
+	 * shares the geometry's line, which nothing else writes, so the
+	 * check costs readers no cache miss. */
+	_Atomic uint64_t life;  /* 0x068 */
+	uint64_t reserved0b[2]; /* 0x070 zero */
 
 	/* 0x080: the writer lock, alone in its cache line. */
 	alignas(64) pthread_mutex_t mutex;
 	char mutex_pad[64 - sizeof(pthread_mutex_t)];
 
-	/* 0x0c0: the serving daemon. Written by kvd without the mutex (it
-	 * holds an flock instead); read by anyone, advisory only. */
+	/* 0x0c0: who is alive. daemon_pid and daemon_beat: the serving
+	 * daemon, written by kvd without the mutex (it holds an flock
+	 * instead); read by anyone, advisory only.
+	 * owner_*: the lock record, written by each holder of the mutex
+	 * right after taking it (lock.c): the thread, its start time and its
+	 * pid namespace, so a waiter can tell a live holder from a dead one
+	 * whose id was reused. boot_tag: the boot the lock belongs to,
+	 * checked at every read-write attach; a store that outlived a
+	 * reboot has its lock reset (lock.c). repair: the repair word, a
+	 * small lock of its own (tid << 32 | low bits of its start time)
+	 * that serialises resetting the mutex; lock_repairs counts stale
+	 * locks broken and mutexes reset. */
 	_Atomic uint32_t daemon_pid;  /* 0x0c0 0 when no kvd serves */
-	uint32_t reserved1;           /* 0x0c4 */
+	_Atomic uint32_t owner_tid;   /* 0x0c4 last holder's thread id */
 	_Atomic uint64_t daemon_beat; /* 0x0c8 ms of kvd's last tick */
-	uint64_t reserved2[6];        /* 0x0d0 */
+	_Atomic uint64_t owner_start; /* 0x0d0 its start, clock ticks */
+	_Atomic uint32_t owner_pidns; /* 0x0d8 its pid namespace (inode) */
+	uint32_t reserved1;           /* 0x0dc */
+	_Atomic uint64_t boot_tag;    /* 0x0e0 boot id the lock belongs to */
+	_Atomic uint64_t repair;      /* 0x0e8 0, or the repairer */
+	_Atomic uint64_t lock_repairs;/* 0x0f0 */
+	uint64_t reserved2;           /* 0x0f8 */
 
 	/* 0x100: writer state, guarded by the mutex and changed only through
 	 * the journal. Readers may load these racily for statistics. */
@@ -150,6 +184,7 @@ struct kv_hdr {
 };
 
 #define KV_HF_NOEVICT 0x1u /* store full is an error, never an eviction */
+#define KV_LIFE_DEAD (UINT64_C(1) << 63) /* destroyed: detach */
 
 static_assert(sizeof(struct kv_hdr) == 4096, "kv_hdr is one page");
 static_assert(offsetof(struct kv_hdr, format) == 0x008, "layout");
@@ -159,7 +194,13 @@ static_assert(offsetof(struct kv_hdr, page_size) == 0x050, "layout");
 static_assert(offsetof(struct kv_hdr, flags) == 0x060, "layout");
 static_assert(offsetof(struct kv_hdr, mutex) == 0x080, "layout");
 static_assert(sizeof(pthread_mutex_t) <= 64, "mutex fits its line");
+static_assert(offsetof(struct kv_hdr, life) == 0x068, "layout");
 static_assert(offsetof(struct kv_hdr, daemon_pid) == 0x0c0, "layout");
+static_assert(offsetof(struct kv_hdr, owner_tid) == 0x0c4, "layout");
+static_assert(offsetof(struct kv_hdr, owner_start) == 0x0d0, "layout");
+static_assert(offsetof(struct kv_hdr, boot_tag) == 0x0e0, "layout");
+static_assert(offsetof(struct kv_hdr, repair) == 0x0e8, "layout");
+static_assert(offsetof(struct kv_hdr, lock_repairs) == 0x0f0, "layout");
 static_assert(offsetof(struct kv_hdr, page_bump) == 0x100, "layout");
 static_assert(offsetof(struct kv_hdr, data_used) == 0x150, "layout");
 static_assert(offsetof(struct kv_hdr, sweep_ns) == 0x188, "layout");

@@ -56,7 +56,7 @@
 
 #define KV_SPIN_FAST 64     /* retries before yielding */
 #define KV_SPIN_MS 1        /* then yield for this long before the lock */
-#define KV_RO_WAIT_MS 2000  /* read-only handles give up after this */
+#define KV_RO_WAIT_MS 1000  /* read-only handles give up after this */
 #define KV_MAX_SHIFTS 32    /* keys one delete may move back */
 
 #if defined(__SANITIZE_THREAD__)

@@ -64,8 +64,25 @@ struct kv {
 	_Atomic uint64_t local_hits;
 	_Atomic uint64_t local_misses;
 
+	uint64_t dev, ino;   /* the backing object's identity */
+	/* What the last lock repair through this handle did, for kv check
+	 * and kvd's log ("" when none). */
+	char repair_note[256];
+	/* kvd's view of a lock whose holder it cannot judge (lock.c). */
+	uint32_t unsure_word;
+	uint64_t unsure_since;
+
 	char path[KV_PATH_MAX]; /* backing object, for messages */
 };
+
+/* Has the store been destroyed under this handle? One load of a line that
+ * nothing else writes. */
+static inline bool kv__dead(const struct kv *kv)
+{
+	const struct kv_hdr *h = (const struct kv_hdr *)(const void *)kv->base;
+	return (atomic_load_explicit(&h->life, memory_order_acquire) &
+	        KV_LIFE_DEAD) != 0;
+}
 
 static inline struct kv_hdr *kv__hdr(const struct kv *kv)
 {
@@ -173,7 +190,35 @@ uint64_t kv__hash(const struct kv *kv, const void *key, size_t klen);
 uint64_t kv__now_ms(void);
 void kv__set_test_clock(uint64_t ms); /* 0 = the real clock again */
 
+/* owner.c: thread identity and liveness, from /proc. */
+enum { KV_THREAD_ALIVE = 0, KV_THREAD_GONE = 1, KV_THREAD_UNKNOWN = 2 };
+uint64_t kv__boot_tag(void);              /* 0 when unknown */
+uint64_t kv__boot_tag_parse(const char *boot_id);
+void kv__set_test_boot_tag(uint64_t tag); /* tests: pretend a boot; 0 off */
+uint32_t kv__gettid(void);
+int kv__thread_start(uint32_t tid, uint64_t *start);
+uint32_t kv__pidns(void);
+/* Does thread tid's process map the object dev/ino? 1, 0, or -1 when we
+ * may not look. */
+int kv__thread_maps(uint32_t tid, uint64_t dev, uint64_t ino);
+
 /* lock.c: the writer lock and the redo journal. */
+enum kv_holder {
+	KV_HOLDER_NONE,   /* free, or left by a holder the kernel saw die */
+	KV_HOLDER_LIVE,   /* a live thread holds it (or we cannot judge) */
+	KV_HOLDER_STALE,  /* no live thread holds it: break it */
+	KV_HOLDER_UNSURE, /* a thread of a process that maps the store, but
+	                   * not recorded as the holder */
+};
+int kv__init_mutex(pthread_mutex_t *m);
+enum kv_holder kv__judge(struct kv *kv, uint32_t word, char *why,
+                         size_t cap);
+/* Read-write attach: reset the lock of a store from another boot. */
+int kv__boot_check(struct kv *kv);
+/* kvd's tick: recover a dead holder, break a stale lock; never waits. */
+int kv__maintain_lock(struct kv *kv);
+/* Describe the writer lock without changing anything: a kv_holder. */
+int kv__lock_state(struct kv *kv, char *why, size_t cap);
 int kv__lock(struct kv *kv);
 void kv__unlock(struct kv *kv);
 int kv__recover(struct kv *kv);
@@ -291,6 +336,7 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 void kv__count_get(struct kv *kv, bool hit);
 void kv__rstat_attach(struct kv *kv);
 void kv__rstat_detach(struct kv *kv);
+void kv__rstat_reset(struct kv *kv);
 
 /* evict.c: make room. Lock held, no transaction open. */
 int kv__make_room(struct kv *kv, uint32_t cls);

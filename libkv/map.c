@@ -30,7 +30,7 @@
 #include "daemon.h"
 #include "kv_internal.h"
 
-#define KV_READY_WAIT_MS 2000 /* how long an attacher waits for a creator */
+#define KV_READY_WAIT_MS 1000 /* how long an attacher waits for a creator */
 
 int kv_name_check(const char *name)
 {
@@ -237,6 +237,8 @@ static int attach_fd(int fd, const char *name, bool rdonly, struct kv **out)
 	}
 
 	kv->size = (size_t)st.st_size;
+	kv->dev = (uint64_t)st.st_dev;
+	kv->ino = (uint64_t)st.st_ino;
 	int prot = rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
 	void *m = mmap(NULL, kv->size, prot, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED) {
@@ -262,7 +264,16 @@ static int attach_fd(int fd, const char *name, bool rdonly, struct kv **out)
 	rc = adopt_geometry(kv);
 	if (rc != KV_OK)
 		goto fail;
+	/* A store being destroyed is not attached to: its name is about to
+	 * go (or its destroyer died first; kv_destroy again removes it). */
+	if (kv__dead(kv)) {
+		rc = KV_EDESTROYED;
+		goto fail;
+	}
 	if (!rdonly) {
+		rc = kv__boot_check(kv);
+		if (rc != KV_OK)
+			goto fail;
 		kv->txmap = calloc(KV_TXMAP_SIZE, sizeof *kv->txmap);
 		if (kv->txmap == NULL) {
 			rc = KV_ENOMEM;
@@ -290,20 +301,6 @@ int kv_open(const char *name, unsigned flags, kv_t **out)
 	if (fd < 0)
 		return status_of_errno(errno);
 	return attach_fd(fd, name, rdonly, out);
-}
-
-static int init_mutex(pthread_mutex_t *m)
-{
-	pthread_mutexattr_t a;
-	int e = pthread_mutexattr_init(&a);
-	if (e == 0)
-		e = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-	if (e == 0)
-		e = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-	if (e == 0)
-		e = pthread_mutex_init(m, &a);
-	pthread_mutexattr_destroy(&a);
-	return e;
 }
 
 /* Lay out a fresh, zero-filled mapping. The magic goes in last. */
@@ -336,8 +333,11 @@ static int init_store(uint8_t *base, const struct kv_geometry *g,
 	for (uint64_t p = 0; p < g->npages; p++)
 		atomic_store_explicit(&pt[p].cls, KV_PAGE_FREE,
 		                      memory_order_relaxed);
-	if (init_mutex(&h->mutex) != 0)
+	if (kv__init_mutex(&h->mutex) != 0)
 		return KV_ESYS;
+	/* The lock belongs to this boot (see kv__boot_check). */
+	atomic_store_explicit(&h->boot_tag, kv__boot_tag(),
+	                      memory_order_relaxed);
 	atomic_store_explicit((_Atomic uint64_t *)(void *)h, magic_word(),
 	                      memory_order_release);
 	return KV_OK;
@@ -368,8 +368,12 @@ int kv_create(const char *name, const struct kv_options *opts, kv_t **out)
 	if (rc != KV_OK)
 		return rc;
 
-	int fd = open_object(name, O_RDWR | O_CREAT | O_EXCL, mode);
-	if (fd < 0) {
+	uint64_t deadline = mono_ms() + KV_READY_WAIT_MS;
+	int fd;
+	for (;;) {
+		fd = open_object(name, O_RDWR | O_CREAT | O_EXCL, mode);
+		if (fd >= 0)
+			break;
 		if (errno != EEXIST)
 			return status_of_errno(errno);
 		if (opts->flags & KV_CREATE_EXCL)
@@ -379,14 +383,22 @@ int kv_create(const char *name, const struct kv_options *opts, kv_t **out)
 		 * creator adopting another user's object would serve data
 		 * that user controls. */
 		fd = open_object(name, O_RDWR, 0);
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == ENOENT)
+				continue; /* gone meanwhile: create it */
 			return status_of_errno(errno);
+		}
 		struct stat st;
 		if (fstat(fd, &st) != 0 || st.st_uid != geteuid()) {
 			close(fd);
 			return KV_EOWNER;
 		}
-		return attach_fd(fd, name, false, out);
+		rc = attach_fd(fd, name, false, out);
+		/* A store being destroyed: its destroyer unlinks it in a
+		 * moment, then the name is free for a new one. */
+		if (rc != KV_EDESTROYED || mono_ms() > deadline)
+			return rc;
+		sleep_ms(5);
 	}
 
 	/* We are the creator. Anything failing from here removes the object,
@@ -442,11 +454,46 @@ void kv_close(kv_t *kv)
 	free(kv);
 }
 
+/* Mark the store open on fd destroyed, if it is a kv store and we may
+ * write it. Only its first page is mapped. */
+static void mark_dead(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size < sizeof(struct kv_hdr))
+		return;
+	void *m = mmap(NULL, sizeof(struct kv_hdr), PROT_READ | PROT_WRITE,
+	               MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		return;
+	struct kv_hdr *h = m;
+	if (load_magic(h) == magic_word() && h->format == KV_FORMAT_WORD)
+		atomic_fetch_or_explicit(&h->life, KV_LIFE_DEAD,
+		                         memory_order_release);
+	munmap(m, sizeof(struct kv_hdr));
+}
+
+void kv__mark_dead(kv_t *kv)
+{
+	if (!kv->rdonly)
+		atomic_fetch_or_explicit(&kv__hdr(kv)->life, KV_LIFE_DEAD,
+		                         memory_order_release);
+}
+
 int kv_destroy(const char *name)
 {
 	int rc = kv_name_check(name);
 	if (rc != KV_OK)
 		return rc;
+	/* Mark first, unlink second: a handle attached to the old store
+	 * must learn of it before a new store can take the name. A store
+	 * we cannot open for writing is still unlinked if the directory
+	 * lets us (its handles then learn only from kvd, see kv__maintain). */
+	int fd = open_object(name, O_RDWR, 0);
+	if (fd >= 0) {
+		mark_dead(fd);
+		close(fd);
+	}
 	if (unlink_object(name) != 0)
 		return status_of_errno(errno);
 	return KV_OK;
@@ -485,27 +532,30 @@ const char *kv__path(const kv_t *kv)
 	return kv->path;
 }
 
+const char *kv__repair_note(const kv_t *kv)
+{
+	return kv->repair_note;
+}
+
+void kv__clear_repair_note(kv_t *kv)
+{
+	kv->repair_note[0] = '\0';
+}
+
 int kv__maintain(kv_t *kv)
 {
 	struct kv_hdr *h = kv__hdr(kv);
 	struct stat st;
 
-	/* A removed store is served no longer. */
-	if (fstat(kv->fd, &st) == 0 && st.st_nlink == 0)
+	if (kv__dead(kv))
+		return KV_EDESTROYED;
+	/* A store removed without kv destroy (rm) is dead all the same:
+	 * say so in it, so that every handle still attached learns. */
+	if (fstat(kv->fd, &st) == 0 && st.st_nlink == 0) {
+		kv__mark_dead(kv);
 		return KV_ENOSTORE;
+	}
 	atomic_store_explicit(&h->daemon_beat, kv__now_ms(),
 	                      memory_order_relaxed);
-	int e = pthread_mutex_trylock(&h->mutex);
-	if (e == EBUSY)
-		return KV_OK;
-	if (e == EOWNERDEAD) {
-		int rc = kv__recover(kv);
-		pthread_mutex_consistent(&h->mutex);
-		pthread_mutex_unlock(&h->mutex);
-		return rc;
-	}
-	if (e != 0)
-		return KV_ECORRUPT;
-	pthread_mutex_unlock(&h->mutex);
-	return KV_OK;
+	return kv__maintain_lock(kv);
 }

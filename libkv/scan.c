@@ -59,6 +59,8 @@ int kv_scan(kv_t *kv, uint64_t *cursor, size_t count,
 	uint64_t home = *cursor;
 	if (home >= kv->nbuckets)
 		return KV_EINVAL;
+	if (kv__dead(kv))
+		return KV_EDESTROYED;
 	for (size_t i = 0; i < count && rc == KV_OK; i++) {
 		rc = kv__collect_home(kv, home, &kb);
 		if (rc == KV_EBUSY && !kv->rdonly) {

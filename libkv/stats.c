@@ -71,6 +71,19 @@ void kv__rstat_attach(struct kv *kv)
 	/* Every line is taken by a live process: count locally. */
 }
 
+void kv__rstat_reset(struct kv *kv)
+{
+	/* Called for a store that outlived a reboot, before this boot's
+	 * first read-write attach claims a line: every owner is gone. */
+	for (uint32_t i = 0; i < KV_RSTAT_SLOTS; i++) {
+		struct kv_rstat *r = rstat(kv, i);
+		if (atomic_load_explicit(&r->owner, memory_order_relaxed) == 0)
+			continue;
+		retire(kv, r);
+		atomic_store_explicit(&r->owner, 0, memory_order_release);
+	}
+}
+
 void kv__rstat_detach(struct kv *kv)
 {
 	struct kv_rstat *r = kv->rstat;
@@ -95,6 +108,8 @@ int kv_stats(kv_t *kv, struct kv_stats *out)
 {
 	if (kv == NULL || out == NULL)
 		return KV_EINVAL;
+	if (kv__dead(kv))
+		return KV_EDESTROYED;
 	struct kv_hdr *h = kv__hdr(kv);
 
 	*out = (struct kv_stats){0};
@@ -121,6 +136,7 @@ int kv_stats(kv_t *kv, struct kv_stats *out)
 	out->deletes = ld(&h->deletes);
 	out->expired = ld(&h->expired);
 	out->recoveries = ld(&h->recoveries);
+	out->lock_repairs = ld(&h->lock_repairs);
 	out->max_probe = ld(&h->max_probe);
 	out->created_ms = h->created_ms;
 	out->nclasses = kv->nclasses;

@@ -57,6 +57,7 @@ static const struct ropt ropts[OPT_COUNT] = {
 	[OPT_CAS] = { "cas", 0, true },
 	[OPT_FORCE] = { "force", 'f', false },
 	[OPT_PARTIAL] = { "partial", 0, false },
+	[OPT_REPAIR] = { "repair", 0, false },
 };
 
 #define B(o) (1u << (o))
@@ -74,7 +75,7 @@ static const struct rcmd {
 	{ "decr", 0, 1, 2 },
 	{ "keys", B(OPT_NULL), 0, 1 },
 	{ "stats", B(OPT_JSON), 0, 0 },
-	{ "check", 0, 0, 0 },
+	{ "check", B(OPT_REPAIR), 0, 0 },
 	{ "flush", B(OPT_YES), 0, 0 },
 	{ "dump", B(OPT_FORCE), 0, 1 },
 	{ "load", B(OPT_NX) | B(OPT_PARTIAL) | B(OPT_FORCE), 0, 1 },
