@@ -159,11 +159,13 @@ int cli_fetch(kv_t *kv, const void *key, size_t klen, char **buf,
               size_t *cap, size_t *vlen, uint64_t *version);
 
 /* Visit every live key with kv_scan, a few index slices per call (keys.c),
- * retrying a slice that writers keep busy. fn as for kv_scan: a positive
- * return stops the walk and is returned. Returns KV_OK, fn's value or a
- * kv_scan status. */
+ * retrying a slice that writers keep busy for up to a second. fn as for
+ * kv_scan: a positive return stops the walk and is returned. With skipped
+ * not NULL, a slice that cannot be read (busy past the bound, corrupt) is
+ * stepped over and counted there instead of ending the walk. Returns
+ * KV_OK, fn's value or a kv_scan status. */
 int cli_scan_all(kv_t *kv, int (*fn)(void *ctx, const void *key, size_t klen),
-                 void *ctx);
+                 void *ctx, uint64_t *skipped);
 
 /* Shell-style glob match of a byte string (glob.c). pat is a C string;
  * s/n are any bytes, NUL included. '*' matches any run of bytes, '?' any

@@ -38,7 +38,16 @@ int cli_key_error(const char *cmd, const char *key, int rc)
 {
 	char q[CLI_QUOTE_MAX];
 
-	cli_fail("%s %s: %s", cmd, cli_quote(key, false, q), kv_strerror(rc));
+	/* Busy past the bound: a live writer holds the lock, or (for a
+	 * read-only attach, which cannot repair) a write was left unfinished
+	 * by a writer that is gone. kv check tells which, and repairs. */
+	cli_fail("%s %s: %s%s", cmd, cli_quote(key, false, q), kv_strerror(rc),
+	         rc == KV_EBUSY ? " (if it lasts, run 'kv check' as a user "
+	                          "who may write the store)"
+	         : rc == KV_ECORRUPT
+	             ? " (run 'kv check'; to recover, 'kv dump --partial "
+	               "FILE', 'kv destroy --yes', then 'kv load FILE')"
+	             : "");
 	return rc == KV_ENOTFOUND ? CLI_NOTFOUND : CLI_ERROR;
 }
 
@@ -567,7 +576,9 @@ int cli_check(const struct cli *cli)
 		puts("ok");
 		status = CLI_OK;
 	} else if (rc == KV_ECORRUPT) {
-		cli_fail("check: store %s: %s (%lu problem%s found)", q,
+		cli_fail("check: store %s: %s (%lu problem%s found); to "
+		         "recover what can be read: kv dump --partial FILE, "
+		         "kv destroy --yes, start kvd, kv load FILE", q,
 		         kv_strerror(rc), problems, problems == 1 ? "" : "s");
 	} else {
 		cli_fail("check: store %s: %s", q, kv_strerror(rc));

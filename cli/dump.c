@@ -168,6 +168,8 @@ struct dump_ctx {
 	size_t cap;
 	int rc;              /* the library status that stopped the walk */
 	char key[CLI_QUOTE_MAX]; /* ... and the key it was about (quoted) */
+	bool partial;        /* --partial: skip what cannot be read */
+	uint64_t skipped;    /* keys and index slices skipped */
 };
 
 /* Positive, so kv_scan's return tells it from a library status. */
@@ -196,6 +198,13 @@ static int dump_key(void *ctx, const void *key, size_t klen)
 			k[klen] = '\0';
 			cli_quote(k, true, c->key);
 			free(k);
+		}
+		if (c->partial && rc != KV_EDESTROYED && rc != KV_ENOMEM) {
+			cli_fail("dump: key %s: %s; skipped", c->key,
+			         kv_strerror(rc));
+			c->skipped++;
+			c->rc = KV_OK;
+			return 0;
 		}
 		return STOP_DUMP;
 	}
@@ -349,7 +358,11 @@ int cli_dump(const struct cli *cli)
 	c.out = &o;
 	out_write(&o, head, sizeof head, true);
 
-	rc = cli_scan_all(c.kv, dump_key, &c);
+	c.partial = cli->opt[OPT_PARTIAL] != NULL;
+	uint64_t skipped_slices = 0;
+	rc = cli_scan_all(c.kv, dump_key, &c,
+	                  c.partial ? &skipped_slices : NULL);
+	c.skipped += skipped_slices;
 	if (rc == STOP_DUMP && c.rc != KV_OK) {
 		cli_fail("dump: key %s: %s", c.key, kv_strerror(c.rc));
 		goto out;
@@ -372,7 +385,12 @@ int cli_dump(const struct cli *cli)
 out:
 	if (opened && close_target(&t, ok) != 0)
 		ok = false;
-	if (ok)
+	if (ok && c.skipped != 0)
+		fprintf(stderr, "dumped %" PRIu64 " key%s; skipped %" PRIu64
+		        " key%s or index slice%s that could not be read\n",
+		        c.records, c.records == 1 ? "" : "s", c.skipped,
+		        c.skipped == 1 ? "" : "s", c.skipped == 1 ? "" : "s");
+	else if (ok)
 		fprintf(stderr, "dumped %" PRIu64 " key%s\n", c.records,
 		        c.records == 1 ? "" : "s");
 	XXH64_freeState(o.hash);

@@ -21,8 +21,17 @@
 #define SCAN_COUNT 64
 
 /* A slice that a writer keeps changing under the scan gives KV_EBUSY;
- * the cursor still names it, so try it again after a pause. */
-#define SCAN_RETRIES 100
+ * the cursor still names it, so try it again after a pause, for as long
+ * as this (a read-only scan already waited up to a second inside
+ * kv_scan), so that no command waits long on a damaged store. */
+#define SCAN_BUSY_MS 1000
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 struct keys_ctx {
 	const char *glob; /* NULL: every key */
@@ -47,22 +56,40 @@ static int print_key(void *ctx, const void *key, size_t klen)
 }
 
 int cli_scan_all(kv_t *kv, int (*fn)(void *ctx, const void *key, size_t klen),
-                 void *ctx)
+                 void *ctx, uint64_t *skipped)
 {
 	const struct timespec pause = {0, 1000 * 1000L};
-	uint64_t cursor = 0;
-	int rc, busy = 0;
+	uint64_t cursor = 0, busy_since = 0, buckets = 0;
+	int rc;
 
 	do {
+		uint64_t before = now_ms();
 		rc = kv_scan(kv, &cursor, SCAN_COUNT, fn, ctx);
-		if (rc == KV_EBUSY && ++busy < SCAN_RETRIES) {
-			nanosleep(&pause, NULL);
-			rc = KV_OK;
+		if (rc == KV_EBUSY) {
+			if (busy_since == 0)
+				busy_since = before;
+			if (now_ms() - busy_since < SCAN_BUSY_MS) {
+				nanosleep(&pause, NULL);
+				rc = KV_OK;
+				continue;
+			}
+		}
+		if (rc < 0 && skipped != NULL && rc != KV_EDESTROYED &&
+		    rc != KV_ENOMEM) {
+			/* Step over the slice that cannot be read. */
+			struct kv_stats st;
+			if (buckets == 0 && kv_stats(kv, &st) == KV_OK)
+				buckets = st.buckets;
+			if (buckets == 0)
+				return rc;
+			++*skipped;
+			cursor = (cursor + 1) % buckets;
+			busy_since = 0;
 			continue;
 		}
 		if (rc != KV_OK)
 			return rc;
-		busy = 0;
+		busy_since = 0;
 	} while (cursor != 0);
 	return KV_OK;
 }
@@ -79,7 +106,7 @@ int cli_keys(const struct cli *cli)
 	c.werr = 0;
 	if (cli_open(cli, KV_RDONLY, &kv) != KV_OK)
 		goto out;
-	rc = cli_scan_all(kv, print_key, &c);
+	rc = cli_scan_all(kv, print_key, &c, NULL);
 	if (rc == STOP_WRITE) {
 		/* finish_stdout() in kv.c says why, once stdio knows. */
 		status = CLI_OK;

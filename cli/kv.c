@@ -154,7 +154,8 @@ static const struct command commands[] = {
 	  "Remove every key and print how many were removed. The store stays.\n"
 	  "Writers are held up only briefly at a time, and a key put during the\n"
 	  "flush may survive it. There is no prompt: -y or --yes is required.\n" },
-	{ "dump", cli_dump, BIT(OPT_FORCE), 0, 1, "dump [-s NAME] [--force] [FILE]",
+	{ "dump", cli_dump, BIT(OPT_FORCE) | BIT(OPT_PARTIAL), 0, 1,
+	  "dump [-s NAME] [--force] [--partial] [FILE]",
 	  "Write every key with its value and remaining TTL to FILE (default or\n"
 	  "'-': stdout) in kv's binary dump format (docs/dump-format.md):\n"
 	  "versioned, checksummed, the same on every machine. A FILE that is new\n"
@@ -163,7 +164,11 @@ static const struct command commands[] = {
 	  "no lock: each key is as it was when read, not as of one instant.\n"
 	  "\n"
 	  "Options:\n"
-	  "  -f, --force          write to a terminal anyway\n" },
+	  "  -f, --force          write to a terminal anyway\n"
+	  "  --partial            on a damaged store, skip each key or index\n"
+	  "                       slice that cannot be read (each is named on\n"
+	  "                       stderr) instead of stopping: save what can be\n"
+	  "                       saved before 'kv destroy'\n" },
 	{ "load", cli_load, BIT(OPT_NX) | BIT(OPT_PARTIAL) | BIT(OPT_FORCE), 0,
 	  1, "load [-s NAME] [--nx] [--partial] [FILE]",
 	  "Put every key of a dump made by 'kv dump' from FILE (default or '-':\n"

@@ -432,8 +432,16 @@ int kv__boot_check(struct kv *kv)
 	struct kv_hdr *h = kv__hdr(kv);
 	uint64_t boot = kv__boot_tag();
 
-	if (kv->rdonly || boot == 0 ||
-	    atomic_load_explicit(&h->boot_tag, memory_order_acquire) == boot)
+	if (kv->rdonly || boot == 0)
+		return KV_OK;
+	uint64_t was = atomic_load_explicit(&h->boot_tag, memory_order_acquire);
+	if (was == boot)
+		return KV_OK;
+	/* 0: made by a process that could not read the boot id. Its lock may
+	 * be in use right now, so it is claimed for this boot, not reset. */
+	if (was == 0 && atomic_compare_exchange_strong(&h->boot_tag, &was, boot))
+		return KV_OK;
+	if (was == boot)
 		return KV_OK;
 	int rc = repair_enter(kv, mono_ms() + KV_REPAIR_WAIT_MS);
 	if (rc != KV_OK)
@@ -624,7 +632,8 @@ int kv__lock_state(struct kv *kv, char *why, size_t cap)
 		         "a mutex this build made)");
 		return KV_HOLDER_STALE;
 	}
-	if (boot != 0 && atomic_load(&h->boot_tag) != boot) {
+	uint64_t tag = atomic_load(&h->boot_tag);
+	if (boot != 0 && tag != 0 && tag != boot) {
 		snprintf(why, cap, "writer lock belongs to another boot (the "
 		         "store outlived a reboot)");
 		return KV_HOLDER_STALE;

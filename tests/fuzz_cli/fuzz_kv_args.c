@@ -77,7 +77,7 @@ static const struct rcmd {
 	{ "stats", B(OPT_JSON), 0, 0 },
 	{ "check", B(OPT_REPAIR), 0, 0 },
 	{ "flush", B(OPT_YES), 0, 0 },
-	{ "dump", B(OPT_FORCE), 0, 1 },
+	{ "dump", B(OPT_FORCE) | B(OPT_PARTIAL), 0, 1 },
 	{ "load", B(OPT_NX) | B(OPT_PARTIAL) | B(OPT_FORCE), 0, 1 },
 	{ "destroy", B(OPT_YES), 0, 0 },
 	{ "help", 0, 0, 1 },
