@@ -482,6 +482,14 @@ int main(int argc, char **argv)
 
 	if (inspect_store(&cfg, &s, created) != 0)
 		goto out;
+	/* Repair at adoption: a lock left by a writer that is gone, or
+	 * damaged, is broken now and logged, before anyone is told kvd is
+	 * ready. */
+	if (upkeep(&s)) {
+		created = false; /* the name may be another store's by now */
+		status = 0;
+		goto out;
+	}
 
 	if (cfg.pidfile[0] != '\0') {
 		rc = kvd_pidfile_write(cfg.pidfile);

@@ -286,6 +286,19 @@ enum kv_holder kv__judge(struct kv *kv, uint32_t word, char *why, size_t cap)
 		return KV_HOLDER_STALE;
 	}
 	uint32_t me = kv__gettid();
+	uint32_t rtid = atomic_load_explicit(&h->owner_tid,
+	                                     memory_order_acquire);
+	uint64_t rstart = atomic_load_explicit(&h->owner_start,
+	                                       memory_order_relaxed);
+	uint32_t rns = atomic_load_explicit(&h->owner_pidns,
+	                                    memory_order_relaxed);
+	self_ident(me);
+	/* First, since a tid of another namespace may equal any of ours. */
+	if (rtid == tid && rns != 0 && tls_pidns != 0 && rns != tls_pidns) {
+		snprintf(why, cap,
+		         "held by thread %u of another pid namespace", tid);
+		return KV_HOLDER_LIVE;
+	}
 	if (tid == me) {
 		if (tls_held > 0) {
 			snprintf(why, cap, "held by this thread");
@@ -295,18 +308,6 @@ enum kv_holder kv__judge(struct kv *kv, uint32_t word, char *why, size_t cap)
 		         "lock word names this thread (%u), which does not "
 		         "hold it", tid);
 		return KV_HOLDER_STALE;
-	}
-	uint32_t rtid = atomic_load_explicit(&h->owner_tid,
-	                                     memory_order_acquire);
-	uint64_t rstart = atomic_load_explicit(&h->owner_start,
-	                                       memory_order_relaxed);
-	uint32_t rns = atomic_load_explicit(&h->owner_pidns,
-	                                    memory_order_relaxed);
-	self_ident(me);
-	if (rtid == tid && rns != tls_pidns) {
-		snprintf(why, cap,
-		         "held by thread %u of another pid namespace", tid);
-		return KV_HOLDER_LIVE;
 	}
 	uint64_t start = 0;
 	int t = kv__thread_start(tid, &start);
