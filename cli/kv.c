@@ -302,9 +302,14 @@ int cli_open(const struct cli *cli, unsigned flags, kv_t **kv)
 	char q[CLI_QUOTE_MAX];
 	int rc = kv_open(cli->store, flags, kv);
 
+	/* Attaching to a store marked destroyed fails only when its
+	 * destroyer died before removing the name: say how to finish. */
 	if (rc != KV_OK)
-		cli_fail("store %s: %s", cli_quote(cli->store, true, q),
-		         kv_strerror(rc));
+		cli_fail("store %s: %s%s", cli_quote(cli->store, true, q),
+		         kv_strerror(rc),
+		         rc == KV_EDESTROYED ? " (its name is left over: remove "
+		                               "it with 'kv destroy --yes')"
+		                             : "");
 	return rc;
 }
 

@@ -135,6 +135,12 @@ static void fail_create(const struct kvd_config *cfg, int rc, int err)
 	default:
 		kvd_fail("store '%s': %s", cfg->store, kv_strerror(rc));
 		break;
+	case KV_EDESTROYED:
+		/* Its destroyer died before removing the name. */
+		kvd_fail("store '%s': %s; its name is left over: remove it "
+		         "with 'kv -s %s destroy --yes'", cfg->store,
+		         kv_strerror(rc), cfg->store);
+		break;
 	}
 }
 

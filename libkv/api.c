@@ -361,6 +361,8 @@ int kv_put(kv_t *kv, const void *key, size_t klen, const void *val,
 		return KV_EINVAL;
 	if (vlen > kv->max_value)
 		return KV_EVALSIZE;
+	if (kv__dead(kv))
+		return KV_EDESTROYED;
 	if (kv->rdonly)
 		return KV_ERDONLY;
 	uint64_t expire = 0;
@@ -386,6 +388,8 @@ int kv_del(kv_t *kv, const void *key, size_t klen)
 	int rc = check_key(kv, key, klen);
 	if (rc != KV_OK)
 		return rc;
+	if (kv__dead(kv))
+		return KV_EDESTROYED;
 	if (kv->rdonly)
 		return KV_ERDONLY;
 

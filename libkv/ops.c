@@ -59,6 +59,8 @@ int kv_incr(kv_t *kv, const void *key, size_t klen, int64_t delta,
 		return KV_EINVAL;
 	if (klen == 0 || klen > kv->max_key)
 		return KV_EKEYSIZE;
+	if (kv__dead(kv))
+		return KV_EDESTROYED;
 	if (kv->rdonly)
 		return KV_ERDONLY;
 
@@ -139,6 +141,8 @@ int kv_flush(kv_t *kv, uint64_t *removed)
 {
 	if (kv == NULL)
 		return KV_EINVAL;
+	if (kv__dead(kv))
+		return KV_EDESTROYED;
 	if (kv->rdonly)
 		return KV_ERDONLY;
 	uint64_t total = 0;
@@ -162,6 +166,8 @@ int kv_flush(kv_t *kv, uint64_t *removed)
 int kv__sweep(kv_t *kv, uint64_t buckets, uint64_t *expired)
 {
 	struct kv_hdr *h = kv__hdr(kv);
+	if (kv__dead(kv))
+		return KV_EDESTROYED;
 	if (kv->rdonly)
 		return KV_ERDONLY;
 	if (buckets > kv->nbuckets)

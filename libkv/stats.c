@@ -168,6 +168,8 @@ int kv_class_stats(kv_t *kv, uint32_t cls, struct kv_class_stats *out)
 {
 	if (kv == NULL || out == NULL || cls >= kv->nclasses)
 		return KV_EINVAL;
+	if (kv__dead(kv))
+		return KV_EDESTROYED;
 	struct kv_class *c = kv__class(kv, cls);
 	*out = (struct kv_class_stats){0};
 	out->chunk_size = kv->class_size[cls];
