@@ -8,7 +8,6 @@
  * transaction begins: once it begins, it commits.
  */
 #include <errno.h>
-#include <signal.h>
 #include <string.h>
 
 #include "kv_internal.h"

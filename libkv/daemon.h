@@ -7,6 +7,7 @@
 #ifndef KV_DAEMON_H
 #define KV_DAEMON_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "kv.h"

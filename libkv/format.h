@@ -34,7 +34,7 @@
  *   - Geometry (magic .. class sizes) is written once by the creator before
  *     the magic is published and never changes: read it once at attach time,
  *     validate it, and keep a private copy.
- *   - Everything else is guarded by the writer mutex (hdr.mutex) and changed
+ *   - Everything else is guarded by the writer lock (os.h) and changed
  *     only through the redo journal (see lock.c), except bucket sequence
  *     counters, which writers bump around each change so lock-free readers
  *     can validate what they read (see index.c), and the fields of the
@@ -49,11 +49,12 @@
 #define KV_FORMAT_H
 
 #include <assert.h>
-#include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "os.h" /* KV_OS_LOCK_KIND */
 
 /* Bump whenever any byte of the layout or any protocol on it changes. */
 #define KV_FORMAT_VERSION 2u
@@ -63,11 +64,12 @@
  *      boot tag and the repair word (stale locks); see struct kv_hdr. */
 
 /* The format word folds the layout version with the ABI facts the layout
- * depends on, so a store made by a build with a different pthread mutex or
- * cache line size is refused instead of misread. */
+ * depends on, so a store made by a build with another writer lock (a
+ * pthread mutex of another size, or a Windows named mutex) or cache line
+ * size is refused instead of misread. */
 #define KV_CACHELINE 64u
 #define KV_FORMAT_WORD                                                          \
-	((KV_FORMAT_VERSION << 24) | ((uint32_t)sizeof(pthread_mutex_t) << 8) | \
+	((KV_FORMAT_VERSION << 24) | ((uint32_t)KV_OS_LOCK_KIND << 8) |        \
 	 KV_CACHELINE)
 
 #define KV_MAGIC "KVSTORE"  /* 8 bytes with its NUL */
@@ -120,9 +122,13 @@ struct kv_hdr {
 	_Atomic uint64_t life;  /* 0x068 */
 	uint64_t reserved0b[2]; /* 0x070 zero */
 
-	/* 0x080: the writer lock, alone in its cache line. */
-	alignas(64) pthread_mutex_t mutex;
-	char mutex_pad[64 - sizeof(pthread_mutex_t)];
+	/* 0x080: the platform's writer lock, alone in its cache line (os.h):
+	 * a glibc robust mutex on Linux (lock_posix.c); unused on Windows,
+	 * whose lock is the named mutex Local\kv.NAME.lock. */
+	alignas(64) union {
+		unsigned char lock[64];
+		KV_OS_HDR_LOCK /* the platform's view of those bytes */
+	};
 
 	/* 0x0c0: who is alive. daemon_pid and daemon_beat: the serving
 	 * daemon, written by kvd without the mutex (it holds an flock
@@ -192,8 +198,7 @@ static_assert(offsetof(struct kv_hdr, seed) == 0x018, "layout");
 static_assert(offsetof(struct kv_hdr, arena_off) == 0x040, "layout");
 static_assert(offsetof(struct kv_hdr, page_size) == 0x050, "layout");
 static_assert(offsetof(struct kv_hdr, flags) == 0x060, "layout");
-static_assert(offsetof(struct kv_hdr, mutex) == 0x080, "layout");
-static_assert(sizeof(pthread_mutex_t) <= 64, "mutex fits its line");
+static_assert(offsetof(struct kv_hdr, lock) == 0x080, "layout");
 static_assert(offsetof(struct kv_hdr, life) == 0x068, "layout");
 static_assert(offsetof(struct kv_hdr, daemon_pid) == 0x0c0, "layout");
 static_assert(offsetof(struct kv_hdr, owner_tid) == 0x0c4, "layout");

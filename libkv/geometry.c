@@ -11,7 +11,6 @@
  * store for large values should be given more pages, not bigger ones.
  */
 #include <errno.h>
-#include <time.h>
 
 #include "kv_internal.h"
 
@@ -145,9 +144,7 @@ uint64_t kv__now_ms(void)
 	                                       memory_order_relaxed);
 	if (pinned)
 		return pinned;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return kv__os_wall_ms();
 }
 
 void kv__set_test_clock(uint64_t ms)

@@ -45,9 +45,7 @@
  * could be fooled; every value it could return is still a whole value that
  * was stored under the same key, as the key is compared.
  */
-#include <sched.h>
 #include <string.h>
-#include <time.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -116,9 +114,7 @@ static inline void cpu_relax(void)
 
 static uint64_t mono_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return kv__os_mono_ns();
 }
 
 /* Back off after a failed validation. Returns false when the caller should
@@ -136,12 +132,10 @@ static bool backoff(struct kv_backoff *bo, bool rdonly)
 	uint64_t limit = (rdonly ? KV_RO_WAIT_MS : KV_SPIN_MS) * 1000000ull;
 	if (now - bo->since > limit)
 		return false;
-	if (rdonly && now - bo->since > 1000000ull) {
-		struct timespec ts = {0, 100000};
-		nanosleep(&ts, NULL);
-	} else {
-		sched_yield();
-	}
+	if (rdonly && now - bo->since > 1000000ull)
+		kv__os_sleep_us(100);
+	else
+		kv__os_yield();
 	return true;
 }
 

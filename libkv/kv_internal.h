@@ -17,6 +17,7 @@
 
 #include "format.h"
 #include "kv.h"
+#include "os.h"
 
 #define KV_PATH_MAX 4096
 
@@ -30,9 +31,10 @@ struct kv_txmap {
 struct kv {
 	uint8_t *base;       /* the mapping */
 	size_t size;         /* bytes mapped (== hdr map_size, == file size) */
-	int fd;              /* the backing object, kept for flock */
-	bool rdonly;         /* mapped PROT_READ */
-	bool daemon;         /* this handle holds the daemon flock */
+	struct kv_os os;     /* the backing object (os.h) */
+	bool rdonly;         /* mapped read-only */
+	bool daemon;         /* this handle holds kvd's claim */
+	bool lock_open;      /* kv__os_lock_attach succeeded */
 
 	/* Validated copy of the geometry. */
 	uint64_t seed;
@@ -64,7 +66,6 @@ struct kv {
 	_Atomic uint64_t local_hits;
 	_Atomic uint64_t local_misses;
 
-	uint64_t dev, ino;   /* the backing object's identity */
 	/* What the last lock repair through this handle did, for kv check
 	 * and kvd's log ("" when none). */
 	char repair_note[256];
@@ -213,8 +214,6 @@ enum kv_holder {
 int kv__init_mutex(pthread_mutex_t *m);
 enum kv_holder kv__judge(struct kv *kv, uint32_t word, char *why,
                          size_t cap);
-/* Read-write attach: reset the lock of a store from another boot. */
-int kv__boot_check(struct kv *kv);
 /* kvd's tick: recover a dead holder, break a stale lock; never waits. */
 int kv__maintain_lock(struct kv *kv);
 /* Describe the writer lock without changing anything: a kv_holder. */

@@ -1,11 +1,13 @@
 /*
- * lock.c - the writer lock, the redo journal, and recovery from a writer
- * that died holding the lock. This is the one place that handles
- * EOWNERDEAD.
+ * lock.c - taking the writer lock, the redo journal, and recovery from a
+ * writer that died holding the lock. The lock itself is the platform's
+ * (os.h: a robust mutex in the header on Linux, a named mutex on Windows);
+ * whatever it reports, this is the one place that acts on a dead holder
+ * (got_lock), with one recovery for every platform.
  *
  * How a write works
  * -----------------
- * A writer holds the robust mutex for the whole operation and changes the
+ * A writer holds the writer lock for the whole operation and changes the
  * store in four steps:
  *
  *   1. tx_begin: journal state := BUILD. If the new item goes into a chunk
@@ -22,7 +24,8 @@
  *
  * What recovery does
  * ------------------
- * When pthread_mutex_lock returns EOWNERDEAD the previous holder died
+ * When the lock reports that its holder died (EOWNERDEAD, WAIT_ABANDONED,
+ * or a stale lock broken by lock_posix.c), the previous holder died
  * somewhere in those steps. kv__recover looks at the journal:
  *
  *   - IDLE: it died outside an operation; nothing to do.
@@ -38,51 +41,18 @@
  * recovery costs a bounded amount of work, and readers (who never wait on
  * the lock) only ever retried the few buckets the dead writer held odd.
  *
- * Memory ordering: a SIGKILLed process's stores to a shared mapping are not
+ * Memory ordering: a killed process's stores to a shared mapping are not
  * lost (they are in the page cache, not in the process), so the journal
  * state seen by recovery is exactly what the writer had stored. The release
  * stores on state keep the compiler and CPU from reordering the entries
  * after the commit.
  */
 #include <assert.h>
-#include <errno.h>
-#include <limits.h>
-#include <linux/futex.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "daemon.h"
 #include "kv_internal.h"
+#include "os.h"
 
-
-/* ThreadSanitizer's pthread_mutex_timedlock records the lock as taken only
- * when it returns 0, not EOWNERDEAD (its lock and trylock do both), and
- * then reports our unlock as one of a mutex not held. Tell it. */
-#if defined(__SANITIZE_THREAD__)
-#define KV_TSAN_LOCK 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define KV_TSAN_LOCK 1
-#endif
-#endif
-#ifdef KV_TSAN_LOCK
-#include <sanitizer/tsan_interface.h>
-static void tsan_owner_dead_acquired(pthread_mutex_t *m)
-{
-	__tsan_mutex_pre_lock(m, 0);
-	__tsan_mutex_post_lock(m, 0, 0);
-}
-#else
-static void tsan_owner_dead_acquired(pthread_mutex_t *m)
-{
-	(void)m;
-}
-#endif
 
 int kv__crash_armed;
 
@@ -94,386 +64,18 @@ void kv__crash_arm(int point)
 void kv__crash_fire(int point)
 {
 	(void)point;
-	kill(getpid(), SIGKILL);
-	for (;;)
-		pause();
+	kv__os_die();
 }
 
-/* ------------------------------------------------------------------------
- * The lock word and stale locks
- * -----------------------------
- * hdr.mutex is a glibc robust, process-shared mutex. Its first 32 bits are
- * the futex word of the kernel's robust-futex ABI: 0 when free, else the
- * holder's thread id, with FUTEX_WAITERS set while someone sleeps on it and
- * FUTEX_OWNER_DIED set by the kernel when the holder exits. The kernel sets
- * that bit only for a holder that exits on this boot with the mutex on its
- * robust list, so a lock word can still name a holder that is gone:
- *
- *   - a file-backed store that outlived a reboot (or was copied to another
- *     machine) while a writer held its lock;
- *   - a holder that exited without a robust list the kernel could walk;
- *   - damaged bytes: any tid at all, or a mutex kind glibc does not expect.
- *
- * Such a lock no live thread will ever release. kv__lock therefore waits in
- * short slices and, between them, judges the holder (judge()):
- *
- *   - a tid of 0 with the lock taken, or our own tid while this thread holds
- *     no kv lock, cannot be a holder;
- *   - a tid with no thread behind it (or a zombie) is gone;
- *   - a tid whose thread started after the start time the holder recorded
- *     (the lock record, written right after taking the lock) was reused;
- *   - a tid that did not record itself and whose process does not map this
- *     store cannot be holding its lock.
- *
- * A stale lock is broken exactly as the kernel would have done it had the
- * holder exited normally: one compare-and-swap of the word from the value
- * judged to FUTEX_OWNER_DIED (keeping the waiters bit), then a wake-up. The
- * next locker, whoever it is, gets EOWNERDEAD and runs the one recovery
- * (kv__recover), so the journal is replayed or rolled back and every bucket
- * made even, as after any death. Two processes that judge the same lock
- * stale at once race on the compare-and-swap: one wins, the other finds the
- * word changed and simply tries the lock again. Nothing else is written, so
- * breaking cannot hurt a holder that took the lock in the meantime.
- *
- * A mutex whose other bytes are damaged (its kind, or glibc's "not
- * recoverable" mark) is re-initialised instead, which is not a single
- * atomic step: the repair word (hdr.repair) serialises it, itself a
- * compare-and-swap lock whose holder is judged the same way. A read-write
- * attach that finds the store's boot tag differs from this boot resets the
- * mutex the same way: no holder from another boot can be alive.
- *
- * Limits. A holder in another pid namespace (its record says so) is never
- * judged: its tid means nothing here. A holder that took the lock but has
- * not yet written its record (a window of a few instructions, but one a
- * debugger may hold open for minutes), and whose process maps the store or
- * may not be inspected, cannot be told from damage that named a live
- * thread. Such a lock is "unsure": libkv calls answer KV_EBUSY; kvd breaks
- * it only after seeing it unchanged for KV_UNSURE_BREAK_MS; and an
- * operator who knows no writer is stopped breaks it at once with
- * `kv check --repair` (kv__break_unsure).
- */
 #define KV_LOCK_WAIT_MS 1500 /* longest wait for the writer lock */
-#define KV_REPAIR_WAIT_MS 1000
-#define KV_SLICE_MIN_MS 2
-#define KV_SLICE_MAX_MS 50
-#define KV_UNSURE_BREAK_MS 30000
 
-#ifndef __GLIBC__
-#error "lock.c reads glibc's pthread_mutex_t layout; port it for this libc"
-#endif
-static_assert(offsetof(pthread_mutex_t, __data.__lock) == 0,
-              "the futex word opens the mutex");
-
-/* glibc's marks in __owner (nptl's pthreadP.h). */
-#define KV_MUTEX_INCONSISTENT INT_MAX
-#define KV_MUTEX_NOTRECOVERABLE (INT_MAX - 1)
-/* Elision bits of __kind, which a process's tunables may set or not. */
-#define KV_KIND_ELISION_MASK 0x300
-
-static _Thread_local unsigned tls_held; /* kv writer locks this thread holds */
-static _Thread_local uint32_t tls_tid;
-static _Thread_local uint64_t tls_start;
-static _Thread_local uint32_t tls_pidns;
-
-static _Atomic uint32_t *lock_word(struct kv_hdr *h)
+/* The lock is ours: record it, repair what a dead holder (or damage) left,
+ * and refuse a destroyed store. On failure the lock is given back. */
+static int got_lock(struct kv *kv, bool died)
 {
-	return (_Atomic uint32_t *)(void *)&h->mutex.__data.__lock;
-}
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
-static void futex_wake_all(_Atomic uint32_t *w)
-{
-	syscall(SYS_futex, (uint32_t *)(void *)w, FUTEX_WAKE, INT_MAX, NULL,
-	        NULL, 0);
-}
-
-/* The kind a mutex made by init_mutex has, elision bits aside. */
-static int expected_kind(void)
-{
-	static _Atomic int kind = -1;
-	int k = atomic_load_explicit(&kind, memory_order_relaxed);
-	if (k < 0) {
-		pthread_mutex_t m;
-		memset(&m, 0, sizeof m);
-		if (kv__init_mutex(&m) != 0)
-			return -1;
-		k = m.__data.__kind & ~KV_KIND_ELISION_MASK;
-		pthread_mutex_destroy(&m);
-		atomic_store_explicit(&kind, k, memory_order_relaxed);
-	}
-	return k;
-}
-
-int kv__init_mutex(pthread_mutex_t *m)
-{
-	pthread_mutexattr_t a;
-	int e = pthread_mutexattr_init(&a);
-	if (e == 0)
-		e = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-	if (e == 0)
-		e = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-	if (e == 0)
-		e = pthread_mutex_init(m, &a);
-	pthread_mutexattr_destroy(&a);
-	return e;
-}
-
-/* Are the mutex's bytes ones glibc can work with? The lock word may hold
- * anything (judge() deals with it); the kind must be ours, or glibc would
- * treat the word by another protocol. */
-static bool mutex_sane(struct kv_hdr *h)
-{
-	int kind = atomic_load_explicit(
-	    (_Atomic int *)(void *)&h->mutex.__data.__kind,
-	    memory_order_relaxed);
-	int owner = atomic_load_explicit(
-	    (_Atomic int *)(void *)&h->mutex.__data.__owner,
-	    memory_order_relaxed);
-	return (kind & ~KV_KIND_ELISION_MASK) == expected_kind() &&
-	       owner != KV_MUTEX_NOTRECOVERABLE;
-}
-
-/* This thread's identity, for the lock record. tid is the one glibc put in
- * the lock word; the rest is read from /proc once per thread (and again in
- * a forked child, whose tid differs). */
-static void self_ident(uint32_t tid)
-{
-	if (tls_tid == tid)
-		return;
-	uint64_t start = 0;
-	if (kv__thread_start(tid, &start) != KV_THREAD_ALIVE)
-		start = 0;
-	tls_start = start;
-	tls_pidns = kv__pidns();
-	tls_tid = tid;
-}
-
-static void record_owner(struct kv_hdr *h)
-{
-	uint32_t tid = atomic_load_explicit(lock_word(h),
-	                                    memory_order_relaxed) &
-	               FUTEX_TID_MASK;
-	self_ident(tid);
-	atomic_store_explicit(&h->owner_start, tls_start,
-	                      memory_order_relaxed);
-	atomic_store_explicit(&h->owner_pidns, tls_pidns,
-	                      memory_order_relaxed);
-	atomic_store_explicit(&h->owner_tid, tid, memory_order_release);
-}
-
-enum kv_holder kv__judge(struct kv *kv, uint32_t word, char *why, size_t cap)
-{
-	struct kv_hdr *h = kv__hdr(kv);
-	uint32_t tid = word & FUTEX_TID_MASK;
-
-	why[0] = '\0';
-	if (word == 0 || (word & FUTEX_OWNER_DIED))
-		return KV_HOLDER_NONE; /* glibc hands it to the next locker */
-	if (tid == 0) {
-		snprintf(why, cap, "lock word %#x names no thread", word);
-		return KV_HOLDER_STALE;
-	}
-	uint32_t me = kv__gettid();
-	uint32_t rtid = atomic_load_explicit(&h->owner_tid,
-	                                     memory_order_acquire);
-	uint64_t rstart = atomic_load_explicit(&h->owner_start,
-	                                       memory_order_relaxed);
-	uint32_t rns = atomic_load_explicit(&h->owner_pidns,
-	                                    memory_order_relaxed);
-	self_ident(me);
-	/* First, since a tid of another namespace may equal any of ours. */
-	if (rtid == tid && rns != 0 && tls_pidns != 0 && rns != tls_pidns) {
-		snprintf(why, cap,
-		         "held by thread %u of another pid namespace", tid);
-		return KV_HOLDER_LIVE;
-	}
-	if (tid == me) {
-		if (tls_held > 0) {
-			snprintf(why, cap, "held by this thread");
-			return KV_HOLDER_LIVE;
-		}
-		snprintf(why, cap,
-		         "lock word names this thread (%u), which does not "
-		         "hold it", tid);
-		return KV_HOLDER_STALE;
-	}
-	uint64_t start = 0;
-	int t = kv__thread_start(tid, &start);
-	if (t == KV_THREAD_GONE) {
-		snprintf(why, cap, "held by thread %u, which no longer exists",
-		         tid);
-		return KV_HOLDER_STALE;
-	}
-	if (t != KV_THREAD_ALIVE) {
-		snprintf(why, cap, "held by thread %u (cannot tell whether "
-		         "it is alive)", tid);
-		return KV_HOLDER_LIVE;
-	}
-	if (rtid == tid) {
-		if (rstart == 0 || start == rstart) {
-			snprintf(why, cap, "held by live thread %u", tid);
-			return KV_HOLDER_LIVE;
-		}
-		snprintf(why, cap,
-		         "held by thread %u, which is gone (its id now names "
-		         "a thread started later)", tid);
-		return KV_HOLDER_STALE;
-	}
-	int m = kv__thread_maps(tid, kv->dev, kv->ino);
-	if (m == 0) {
-		snprintf(why, cap,
-		         "lock word names thread %u, whose process does not "
-		         "map this store", tid);
-		return KV_HOLDER_STALE;
-	}
-	snprintf(why, cap,
-	         "held by live thread %u, which has not recorded itself as "
-	         "the holder, and whose process %s", tid,
-	         m > 0 ? "maps the store" : "we may not inspect");
-	return KV_HOLDER_UNSURE;
-}
-
-/* Break a stale lock whose word was seen as `word`: what the kernel does
- * for a holder that exits. Returns true if this call broke it. */
-static bool break_lock(struct kv *kv, uint32_t word, const char *why)
-{
-	struct kv_hdr *h = kv__hdr(kv);
-	uint32_t v = word;
-	uint32_t dead = FUTEX_OWNER_DIED | (word & FUTEX_WAITERS);
-	if (!atomic_compare_exchange_strong_explicit(lock_word(h), &v, dead,
-	                                             memory_order_acq_rel,
-	                                             memory_order_relaxed))
-		return false;
-	futex_wake_all(lock_word(h));
-	atomic_fetch_add_explicit(&h->lock_repairs, 1, memory_order_relaxed);
-	snprintf(kv->repair_note, sizeof kv->repair_note,
-	         "broke a stale writer lock: %s", why);
-	return true;
-}
-
-/* The repair word: (tid << 32) | low 32 bits of the thread's start. */
-static bool repairer_gone(uint64_t w)
-{
-	uint32_t tid = (uint32_t)(w >> 32);
-	uint64_t start = 0;
-	if (tid == 0)
-		return true;
-	int t = kv__thread_start(tid, &start);
-	if (t == KV_THREAD_GONE)
-		return true;
-	return t == KV_THREAD_ALIVE && (uint32_t)start != (uint32_t)w;
-}
-
-static int repair_enter(struct kv *kv, uint64_t deadline)
-{
-	struct kv_hdr *h = kv__hdr(kv);
-	uint32_t me = kv__gettid();
-	self_ident(me);
-	uint64_t mine = (uint64_t)me << 32 | (uint32_t)tls_start;
-	for (;;) {
-		uint64_t w = 0;
-		if (atomic_compare_exchange_strong(&h->repair, &w, mine))
-			return KV_OK;
-		if (w == mine)
-			return KV_OK; /* left by this very thread: ours */
-		if (repairer_gone(w) &&
-		    atomic_compare_exchange_strong(&h->repair, &w, mine))
-			return KV_OK;
-		if (mono_ms() >= deadline)
-			return KV_EBUSY;
-		sleep_ms(1);
-	}
-}
-
-static void repair_leave(struct kv *kv)
-{
-	atomic_store(&kv__hdr(kv)->repair, 0);
-}
-
-/* Under the repair word: make a fresh mutex that the next locker takes
- * with EOWNERDEAD, so it recovers whatever the old one guarded. */
-static void reset_mutex(struct kv *kv, const char *why)
-{
-	struct kv_hdr *h = kv__hdr(kv);
-	kv__init_mutex(&h->mutex);
-	atomic_store_explicit(lock_word(h), FUTEX_OWNER_DIED,
-	                      memory_order_release);
-	futex_wake_all(lock_word(h));
-	atomic_fetch_add_explicit(&h->lock_repairs, 1, memory_order_relaxed);
-	snprintf(kv->repair_note, sizeof kv->repair_note,
-	         "reset the writer lock: %s", why);
-}
-
-static int repair_mutex(struct kv *kv, uint64_t deadline)
-{
-	struct kv_hdr *h = kv__hdr(kv);
-	int rc = repair_enter(kv, deadline);
-	if (rc != KV_OK)
-		return rc;
-	if (!mutex_sane(h))
-		reset_mutex(kv, "its bytes were damaged");
-	repair_leave(kv);
-	return KV_OK;
-}
-
-int kv__boot_check(struct kv *kv)
-{
-	struct kv_hdr *h = kv__hdr(kv);
-	uint64_t boot = kv__boot_tag();
-
-	if (kv->rdonly || boot == 0)
-		return KV_OK;
-	uint64_t was = atomic_load_explicit(&h->boot_tag, memory_order_acquire);
-	if (was == boot)
-		return KV_OK;
-	/* 0: made by a process that could not read the boot id. Its lock may
-	 * be in use right now, so it is claimed for this boot, not reset. */
-	if (was == 0 && atomic_compare_exchange_strong(&h->boot_tag, &was, boot))
-		return KV_OK;
-	if (was == boot)
-		return KV_OK;
-	int rc = repair_enter(kv, mono_ms() + KV_REPAIR_WAIT_MS);
-	if (rc != KV_OK)
-		return rc;
-	if (atomic_load(&h->boot_tag) != boot) {
-		/* Nothing of another boot is alive: the lock's holder, the
-		 * daemon, the owners of reader-counter lines. The first
-		 * read-write attach of this boot gets here before any
-		 * process of this boot can have used them. */
-		reset_mutex(kv, "the store outlived a reboot, or comes from "
-		                "another machine");
-		atomic_store(&h->owner_tid, 0);
-		atomic_store(&h->daemon_pid, 0);
-		kv__rstat_reset(kv);
-		atomic_store_explicit(&h->boot_tag, boot,
-		                      memory_order_release);
-	}
-	repair_leave(kv);
-	return KV_OK;
-}
-
-static int got_lock(struct kv *kv, bool owner_died)
-{
-	struct kv_hdr *h = kv__hdr(kv);
-
-	if (owner_died)
-		tsan_owner_dead_acquired(&h->mutex);
-	tls_held++;
-	record_owner(h);
+	kv__os_lock_taken(kv);
 	int rc = KV_OK;
-	if (owner_died ||
+	if (died ||
 	    atomic_load_explicit(&kv__journal(kv)->state,
 	                         memory_order_acquire) != KV_J_IDLE) {
 		/* A holder died, or the journal is not at rest under a lock
@@ -481,174 +83,46 @@ static int got_lock(struct kv *kv, bool owner_died)
 		 * back): repair as after a death. */
 		rc = kv__recover(kv);
 	}
-	if (owner_died)
-		pthread_mutex_consistent(&h->mutex);
+	if (died)
+		kv__os_lock_consistent(kv);
 	if (rc == KV_OK && kv__dead(kv))
 		rc = KV_EDESTROYED;
 	if (rc != KV_OK)
-		kv__unlock(kv);
+		kv__os_lock_release(kv);
 	return rc;
 }
 
 int kv__lock(struct kv *kv)
 {
-	struct kv_hdr *h = kv__hdr(kv);
-
 	if (kv->rdonly)
 		return KV_ERDONLY;
 	if (kv__dead(kv))
 		return KV_EDESTROYED;
 	/* Bounded: a live writer holds the lock for microseconds (a page
-	 * steal or a flush slice for milliseconds). Between slices of the
-	 * wait, the holder is judged, and a stale lock is broken. */
-	uint64_t now = mono_ms(), deadline = now + KV_LOCK_WAIT_MS;
-	unsigned slice = KV_SLICE_MIN_MS;
-	for (;;) {
-		if (!mutex_sane(h)) {
-			int rc = repair_mutex(kv, deadline);
-			if (rc != KV_OK)
-				return rc;
-		}
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += (long)slice * 1000000L;
-		until.tv_sec += until.tv_nsec / 1000000000L;
-		until.tv_nsec %= 1000000000L;
-		int e = pthread_mutex_timedlock(&h->mutex, &until);
-		if (e == 0)
-			return got_lock(kv, false);
-		if (e == EOWNERDEAD)
-			return got_lock(kv, true);
-		now = mono_ms();
-		if (now >= deadline)
-			return KV_EBUSY;
-		if (e == ETIMEDOUT) {
-			char why[160];
-			uint32_t w = atomic_load_explicit(
-			    lock_word(h), memory_order_acquire);
-			if (kv__judge(kv, w, why, sizeof why) ==
-			    KV_HOLDER_STALE)
-				(void)break_lock(kv, w, why);
-			if (slice < KV_SLICE_MAX_MS)
-				slice *= 2;
-			continue;
-		}
-		/* ENOTRECOVERABLE, EINVAL, EDEADLK...: bytes glibc cannot
-		 * work with. Reset them, once the repair word is ours. */
-		int rc = repair_enter(kv, deadline);
-		if (rc != KV_OK)
-			return rc;
-		if (e == ENOTRECOVERABLE || !mutex_sane(h))
-			reset_mutex(kv, e == ENOTRECOVERABLE
-			                    ? "it was marked not recoverable"
-			                    : "its bytes were damaged");
-		repair_leave(kv);
-		sleep_ms(1);
-	}
+	 * steal or a flush slice for milliseconds); a holder that is gone is
+	 * found and its lock repaired on the way (os.h). */
+	int rc = kv__os_lock_acquire(kv, kv__os_mono_ms() + KV_LOCK_WAIT_MS);
+	if (rc != KV_OK && rc != KV_LOCK_DIED)
+		return rc;
+	return got_lock(kv, rc == KV_LOCK_DIED);
 }
 
 void kv__unlock(struct kv *kv)
 {
-	if (tls_held > 0)
-		tls_held--;
-	pthread_mutex_unlock(&kv__hdr(kv)->mutex);
+	kv__os_lock_release(kv);
 }
 
 int kv__maintain_lock(struct kv *kv)
 {
-	struct kv_hdr *h = kv__hdr(kv);
-
-	if (!mutex_sane(h)) {
-		int rc = repair_mutex(kv, mono_ms() + 10);
-		if (rc != KV_OK)
-			return KV_OK; /* someone else is at it */
-	}
-	int e = pthread_mutex_trylock(&h->mutex);
-	if (e == 0 || e == EOWNERDEAD) {
-		int rc = got_lock(kv, e == EOWNERDEAD);
-		if (rc == KV_OK)
-			kv__unlock(kv);
+	int rc = kv__os_lock_try(kv);
+	if (rc == KV_EBUSY)
+		return KV_OK; /* a live writer; or a stale lock, now broken */
+	if (rc != KV_OK && rc != KV_LOCK_DIED)
 		return rc;
-	}
-	if (e != EBUSY) {
-		if (repair_enter(kv, mono_ms() + 10) == KV_OK) {
-			reset_mutex(kv, "it was marked not recoverable");
-			repair_leave(kv);
-		}
-		return KV_OK;
-	}
-	char why[160];
-	uint32_t w = atomic_load_explicit(lock_word(h), memory_order_acquire);
-	enum kv_holder j = kv__judge(kv, w, why, sizeof why);
-	if (j == KV_HOLDER_UNSURE) {
-		uint64_t now = mono_ms();
-		if (w != kv->unsure_word) {
-			kv->unsure_word = w;
-			kv->unsure_since = now;
-		} else if (now - kv->unsure_since >= KV_UNSURE_BREAK_MS) {
-			snprintf(why + strlen(why), sizeof why - strlen(why),
-			         ", for %d ms", KV_UNSURE_BREAK_MS);
-			j = KV_HOLDER_STALE;
-		}
-	} else {
-		kv->unsure_word = 0;
-	}
-	if (j == KV_HOLDER_STALE)
-		(void)break_lock(kv, w, why);
-	return KV_OK;
-}
-
-int kv__break_unsure(struct kv *kv, unsigned settle_ms)
-{
-	struct kv_hdr *h = kv__hdr(kv);
-	char why[160];
-
-	if (kv->rdonly)
-		return KV_ERDONLY;
-	uint32_t w = atomic_load_explicit(lock_word(h), memory_order_acquire);
-	uint32_t r = atomic_load_explicit(&h->owner_tid, memory_order_acquire);
-	enum kv_holder j = kv__judge(kv, w, why, sizeof why);
-	if (j == KV_HOLDER_STALE) {
-		(void)break_lock(kv, w, why);
-		return KV_OK;
-	}
-	if (j != KV_HOLDER_UNSURE)
-		return j == KV_HOLDER_LIVE ? KV_EBUSY : KV_OK;
-	/* The same word and record for settle_ms: nobody is moving. */
-	sleep_ms(settle_ms);
-	if (atomic_load(lock_word(h)) != w || atomic_load(&h->owner_tid) != r)
-		return KV_EBUSY;
-	snprintf(why + strlen(why), sizeof why - strlen(why),
-	         "; broken on request");
-	return break_lock(kv, w, why) ? KV_OK : KV_EBUSY;
-}
-
-int kv__lock_state(struct kv *kv, char *why, size_t cap)
-{
-	struct kv_hdr *h = kv__hdr(kv);
-	uint64_t boot = kv__boot_tag();
-
-	if (!mutex_sane(h)) {
-		snprintf(why, cap, "writer lock is damaged (its bytes are not "
-		         "a mutex this build made)");
-		return KV_HOLDER_STALE;
-	}
-	uint64_t tag = atomic_load(&h->boot_tag);
-	if (boot != 0 && tag != 0 && tag != boot) {
-		snprintf(why, cap, "writer lock belongs to another boot (the "
-		         "store outlived a reboot)");
-		return KV_HOLDER_STALE;
-	}
-	uint32_t w = atomic_load_explicit(lock_word(h), memory_order_acquire);
-	char sub[160];
-	enum kv_holder j = kv__judge(kv, w, sub, sizeof sub);
-	if (j == KV_HOLDER_NONE && (w & FUTEX_OWNER_DIED)) {
-		snprintf(why, cap, "writer lock was left by a writer that "
-		         "died; the next writer recovers it");
-		return KV_HOLDER_STALE;
-	}
-	snprintf(why, cap, "writer lock %s", j == KV_HOLDER_NONE ? "free" : sub);
-	return (int)j;
+	rc = got_lock(kv, rc == KV_LOCK_DIED);
+	if (rc == KV_OK)
+		kv__unlock(kv);
+	return rc;
 }
 
 void kv__tx_begin(struct kv *kv, uint32_t op)

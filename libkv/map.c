@@ -2,11 +2,11 @@
  * map.c - store names, creating a store, attaching to one, detaching and
  * removing. Owns the rules that keep creation race-free:
  *
- *   - Exactly one creator wins: the backing object is opened O_CREAT|O_EXCL.
- *     Everyone else attaches to what the winner makes.
- *   - The creator reserves the whole size with posix_fallocate before
- *     mapping, so a full tmpfs is an error here (KV_ENOSPC), never a SIGBUS
- *     in some client later.
+ *   - Exactly one creator wins: the backing object is created exclusively
+ *     (os.h). Everyone else attaches to what the winner makes.
+ *   - The creator reserves the whole size before mapping, so a full tmpfs
+ *     or pagefile is an error here (KV_ENOSPC), never a fault in some
+ *     client later.
  *   - The creator fills in every byte, initialises the mutex, and stores
  *     the magic last with release ordering. An attacher checks the object's
  *     size before mapping it, and waits (briefly, bounded) for the magic, so
@@ -14,21 +14,12 @@
  *   - An attacher validates the header against what this build would have
  *     laid out and keeps a private copy of the geometry (see kv_internal.h).
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/mman.h>
-#include <sys/random.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "daemon.h"
 #include "kv_internal.h"
+#include "os.h"
 
 #define KV_READY_WAIT_MS 1000 /* how long an attacher waits for a creator */
 
@@ -48,83 +39,6 @@ int kv_name_check(const char *name)
 			return KV_ENAME;
 	}
 	return KV_OK;
-}
-
-static bool is_file_store(const char *name)
-{
-	return strchr(name, '/') != NULL;
-}
-
-static void store_path(const char *name, char *out, size_t cap)
-{
-	if (is_file_store(name))
-		snprintf(out, cap, "%s", name);
-	else
-		snprintf(out, cap, "/dev/shm/kv.%s", name);
-}
-
-/* Open the backing object: a POSIX shm object for a plain name, else the
- * file. O_NOFOLLOW so a planted symlink is never followed. */
-static int open_object(const char *name, int oflags, mode_t mode)
-{
-	oflags |= O_NOFOLLOW | O_CLOEXEC;
-	if (is_file_store(name))
-		return open(name, oflags, mode);
-	char shm[KV_MAX_NAME + 8];
-	snprintf(shm, sizeof shm, "/kv.%s", name);
-	return shm_open(shm, oflags, mode);
-}
-
-static int unlink_object(const char *name)
-{
-	if (is_file_store(name))
-		return unlink(name);
-	char shm[KV_MAX_NAME + 8];
-	snprintf(shm, sizeof shm, "/kv.%s", name);
-	return shm_unlink(shm);
-}
-
-static int status_of_errno(int e)
-{
-	switch (e) {
-	case ENOENT:
-		return KV_ENOSTORE;
-	case EACCES:
-	case EPERM:
-	case EROFS:
-		return KV_EPERM;
-	case ENOSPC:
-	case EDQUOT:
-	case EFBIG:
-		return KV_ENOSPC;
-	case ENOMEM:
-		return KV_ENOMEM;
-	case EMFILE:
-	case ENFILE:
-		return KV_ENOFD;
-	case ELOOP:
-		return KV_ESYMLINK; /* O_NOFOLLOW met a link */
-	case ENAMETOOLONG:
-	case ENOTDIR:
-		return KV_ENAME;
-	case EEXIST:
-		return KV_ESTOREEXISTS;
-	default:
-		return KV_ESYS;
-	}
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static uint64_t load_magic(const void *base)
@@ -196,55 +110,41 @@ static int adopt_geometry(struct kv *kv)
 	return KV_OK;
 }
 
-/* Attach to the object open on fd: wait for the creator to size it and
- * publish the magic, then map and validate. Takes ownership of fd. */
-static int attach_fd(int fd, const char *name, bool rdonly, struct kv **out)
+/* Attach to the object open in *o (the handle takes it over): wait for
+ * the creator to size it and publish the magic, then map and validate. */
+static int attach_obj(struct kv_os *o, const char *name, bool rdonly,
+                      struct kv **out)
 {
 	int rc;
 	struct kv *kv = calloc(1, sizeof *kv);
 	if (kv == NULL) {
-		close(fd);
+		kv__os_close(o);
 		return KV_ENOMEM;
 	}
-	kv->fd = fd;
+	kv->os = *o;
 	kv->rdonly = rdonly;
-	store_path(name, kv->path, sizeof kv->path);
+	kv__os_store_path(name, kv->path, sizeof kv->path);
 
-	uint64_t deadline = mono_ms() + KV_READY_WAIT_MS;
-	struct stat st;
+	uint64_t deadline = kv__os_mono_ms() + KV_READY_WAIT_MS;
+	uint64_t size = 0;
 	for (;;) {
-		if (fstat(fd, &st) != 0) {
-			rc = status_of_errno(errno);
+		rc = kv__os_size(&kv->os, &size);
+		if (rc != KV_OK)
 			goto fail;
-		}
-		if (!S_ISREG(st.st_mode)) {
-			rc = KV_ENOTSTORE;
-			goto fail;
-		}
-		/* A store anyone may write is a store anyone may corrupt or
-		 * read through: never attach to one. */
-		if (st.st_mode & S_IWOTH) {
-			rc = KV_EWORLD;
-			goto fail;
-		}
-		if ((uint64_t)st.st_size >= sizeof(struct kv_hdr))
+		if (size >= sizeof(struct kv_hdr))
 			break;
-		if (mono_ms() > deadline) {
-			rc = st.st_size == 0 ? KV_ENOTREADY : KV_ETRUNCATED;
+		if (kv__os_mono_ms() > deadline) {
+			rc = size == 0 ? KV_ENOTREADY : KV_ETRUNCATED;
 			goto fail;
 		}
-		sleep_ms(1);
+		kv__os_sleep_ms(1);
 	}
 
-	kv->size = (size_t)st.st_size;
-	kv->dev = (uint64_t)st.st_dev;
-	kv->ino = (uint64_t)st.st_ino;
-	int prot = rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
-	void *m = mmap(NULL, kv->size, prot, MAP_SHARED, fd, 0);
-	if (m == MAP_FAILED) {
-		rc = status_of_errno(errno);
+	kv->size = (size_t)size;
+	void *m;
+	rc = kv__os_map(&kv->os, size, rdonly, &m);
+	if (rc != KV_OK)
 		goto fail;
-	}
 	kv->base = m;
 
 	for (;;) {
@@ -255,11 +155,11 @@ static int attach_fd(int fd, const char *name, bool rdonly, struct kv **out)
 			rc = KV_ENOTSTORE;
 			goto fail;
 		}
-		if (mono_ms() > deadline) {
+		if (kv__os_mono_ms() > deadline) {
 			rc = KV_ENOTREADY;
 			goto fail;
 		}
-		sleep_ms(1);
+		kv__os_sleep_ms(1);
 	}
 	rc = adopt_geometry(kv);
 	if (rc != KV_OK)
@@ -271,9 +171,10 @@ static int attach_fd(int fd, const char *name, bool rdonly, struct kv **out)
 		goto fail;
 	}
 	if (!rdonly) {
-		rc = kv__boot_check(kv);
+		rc = kv__os_lock_attach(kv);
 		if (rc != KV_OK)
 			goto fail;
+		kv->lock_open = true;
 		kv->txmap = calloc(KV_TXMAP_SIZE, sizeof *kv->txmap);
 		if (kv->txmap == NULL) {
 			rc = KV_ENOMEM;
@@ -297,20 +198,22 @@ int kv_open(const char *name, unsigned flags, kv_t **out)
 	if (rc != KV_OK)
 		return rc;
 	bool rdonly = (flags & KV_RDWR) == 0;
-	int fd = open_object(name, rdonly ? O_RDONLY : O_RDWR, 0);
-	if (fd < 0)
-		return status_of_errno(errno);
-	return attach_fd(fd, name, rdonly, out);
+	struct kv_os o;
+	rc = kv__os_open(name, rdonly, false, &o);
+	if (rc != KV_OK)
+		return rc;
+	return attach_obj(&o, name, rdonly, out);
 }
 
 /* Lay out a fresh, zero-filled mapping. The magic goes in last. */
-static int init_store(uint8_t *base, const struct kv_geometry *g,
+static int init_store(struct kv *kv, const struct kv_geometry *g,
                       uint32_t create_flags)
 {
+	uint8_t *base = kv->base;
 	struct kv_hdr *h = (struct kv_hdr *)(void *)base;
 	uint64_t seed;
 
-	if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+	if (kv__os_random(&seed, sizeof seed) != KV_OK)
 		return KV_ESYS;
 	h->format = KV_FORMAT_WORD;
 	h->hdr_size = sizeof *h;
@@ -333,11 +236,9 @@ static int init_store(uint8_t *base, const struct kv_geometry *g,
 	for (uint64_t p = 0; p < g->npages; p++)
 		atomic_store_explicit(&pt[p].cls, KV_PAGE_FREE,
 		                      memory_order_relaxed);
-	if (kv__init_mutex(&h->mutex) != 0)
-		return KV_ESYS;
-	/* The lock belongs to this boot (see kv__boot_check). */
-	atomic_store_explicit(&h->boot_tag, kv__boot_tag(),
-	                      memory_order_relaxed);
+	int rc = kv__os_lock_create(kv);
+	if (rc != KV_OK)
+		return rc;
 	atomic_store_explicit((_Atomic uint64_t *)(void *)h, magic_word(),
 	                      memory_order_release);
 	return KV_OK;
@@ -360,81 +261,66 @@ int kv_create(const char *name, const struct kv_options *opts, kv_t **out)
 	if ((opts->flags &
 	     ~(KV_CREATE_EXCL | KV_CREATE_NOEVICT | KV_CREATE_GID)) != 0)
 		return KV_EINVAL;
-	mode_t mode = opts->mode ? (mode_t)opts->mode : 0600;
-	if ((mode & ~(mode_t)0777) != 0 || (mode & 0002) != 0 ||
+	uint32_t mode = opts->mode ? opts->mode : 0600;
+	if ((mode & ~0777u) != 0 || (mode & 0002) != 0 ||
 	    (mode & 0600) != 0600)
 		return KV_EINVAL;
 	rc = kv__geometry(opts->size, opts->max_value, opts->max_items, &g);
 	if (rc != KV_OK)
 		return rc;
 
-	uint64_t deadline = mono_ms() + KV_READY_WAIT_MS;
-	int fd;
+	struct kv_os_create c = {
+		.size = g.map_size,
+		.mode = mode,
+		.set_gid = (opts->flags & KV_CREATE_GID) != 0,
+		.gid = opts->gid,
+	};
+	uint64_t deadline = kv__os_mono_ms() + KV_READY_WAIT_MS;
+	struct kv_os o;
 	for (;;) {
-		fd = open_object(name, O_RDWR | O_CREAT | O_EXCL, mode);
-		if (fd >= 0)
+		rc = kv__os_create(name, &c, &o);
+		if (rc == KV_OK)
 			break;
-		if (errno != EEXIST)
-			return status_of_errno(errno);
+		if (rc != KV_ESTOREEXISTS)
+			return rc;
 		if (opts->flags & KV_CREATE_EXCL)
 			return KV_ESTOREEXISTS;
 		/* Someone else created it: adopt it, whatever its size, but
-		 * only if it is ours. Anyone can create a name in /dev/shm; a
-		 * creator adopting another user's object would serve data
-		 * that user controls. */
-		fd = open_object(name, O_RDWR, 0);
-		if (fd < 0) {
-			if (errno == ENOENT)
-				continue; /* gone meanwhile: create it */
-			return status_of_errno(errno);
-		}
-		struct stat st;
-		if (fstat(fd, &st) != 0 || st.st_uid != geteuid()) {
-			close(fd);
-			return KV_EOWNER;
-		}
-		rc = attach_fd(fd, name, false, out);
-		/* A store being destroyed: its destroyer unlinks it in a
-		 * moment, then the name is free for a new one. */
-		if (rc != KV_EDESTROYED || mono_ms() > deadline)
+		 * only if it is ours. */
+		rc = kv__os_open(name, false, true, &o);
+		if (rc == KV_ENOSTORE)
+			continue; /* gone meanwhile: create it */
+		if (rc != KV_OK)
 			return rc;
-		sleep_ms(5);
+		rc = attach_obj(&o, name, false, out);
+		/* A store being destroyed: its destroyer removes it in a
+		 * moment, then the name is free for a new one. */
+		if (rc != KV_EDESTROYED || kv__os_mono_ms() > deadline)
+			return rc;
+		kv__os_sleep_ms(5);
 	}
 
 	/* We are the creator. Anything failing from here removes the object,
 	 * so a half-made store is never left behind. */
-	uint8_t *base = MAP_FAILED;
-	/* Group first, then mode: the object never has the wider mode while
-	 * it belongs to the creator's default group. */
-	if ((opts->flags & KV_CREATE_GID) &&
-	    fchown(fd, (uid_t)-1, (gid_t)opts->gid) != 0) {
-		rc = status_of_errno(errno);
-		goto fail;
-	}
-	if (fchmod(fd, mode) != 0) {
-		rc = status_of_errno(errno);
-		goto fail;
-	}
-	int e = posix_fallocate(fd, 0, (off_t)g.map_size);
-	if (e != 0) {
-		rc = e == EINVAL || e == EOPNOTSUPP ? KV_ESYS
-		                                    : status_of_errno(e);
-		goto fail;
-	}
-	base = mmap(NULL, g.map_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-	            0);
-	if (base == MAP_FAILED) {
-		rc = status_of_errno(errno);
-		goto fail;
-	}
-	rc = init_store(base, &g, opts->flags);
-	munmap(base, g.map_size);
+	struct kv maker = {.os = o, .size = g.map_size};
+	void *base;
+	rc = kv__os_map(&maker.os, g.map_size, false, &base);
 	if (rc != KV_OK)
 		goto fail;
-	return attach_fd(fd, name, false, out);
+	maker.base = base;
+	rc = init_store(&maker, &g, opts->flags);
+	/* The lock the maker made is kept by the handle (attach_obj opens it
+	 * again); the named kind needs one holder meanwhile. */
+	kv__os_unmap(base, g.map_size);
+	if (rc != KV_OK)
+		goto fail;
+	rc = attach_obj(&maker.os, name, false, out);
+	kv__os_lock_detach(&maker);
+	return rc;
 fail:
-	unlink_object(name);
-	close(fd);
+	kv__os_lock_detach(&maker);
+	kv__os_remove(name);
+	kv__os_close(&maker.os);
 	return rc;
 }
 
@@ -446,31 +332,28 @@ void kv_close(kv_t *kv)
 		kv__daemon_release(kv);
 	if (kv->rstat != NULL)
 		kv__rstat_detach(kv);
-	if (kv->base != NULL)
-		munmap(kv->base, kv->size);
-	if (kv->fd >= 0)
-		close(kv->fd);
+	if (kv->lock_open)
+		kv__os_lock_detach(kv);
+	kv__os_unmap(kv->base, kv->size);
+	kv__os_close(&kv->os);
 	free(kv->txmap);
 	free(kv);
 }
 
-/* Mark the store open on fd destroyed, if it is a kv store and we may
+/* Mark the store open in *o destroyed, if it is a kv store and we may
  * write it. Only its first page is mapped. */
-static void mark_dead(int fd)
+static void mark_dead(struct kv_os *o)
 {
-	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-	    (uint64_t)st.st_size < sizeof(struct kv_hdr))
-		return;
-	void *m = mmap(NULL, sizeof(struct kv_hdr), PROT_READ | PROT_WRITE,
-	               MAP_SHARED, fd, 0);
-	if (m == MAP_FAILED)
+	uint64_t size;
+	void *m;
+	if (kv__os_size(o, &size) != KV_OK || size < sizeof(struct kv_hdr) ||
+	    kv__os_map(o, sizeof(struct kv_hdr), false, &m) != KV_OK)
 		return;
 	struct kv_hdr *h = m;
 	if (load_magic(h) == magic_word() && h->format == KV_FORMAT_WORD)
 		atomic_fetch_or_explicit(&h->life, KV_LIFE_DEAD,
 		                         memory_order_release);
-	munmap(m, sizeof(struct kv_hdr));
+	kv__os_unmap(m, sizeof(struct kv_hdr));
 }
 
 void kv__mark_dead(kv_t *kv)
@@ -485,18 +368,16 @@ int kv_destroy(const char *name)
 	int rc = kv_name_check(name);
 	if (rc != KV_OK)
 		return rc;
-	/* Mark first, unlink second: a handle attached to the old store
+	/* Mark first, remove second: a handle attached to the old store
 	 * must learn of it before a new store can take the name. A store
-	 * we cannot open for writing is still unlinked if the directory
+	 * we cannot open for writing is still removed if the directory
 	 * lets us (its handles then learn only from kvd, see kv__maintain). */
-	int fd = open_object(name, O_RDWR, 0);
-	if (fd >= 0) {
-		mark_dead(fd);
-		close(fd);
+	struct kv_os o;
+	if (kv__os_open(name, false, false, &o) == KV_OK) {
+		mark_dead(&o);
+		kv__os_close(&o);
 	}
-	if (unlink_object(name) != 0)
-		return status_of_errno(errno);
-	return KV_OK;
+	return kv__os_remove(name);
 }
 
 int kv__daemon_claim(kv_t *kv, pid_t *other)
@@ -506,13 +387,12 @@ int kv__daemon_claim(kv_t *kv, pid_t *other)
 	*other = 0;
 	if (kv->rdonly)
 		return KV_ERDONLY;
-	if (flock(kv->fd, LOCK_EX | LOCK_NB) != 0) {
-		if (errno != EWOULDBLOCK)
-			return KV_ESYS;
+	int rc = kv__os_claim(&kv->os);
+	if (rc == KV_ESERVED)
 		*other = (pid_t)atomic_load(&h->daemon_pid);
-		return KV_ESERVED;
-	}
-	atomic_store(&h->daemon_pid, (uint32_t)getpid());
+	if (rc != KV_OK)
+		return rc;
+	atomic_store(&h->daemon_pid, kv__os_pid());
 	atomic_store(&h->daemon_beat, kv__now_ms());
 	kv->daemon = true;
 	return KV_OK;
@@ -523,7 +403,7 @@ void kv__daemon_release(kv_t *kv)
 	if (!kv->daemon)
 		return;
 	atomic_store(&kv__hdr(kv)->daemon_pid, 0);
-	flock(kv->fd, LOCK_UN);
+	kv__os_unclaim(&kv->os);
 	kv->daemon = false;
 }
 
@@ -545,13 +425,12 @@ void kv__clear_repair_note(kv_t *kv)
 int kv__maintain(kv_t *kv)
 {
 	struct kv_hdr *h = kv__hdr(kv);
-	struct stat st;
 
 	if (kv__dead(kv))
 		return KV_EDESTROYED;
 	/* A store removed without kv destroy (rm) is dead all the same:
 	 * say so in it, so that every handle still attached learns. */
-	if (fstat(kv->fd, &st) == 0 && st.st_nlink == 0) {
+	if (kv__os_removed(&kv->os)) {
 		kv__mark_dead(kv);
 		return KV_ENOSTORE;
 	}

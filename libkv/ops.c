@@ -9,7 +9,6 @@
  * flush or a sweep leaves a sound store with part of the work done.
  */
 #include <stdio.h>
-#include <time.h>
 
 #include "daemon.h"
 #include "kv_internal.h"
@@ -20,9 +19,7 @@
 
 static uint64_t mono_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return kv__os_mono_ns();
 }
 
 /* Parse an optionally signed decimal integer that fills the whole value. */

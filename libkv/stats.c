@@ -9,10 +9,6 @@
  * forks with a handle open. In exchange a get pays about a nanosecond and
  * never writes a cache line another process reads on its hot path.
  */
-#include <errno.h>
-#include <signal.h>
-#include <unistd.h>
-
 #include "kv_internal.h"
 
 static struct kv_rstat *rstat(const struct kv *kv, uint32_t i)
@@ -40,12 +36,12 @@ static void retire(struct kv *kv, struct kv_rstat *r)
 
 static bool pid_dead(uint32_t pid)
 {
-	return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+	return kv__os_pid_gone(pid);
 }
 
 void kv__rstat_attach(struct kv *kv)
 {
-	uint32_t me = (uint32_t)getpid();
+	uint32_t me = kv__os_pid();
 
 	kv->rstat = NULL;
 	if (kv->rdonly)
@@ -159,7 +155,7 @@ int kv_stats(kv_t *kv, struct kv_stats *out)
 	uint32_t pid = atomic_load_explicit(&h->daemon_pid,
 	                                    memory_order_relaxed);
 	/* The pid is advisory: report it only while that process lives. */
-	if (pid != 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+	if (pid != 0 && !kv__os_pid_gone(pid))
 		out->daemon_pid = pid;
 	return KV_OK;
 }
