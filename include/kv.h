@@ -39,7 +39,9 @@
 extern "C" {
 #endif
 
-#if defined(KV_BUILDING_LIBRARY) && defined(__GNUC__)
+#if defined(KV_BUILDING_LIBRARY) && defined(_WIN32)
+#define KV_API __declspec(dllexport)
+#elif defined(KV_BUILDING_LIBRARY) && defined(__GNUC__)
 #define KV_API __attribute__((visibility("default")))
 #else
 #define KV_API

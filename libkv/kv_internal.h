@@ -191,18 +191,6 @@ uint64_t kv__hash(const struct kv *kv, const void *key, size_t klen);
 uint64_t kv__now_ms(void);
 void kv__set_test_clock(uint64_t ms); /* 0 = the real clock again */
 
-/* owner.c: thread identity and liveness, from /proc. */
-enum { KV_THREAD_ALIVE = 0, KV_THREAD_GONE = 1, KV_THREAD_UNKNOWN = 2 };
-uint64_t kv__boot_tag(void);              /* 0 when unknown */
-uint64_t kv__boot_tag_parse(const char *boot_id);
-void kv__set_test_boot_tag(uint64_t tag); /* tests: pretend a boot; 0 off */
-uint32_t kv__gettid(void);
-int kv__thread_start(uint32_t tid, uint64_t *start);
-uint32_t kv__pidns(void);
-/* Does thread tid's process map the object dev/ino? 1, 0, or -1 when we
- * may not look. */
-int kv__thread_maps(uint32_t tid, uint64_t dev, uint64_t ino);
-
 /* lock.c: the writer lock and the redo journal. */
 enum kv_holder {
 	KV_HOLDER_NONE,   /* free, or left by a holder the kernel saw die */
@@ -211,9 +199,6 @@ enum kv_holder {
 	KV_HOLDER_UNSURE, /* a thread of a process that maps the store, but
 	                   * not recorded as the holder */
 };
-int kv__init_mutex(pthread_mutex_t *m);
-enum kv_holder kv__judge(struct kv *kv, uint32_t word, char *why,
-                         size_t cap);
 /* kvd's tick: recover a dead holder, break a stale lock; never waits. */
 int kv__maintain_lock(struct kv *kv);
 /* Describe the writer lock without changing anything: a kv_holder. */

@@ -16,6 +16,7 @@
 
 #include "daemon.h"
 #include "kv_internal.h"
+#include "lock_posix.h"
 #include "os.h"
 
 /* ThreadSanitizer's pthread_mutex_timedlock records the lock as taken only

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "kv_internal.h"
+#include "lock_posix.h"
 
 /* Read a small /proc file into buf (NUL-terminated). Returns bytes read,
  * or -errno. */

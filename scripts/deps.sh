@@ -20,8 +20,11 @@ set -eu
 BUILD_PKGS="gcc libc6-dev meson ninja-build pkg-config dpkg-dev libxxhash-dev libcmocka-dev"
 
 # Extra packages only the tests need (scripts/test.sh passes --test): clang
-# and its fuzzer runtime, for the libFuzzer targets of the fuzz suite.
-TEST_EXTRA_PKGS="clang libclang-rt-14-dev"
+# and its fuzzer runtime, for the libFuzzer targets of the fuzz suite; and
+# mingw-w64 and Wine, to cross-build libkv for Windows and run its Windows
+# tests (wine is the wrapper that puts /usr/bin/wine on PATH, wine64 the
+# 64-bit loader it runs).
+TEST_EXTRA_PKGS="clang libclang-rt-14-dev gcc-mingw-w64-x86-64 wine wine64"
 
 PKGS="$BUILD_PKGS"
 [ "${1:-}" = "--test" ] && PKGS="$BUILD_PKGS $TEST_EXTRA_PKGS"

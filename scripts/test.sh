@@ -1,6 +1,6 @@
 #!/bin/sh
 # test.sh - install what is missing, build kv, and run the whole test suite
-# four ways:
+# five ways:
 #
 #   build/       gcc                                every suite
 #   build-asan/  gcc -fsanitize=address,undefined   every suite
@@ -8,9 +8,11 @@
 #                                                   has any test
 #   build-fuzz/  clang                              the "fuzz" suite, with
 #                                                   bounded libFuzzer runs
+#   build-win/   mingw-w64, for 64-bit Windows      the "windows" suite, run
+#                                                   under Wine
 #
 # It ends with one line "N passed, N failed" (", N skipped" appended when
-# some were) summed over the four runs, and exits 1 if any build or test
+# some were) summed over the five runs, and exits 1 if any build or test
 # failed, or if no test ran at all. A build that fails counts as one failed
 # test, so the line never claims a clean run that did not happen.
 #
@@ -19,6 +21,7 @@
 #   KV_TEST_SKIP_ASAN=1   leave out the ASan+UBSan run
 #   KV_TEST_SKIP_TSAN=1   leave out the ThreadSanitizer run
 #   KV_TEST_SKIP_FUZZ=1   leave out the clang build with the fuzzers
+#   KV_TEST_SKIP_WIN=1    leave out the Windows build and its Wine run
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -251,6 +254,21 @@ if [ "${KV_TEST_SKIP_FUZZ:-0}" = 1 ]; then
 elif SETUP_CC=clang configure fuzz build-fuzz -Dtests=true -Dbench=false \
 	-Db_lundef=false && compile fuzz build-fuzz; then
 	run fuzz build-fuzz "" --suite fuzz --timeout-multiplier 2
+fi
+
+# 5. Windows: libkv cross-built with mingw-w64, its tests run under Wine
+# (the cross file's exe_wrapper) in a Wine prefix of their own inside the
+# build directory, whose wineserver is stopped afterwards.
+if [ "${KV_TEST_SKIP_WIN:-0}" = 1 ]; then
+	note "windows: skipped (KV_TEST_SKIP_WIN=1)"
+elif configure windows build-win -Dtests=true -Dbench=false \
+	--cross-file cross/x86_64-w64-mingw32.txt && compile windows build-win; then
+	WINEPREFIX="$PWD/build-win/wineprefix"
+	WINEDEBUG=-all
+	export WINEPREFIX WINEDEBUG
+	run windows build-win "" --suite windows
+	wineserver -k 2>/dev/null || true
+	unset WINEPREFIX WINEDEBUG
 fi
 
 if [ "$executed" -eq 0 ]; then

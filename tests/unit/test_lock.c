@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "unit.h"
+#include "lock_posix.h"
 
 #define QUICK_MS 2000  /* every call under test must end within this */
 #define AT_ONCE_MS 500 /* a put that must not have waited out a holder */
