@@ -55,29 +55,29 @@ static uint64_t link_page(const struct kv *kv, uint64_t link)
 	return link >= 1 && link <= kv->npages ? link - 1 : kv->npages;
 }
 
-int kv__alloc_peek(struct kv *kv, uint32_t cls, struct kv_alloc *a)
+int kv__alloc_peek_locked(struct kv *kv, uint32_t cls, struct kv_alloc *a)
 {
 	struct kv_class *c = kv__class(kv, cls);
 	uint64_t size = kv->class_size[cls];
 
 	a->cls = cls;
 	a->next = 0;
-	uint64_t link = kv__tx_get64(kv, &c->partial);
+	uint64_t link = kv__tx_get64_locked(kv, &c->partial);
 	if (link != 0) {
 		uint64_t p = link_page(kv, link);
 		if (p == kv->npages)
 			return KV_ECORRUPT;
 		struct kv_page *pg = kv__page(kv, p);
-		if (kv__tx_get32(kv, &pg->cls) != cls)
+		if (kv__tx_get32_locked(kv, &pg->cls) != cls)
 			return KV_ECORRUPT;
 		a->page = p;
-		uint64_t head = kv__tx_get64(kv, &pg->free_head);
+		uint64_t head = kv__tx_get64_locked(kv, &pg->free_head);
 		if (head != 0) {
 			uint32_t hc;
 			if (kv__chunk_check(kv, head, &hc) != KV_OK ||
 			    hc != cls || page_of(kv, head) != p)
 				return KV_ECORRUPT;
-			uint64_t next = kv__tx_get64(
+			uint64_t next = kv__tx_get64_locked(
 			    kv, kv->base + head + KV_FREE_LINK);
 			if (next != 0 && (kv__chunk_check(kv, next, &hc) !=
 			                      KV_OK ||
@@ -88,27 +88,27 @@ int kv__alloc_peek(struct kv *kv, uint32_t cls, struct kv_alloc *a)
 			a->src = KV_SRC_FREE;
 			return KV_OK;
 		}
-		uint32_t bump = kv__tx_get32(kv, &pg->bump);
+		uint32_t bump = kv__tx_get32_locked(kv, &pg->bump);
 		if (bump >= kv->class_per_page[cls])
 			return KV_ECORRUPT; /* a full page on the list */
 		a->chunk = page_start(kv, p) + bump * size;
 		a->src = KV_SRC_BUMP;
 		return KV_OK;
 	}
-	uint64_t fp = kv__tx_get64(kv, &kv__hdr(kv)->free_pages);
+	uint64_t fp = kv__tx_get64_locked(kv, &kv__hdr(kv)->free_pages);
 	if (fp != 0) {
 		uint64_t p = link_page(kv, fp);
 		if (p == kv->npages ||
-		    kv__tx_get32(kv, &kv__page(kv, p)->cls) != KV_PAGE_FREE)
+		    kv__tx_get32_locked(kv, &kv__page(kv, p)->cls) != KV_PAGE_FREE)
 			return KV_ECORRUPT;
 		a->page = p;
 		a->chunk = page_start(kv, p);
 		a->src = KV_SRC_FREEPAGE;
 		return KV_OK;
 	}
-	uint64_t pb = kv__tx_get64(kv, &kv__hdr(kv)->page_bump);
+	uint64_t pb = kv__tx_get64_locked(kv, &kv__hdr(kv)->page_bump);
 	if (pb < kv->npages) {
-		if (kv__tx_get32(kv, &kv__page(kv, pb)->cls) != KV_PAGE_FREE)
+		if (kv__tx_get32_locked(kv, &kv__page(kv, pb)->cls) != KV_PAGE_FREE)
 			return KV_ECORRUPT;
 		a->page = pb;
 		a->chunk = page_start(kv, pb);
@@ -118,7 +118,7 @@ int kv__alloc_peek(struct kv *kv, uint32_t cls, struct kv_alloc *a)
 	return KV_EFULL;
 }
 
-void kv__alloc_pend(struct kv *kv, const struct kv_alloc *a)
+void kv__alloc_pend_locked(struct kv *kv, const struct kv_alloc *a)
 {
 	struct kv_journal *j = kv__journal(kv);
 
@@ -132,12 +132,12 @@ void kv__alloc_pend(struct kv *kv, const struct kv_alloc *a)
 
 static void add64(struct kv *kv, _Atomic uint64_t *field, int64_t delta)
 {
-	kv__tx_put64(kv, field, kv__tx_get64(kv, field) + (uint64_t)delta);
+	kv__tx_put64_locked(kv, field, kv__tx_get64_locked(kv, field) + (uint64_t)delta);
 }
 
 static void add32(struct kv *kv, _Atomic uint32_t *field, int32_t delta)
 {
-	kv__tx_put32(kv, field, kv__tx_get32(kv, field) + (uint32_t)delta);
+	kv__tx_put32_locked(kv, field, kv__tx_get32_locked(kv, field) + (uint32_t)delta);
 }
 
 /* Put page p at the head of its class's partial list. */
@@ -145,15 +145,15 @@ static void partial_push(struct kv *kv, uint32_t cls, uint64_t p)
 {
 	struct kv_class *c = kv__class(kv, cls);
 	struct kv_page *pg = kv__page(kv, p);
-	uint64_t head = kv__tx_get64(kv, &c->partial);
+	uint64_t head = kv__tx_get64_locked(kv, &c->partial);
 
-	kv__tx_put32(kv, &pg->next, (uint32_t)head);
-	kv__tx_put32(kv, &pg->prev, 0);
-	kv__tx_put32(kv, &pg->partial, 1);
+	kv__tx_put32_locked(kv, &pg->next, (uint32_t)head);
+	kv__tx_put32_locked(kv, &pg->prev, 0);
+	kv__tx_put32_locked(kv, &pg->partial, 1);
 	if (head != 0 && link_page(kv, head) < kv->npages)
-		kv__tx_put32(kv, &kv__page(kv, head - 1)->prev,
+		kv__tx_put32_locked(kv, &kv__page(kv, head - 1)->prev,
 		             (uint32_t)(p + 1));
-	kv__tx_put64(kv, &c->partial, p + 1);
+	kv__tx_put64_locked(kv, &c->partial, p + 1);
 }
 
 /* Take page p off its class's partial list. */
@@ -161,28 +161,28 @@ static void partial_remove(struct kv *kv, uint32_t cls, uint64_t p)
 {
 	struct kv_class *c = kv__class(kv, cls);
 	struct kv_page *pg = kv__page(kv, p);
-	uint32_t next = kv__tx_get32(kv, &pg->next);
-	uint32_t prev = kv__tx_get32(kv, &pg->prev);
+	uint32_t next = kv__tx_get32_locked(kv, &pg->next);
+	uint32_t prev = kv__tx_get32_locked(kv, &pg->prev);
 
 	if (prev != 0 && link_page(kv, prev) < kv->npages)
-		kv__tx_put32(kv, &kv__page(kv, prev - 1)->next, next);
+		kv__tx_put32_locked(kv, &kv__page(kv, prev - 1)->next, next);
 	else
-		kv__tx_put64(kv, &c->partial, next);
+		kv__tx_put64_locked(kv, &c->partial, next);
 	if (next != 0 && link_page(kv, next) < kv->npages)
-		kv__tx_put32(kv, &kv__page(kv, next - 1)->prev, prev);
-	kv__tx_put32(kv, &pg->next, 0);
-	kv__tx_put32(kv, &pg->prev, 0);
-	kv__tx_put32(kv, &pg->partial, 0);
+		kv__tx_put32_locked(kv, &kv__page(kv, next - 1)->prev, prev);
+	kv__tx_put32_locked(kv, &pg->next, 0);
+	kv__tx_put32_locked(kv, &pg->prev, 0);
+	kv__tx_put32_locked(kv, &pg->partial, 0);
 }
 
 static bool page_full(struct kv *kv, uint32_t cls, uint64_t p)
 {
 	struct kv_page *pg = kv__page(kv, p);
-	return kv__tx_get64(kv, &pg->free_head) == 0 &&
-	       kv__tx_get32(kv, &pg->bump) >= kv->class_per_page[cls];
+	return kv__tx_get64_locked(kv, &pg->free_head) == 0 &&
+	       kv__tx_get32_locked(kv, &pg->bump) >= kv->class_per_page[cls];
 }
 
-void kv__alloc_take(struct kv *kv, const struct kv_alloc *a)
+void kv__alloc_take_locked(struct kv *kv, const struct kv_alloc *a)
 {
 	struct kv_class *c = kv__class(kv, a->cls);
 	struct kv_hdr *h = kv__hdr(kv);
@@ -190,7 +190,7 @@ void kv__alloc_take(struct kv *kv, const struct kv_alloc *a)
 
 	switch (a->src) {
 	case KV_SRC_FREE:
-		kv__tx_put64(kv, &pg->free_head, a->next);
+		kv__tx_put64_locked(kv, &pg->free_head, a->next);
 		break;
 	case KV_SRC_BUMP:
 		add32(kv, &pg->bump, 1);
@@ -198,17 +198,17 @@ void kv__alloc_take(struct kv *kv, const struct kv_alloc *a)
 	case KV_SRC_FREEPAGE:
 	case KV_SRC_NEWPAGE:
 		if (a->src == KV_SRC_FREEPAGE)
-			kv__tx_put64(kv, &h->free_pages,
-			             kv__tx_get32(kv, &pg->next));
+			kv__tx_put64_locked(kv, &h->free_pages,
+			             kv__tx_get32_locked(kv, &pg->next));
 		else
-			kv__tx_put64(kv, &h->page_bump, a->page + 1);
-		kv__tx_put32(kv, &pg->cls, a->cls);
-		kv__tx_put32(kv, &pg->used, 0);
-		kv__tx_put32(kv, &pg->bump, 1);
-		kv__tx_put64(kv, &pg->free_head, 0);
-		kv__tx_put32(kv, &pg->next, 0);
-		kv__tx_put32(kv, &pg->prev, 0);
-		kv__tx_put32(kv, &pg->partial, 0);
+			kv__tx_put64_locked(kv, &h->page_bump, a->page + 1);
+		kv__tx_put32_locked(kv, &pg->cls, a->cls);
+		kv__tx_put32_locked(kv, &pg->used, 0);
+		kv__tx_put32_locked(kv, &pg->bump, 1);
+		kv__tx_put64_locked(kv, &pg->free_head, 0);
+		kv__tx_put32_locked(kv, &pg->next, 0);
+		kv__tx_put32_locked(kv, &pg->prev, 0);
+		kv__tx_put32_locked(kv, &pg->partial, 0);
 		add64(kv, &c->pages, 1);
 		if (!page_full(kv, a->cls, a->page))
 			partial_push(kv, a->cls, a->page);
@@ -222,14 +222,14 @@ void kv__alloc_take(struct kv *kv, const struct kv_alloc *a)
 	add64(kv, &h->data_used, (int64_t)kv->class_size[a->cls]);
 }
 
-void kv__free_chunk(struct kv *kv, uint32_t cls, uint64_t chunk)
+void kv__free_chunk_locked(struct kv *kv, uint32_t cls, uint64_t chunk)
 {
 	struct kv_class *c = kv__class(kv, cls);
 	struct kv_hdr *h = kv__hdr(kv);
 	uint64_t p = page_of(kv, chunk);
 	struct kv_page *pg = kv__page(kv, p);
 	bool was_full = page_full(kv, cls, p);
-	uint32_t used = kv__tx_get32(kv, &pg->used);
+	uint32_t used = kv__tx_get32_locked(kv, &pg->used);
 
 	add64(kv, &c->used, -1);
 	add64(kv, &h->data_used, -(int64_t)kv->class_size[cls]);
@@ -238,22 +238,22 @@ void kv__free_chunk(struct kv *kv, uint32_t cls, uint64_t chunk)
 		 * states no longer matter, as bump returns to 0. */
 		if (!was_full)
 			partial_remove(kv, cls, p);
-		kv__tx_put32(kv, &pg->cls, KV_PAGE_FREE);
-		kv__tx_put32(kv, &pg->used, 0);
-		kv__tx_put32(kv, &pg->bump, 0);
-		kv__tx_put64(kv, &pg->free_head, 0);
-		kv__tx_put32(kv, &pg->next,
-		             (uint32_t)kv__tx_get64(kv, &h->free_pages));
-		kv__tx_put64(kv, &h->free_pages, p + 1);
+		kv__tx_put32_locked(kv, &pg->cls, KV_PAGE_FREE);
+		kv__tx_put32_locked(kv, &pg->used, 0);
+		kv__tx_put32_locked(kv, &pg->bump, 0);
+		kv__tx_put64_locked(kv, &pg->free_head, 0);
+		kv__tx_put32_locked(kv, &pg->next,
+		             (uint32_t)kv__tx_get64_locked(kv, &h->free_pages));
+		kv__tx_put64_locked(kv, &h->free_pages, p + 1);
 		add64(kv, &c->pages, -1);
 		return;
 	}
 	/* Mark the chunk free (klen 0) and link it into its page. */
-	kv__tx_put32(kv, kv->base + chunk + offsetof(struct kv_item, klen), 0);
-	kv__tx_put64(kv, kv->base + chunk + KV_FREE_LINK,
-	             kv__tx_get64(kv, &pg->free_head));
-	kv__tx_put64(kv, &pg->free_head, chunk);
-	kv__tx_put32(kv, &pg->used, used - 1);
+	kv__tx_put32_locked(kv, kv->base + chunk + offsetof(struct kv_item, klen), 0);
+	kv__tx_put64_locked(kv, kv->base + chunk + KV_FREE_LINK,
+	             kv__tx_get64_locked(kv, &pg->free_head));
+	kv__tx_put64_locked(kv, &pg->free_head, chunk);
+	kv__tx_put32_locked(kv, &pg->used, used - 1);
 	if (was_full)
 		partial_push(kv, cls, p);
 }

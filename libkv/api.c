@@ -12,7 +12,6 @@
 
 #include "kv_internal.h"
 
-enum { KV_OP_PUT = 1, KV_OP_DEL = 2 };
 
 /* Evictions one put may make before it gives up with KV_EFULL. */
 #define KV_EVICT_TRIES 64
@@ -70,11 +69,12 @@ static int lookup(kv_t *kv, const void *key, size_t klen, uint64_t h,
 	if (kv__dead(kv))
 		return KV_EDESTROYED;
 	int rc = kv__lookup(kv, key, klen, h, false, r);
-	if (rc == KV_EBUSY && !kv->rdonly) {
+	if (rc == KV_EBUSY && !kv->rdonly &&
+	    (r->deadline == 0 || kv__os_mono_ns() < r->deadline)) {
 		rc = kv__lock(kv);
 		if (rc != KV_OK)
 			return rc;
-		kv__make_even(kv, kv__home(kv, h), KV_PATH_BUCKETS(kv));
+		kv__make_even_locked(kv, kv__home(kv, h), KV_PATH_BUCKETS(kv));
 		rc = kv__lookup(kv, key, klen, h, true, r);
 		kv__unlock(kv);
 	}
@@ -83,9 +83,10 @@ static int lookup(kv_t *kv, const void *key, size_t klen, uint64_t h,
 
 static int get_hashed_version(kv_t *kv, const void *key, size_t klen,
                               uint64_t h, void *buf, size_t cap,
-                              size_t *vlen, uint64_t *version)
+                              size_t *vlen, uint64_t *version,
+                              uint64_t deadline)
 {
-	struct kv_read r = {.buf = buf, .cap = cap};
+	struct kv_read r = {.buf = buf, .cap = cap, .deadline = deadline};
 	int rc = lookup(kv, key, klen, h, &r);
 	if (rc == KV_OK || rc == KV_ERANGE) {
 		if (vlen != NULL)
@@ -98,9 +99,10 @@ static int get_hashed_version(kv_t *kv, const void *key, size_t klen,
 }
 
 static int get_hashed(kv_t *kv, const void *key, size_t klen, uint64_t h,
-                      void *buf, size_t cap, size_t *vlen)
+                      void *buf, size_t cap, size_t *vlen, uint64_t deadline)
 {
-	return get_hashed_version(kv, key, klen, h, buf, cap, vlen, NULL);
+	return get_hashed_version(kv, key, klen, h, buf, cap, vlen, NULL,
+	                          deadline);
 }
 
 int kv_get_version(kv_t *kv, const void *key, size_t klen, void *buf,
@@ -112,7 +114,7 @@ int kv_get_version(kv_t *kv, const void *key, size_t klen, void *buf,
 	if (buf == NULL && cap != 0)
 		return KV_EINVAL;
 	return get_hashed_version(kv, key, klen, kv__hash(kv, key, klen), buf,
-	                          cap, vlen, version);
+	                          cap, vlen, version, 0);
 }
 
 int kv_get(kv_t *kv, const void *key, size_t klen, void *buf, size_t cap,
@@ -125,12 +127,16 @@ int kv_get(kv_t *kv, const void *key, size_t klen, void *buf, size_t cap,
 		return KV_EINVAL;
 
 	return get_hashed(kv, key, klen, kv__hash(kv, key, klen), buf, cap,
-	                  vlen);
+	                  vlen, 0);
 }
 
 /* Keys looked up together: enough misses in flight to cover the memory
  * latency, few enough that their lines stay in L1. */
 #define KV_MGET_GROUP 16
+/* A batch waits for busy buckets at most this long in all; after it, each
+ * key gets one lock-free look and KV_EBUSY if its bucket is busy, so a
+ * batch of any size ends within the bound of a single call. */
+#define KV_MGET_WAIT_NS (1500ull * 1000000ull)
 
 int kv_mget(kv_t *kv, struct kv_getv *v, size_t n)
 {
@@ -140,6 +146,7 @@ int kv_mget(kv_t *kv, struct kv_getv *v, size_t n)
 		return KV_OK;
 	if (kv == NULL || v == NULL)
 		return KV_EINVAL;
+	uint64_t deadline = kv__os_mono_ns() + KV_MGET_WAIT_NS;
 	for (size_t base = 0; base < n; base += KV_MGET_GROUP) {
 		size_t g = n - base < KV_MGET_GROUP ? n - base : KV_MGET_GROUP;
 		struct kv_getv *e = v + base;
@@ -164,7 +171,7 @@ int kv_mget(kv_t *kv, struct kv_getv *v, size_t n)
 				continue;
 			e[i].status = get_hashed(kv, e[i].key, e[i].klen,
 			                         hash[i], e[i].buf, e[i].cap,
-			                         &e[i].vlen);
+			                         &e[i].vlen, deadline);
 		}
 	}
 	return KV_OK;
@@ -198,46 +205,6 @@ static bool expired(const struct kv *kv, uint64_t item, uint64_t now)
 	    (const struct kv_item *)(const void *)(kv->base + item);
 	uint64_t e = kv__item_expire(it);
 	return e != 0 && now >= e;
-}
-
-static void add64(struct kv *kv, _Atomic uint64_t *field, int64_t delta)
-{
-	kv__tx_put64(kv, field, kv__tx_get64(kv, field) + (uint64_t)delta);
-}
-
-/* Record the removal of the item at f (already unlinked or replaced). */
-static void account_removed(struct kv *kv, const struct kv_found *f,
-                            bool was_expired)
-{
-	struct kv_hdr *h = kv__hdr(kv);
-	const struct kv_item *old =
-	    (const struct kv_item *)(const void *)(kv->base + f->item);
-
-	add64(kv, &h->key_bytes, -(int64_t)old->klen);
-	add64(kv, &h->value_bytes, -(int64_t)old->vlen);
-	if (was_expired)
-		add64(kv, &h->expired, 1);
-	kv__free_chunk(kv, f->cls, f->item);
-}
-
-void kv__remove(struct kv *kv, const struct kv_found *f, enum kv_why why)
-{
-	struct kv_hdr *hdr = kv__hdr(kv);
-
-	kv__tx_begin(kv, KV_OP_DEL);
-	uint64_t span = kv__unlink(kv, f);
-	kv__mark_odd(kv, kv__found_home(kv, f), (uint32_t)span + 1);
-	account_removed(kv, f, why == KV_WHY_EXPIRED);
-	add64(kv, &hdr->items, -1);
-	if (why == KV_WHY_DELETED)
-		add64(kv, &hdr->deletes, 1);
-	if (why == KV_WHY_EVICTED) {
-		add64(kv, &hdr->evictions, 1);
-		add64(kv, &kv__class(kv, f->cls)->evictions, 1);
-	}
-	kv__tx_commit(kv);
-	kv__mark_even(kv);
-	kv__tx_end(kv);
 }
 
 static void fill_item(struct kv *kv, const struct kv_alloc *a,
@@ -299,46 +266,46 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 		if (!f.item && !f.have_free)
 			rc = KV_EFULL;
 		else
-			rc = cls < kv->nclasses ? kv__alloc_peek(kv, cls, &a)
+			rc = cls < kv->nclasses ? kv__alloc_peek_locked(kv, cls, &a)
 			                        : KV_EVALSIZE;
 		if (rc != KV_EFULL || (kv->hflags & KV_HF_NOEVICT) ||
 		    tries == KV_EVICT_TRIES)
 			break;
 		if (!f.item && !f.have_free)
-			rc = kv__evict_on_path(kv, h);
+			rc = kv__evict_on_path_locked(kv, h);
 		else
-			rc = kv__make_room(kv, cls);
+			rc = kv__make_room_locked(kv, cls);
 		if (rc != KV_OK)
 			break;
 	}
 	if (rc != KV_OK)
 		return rc;
 
-	kv__tx_begin(kv, KV_OP_PUT);
-	kv__alloc_pend(kv, &a);
+	kv__tx_begin_locked(kv, KV_TX_PUT);
+	kv__alloc_pend_locked(kv, &a);
 	uint64_t version = atomic_load_explicit(&hdr->version,
 	                                        memory_order_relaxed) + 1;
 	fill_item(kv, &a, key, klen, val, vlen, expire, version);
 	uint64_t home = kv__home(kv, h);
 	if (f.item)
-		kv__mark_odd(kv, f.bucket, 1);
+		kv__mark_odd_locked(kv, f.bucket, 1);
 	else
-		kv__mark_odd(kv, home, f.dist + 1);
-	kv__alloc_take(kv, &a);
+		kv__mark_odd_locked(kv, home, f.dist + 1);
+	kv__alloc_take_locked(kv, &a);
 	if (f.item) {
-		kv__replace(kv, h, &f, a.chunk);
-		account_removed(kv, &f, old_expired);
+		kv__replace_locked(kv, h, &f, a.chunk);
+		kv__account_removed_locked(kv, &f, old_expired);
 	} else {
-		kv__link(kv, h, &f, a.chunk);
-		add64(kv, &hdr->items, 1);
+		kv__link_locked(kv, h, &f, a.chunk);
+		kv__add64_locked(kv, &hdr->items, 1);
 	}
-	add64(kv, &hdr->key_bytes, (int64_t)klen);
-	add64(kv, &hdr->value_bytes, (int64_t)vlen);
-	add64(kv, &hdr->puts, 1);
-	kv__tx_put64(kv, &hdr->version, version);
-	kv__tx_commit(kv);
-	kv__mark_even(kv);
-	kv__tx_end(kv);
+	kv__add64_locked(kv, &hdr->key_bytes, (int64_t)klen);
+	kv__add64_locked(kv, &hdr->value_bytes, (int64_t)vlen);
+	kv__add64_locked(kv, &hdr->puts, 1);
+	kv__tx_put64_locked(kv, &hdr->version, version);
+	kv__tx_commit_locked(kv);
+	kv__mark_even_locked(kv);
+	kv__tx_end_locked(kv);
 	return KV_OK;
 }
 
@@ -406,7 +373,7 @@ int kv_del(kv_t *kv, const void *key, size_t klen)
 		goto out;
 	}
 	bool was_expired = expired(kv, f.item, kv__now_ms());
-	kv__remove(kv, &f, was_expired ? KV_WHY_EXPIRED : KV_WHY_DELETED);
+	kv__remove_locked(kv, &f, was_expired ? KV_WHY_EXPIRED : KV_WHY_DELETED);
 	/* An expired key was already invisible: deleting it finds nothing. */
 	rc = was_expired ? KV_ENOTFOUND : KV_OK;
 out:

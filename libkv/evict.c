@@ -7,7 +7,7 @@
  * Every index slot has a reference bit (format.h). A reader that hits a key
  * sets it, with one compare-and-swap and only if it is clear, so a hot key
  * costs its readers one shared write per eviction sweep rather than one per
- * read. When a put finds no chunk for its class, kv__make_room runs a CLOCK
+ * read. When a put finds no chunk for its class, kv__make_room_locked runs a CLOCK
  * hand over that class's pages, chunk by chunk: an item whose bit is set
  * gets a second chance (the bit is cleared), the first item found clear (or
  * expired) is removed. Each removal is an ordinary committed delete, so an
@@ -24,7 +24,7 @@
  * the puts.
  *
  * When the index rather than memory is full (no free slot on the key's
- * probe path), kv__evict_on_path evicts an item on that path, by the same
+ * probe path), kv__evict_on_path_locked evicts an item on that path, by the same
  * second-chance rule.
  *
  * The hands and since_move are hints kept outside the journal: any value
@@ -56,7 +56,7 @@ static void st(_Atomic uint64_t *p, uint64_t v)
 
 /* Find the slot that links the item in chunk: hash its key, probe from its
  * home for a slot holding this offset. */
-int kv__find_chunk(struct kv *kv, uint64_t chunk, struct kv_found *f)
+int kv__find_chunk_locked(struct kv *kv, uint64_t chunk, struct kv_found *f)
 {
 	uint32_t cls;
 	if (kv__item_check(kv, chunk, &cls) != KV_OK)
@@ -110,7 +110,7 @@ static void evict(struct kv *kv, const struct kv_found *f)
 	    (const struct kv_item *)(void *)(kv->base + f->item);
 	uint64_t exp = kv__item_expire(it);
 	bool expired = exp != 0 && kv__now_ms() >= exp;
-	kv__remove(kv, f, expired ? KV_WHY_EXPIRED : KV_WHY_EVICTED);
+	kv__remove_locked(kv, f, expired ? KV_WHY_EXPIRED : KV_WHY_EVICTED);
 }
 
 /* The next page at or after p (wrapping) owned by cls, or npages. */
@@ -158,7 +158,7 @@ static int evict_in_class(struct kv *kv, uint32_t cls)
 		if (it->klen == 0)
 			continue; /* free */
 		struct kv_found f;
-		int rc = kv__find_chunk(kv, chunk, &f);
+		int rc = kv__find_chunk_locked(kv, chunk, &f);
 		if (rc != KV_OK)
 			return rc;
 		if (!may_evict(kv, &f))
@@ -199,7 +199,7 @@ static int take_page(struct kv *kv, uint32_t cls, uint64_t *taken)
 			if (it->klen == 0)
 				continue;
 			struct kv_found f;
-			int rc = kv__find_chunk(kv, start + i * size, &f);
+			int rc = kv__find_chunk_locked(kv, start + i * size, &f);
 			if (rc != KV_OK)
 				return rc;
 			evict(kv, &f);
@@ -215,7 +215,7 @@ static int take_page(struct kv *kv, uint32_t cls, uint64_t *taken)
 	return KV_EFULL; /* every page is cls's own */
 }
 
-int kv__make_room(struct kv *kv, uint32_t cls)
+int kv__make_room_locked(struct kv *kv, uint32_t cls)
 {
 	struct kv_class *c = kv__class(kv, cls);
 
@@ -243,7 +243,7 @@ int kv__make_room(struct kv *kv, uint32_t cls)
 	return rc;
 }
 
-int kv__evict_on_path(struct kv *kv, uint64_t hash)
+int kv__evict_on_path_locked(struct kv *kv, uint64_t hash)
 {
 	uint64_t home = kv__home(kv, hash);
 	uint64_t maxd = KV_PATH_BUCKETS(kv);

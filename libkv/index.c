@@ -127,6 +127,8 @@ static bool backoff(struct kv_backoff *bo, bool rdonly)
 		return true;
 	}
 	uint64_t now = mono_ns();
+	if (bo->deadline != 0 && now > bo->deadline)
+		return false;
 	if (bo->since == 0)
 		bo->since = now;
 	uint64_t limit = (rdonly ? KV_RO_WAIT_MS : KV_SPIN_MS) * 1000000ull;
@@ -140,16 +142,22 @@ static bool backoff(struct kv_backoff *bo, bool rdonly)
 }
 
 /* Could an item start at off with these lengths without any byte of it
- * lying outside the arena? Cheap enough for the read path. */
+ * lying outside its own chunk? cls is the class the item names: its chunk
+ * must sit on that class's grid within its page, and the item must fit
+ * the class's chunk, so a damaged length can never reach into the next
+ * chunk (another key's bytes). Cheap enough for the read path. */
 static inline bool item_in_bounds(const struct kv *kv, uint64_t off,
-                                  uint64_t hlen, uint64_t klen, uint64_t vlen)
+                                  uint8_t cls, uint64_t hlen, uint64_t klen,
+                                  uint64_t vlen)
 {
 	if (off < kv->arena_off || off % KV_CHUNK_ALIGN != 0 ||
-	    off > kv->arena_end - KV_ITEM_HDR)
+	    off > kv->arena_end - KV_ITEM_HDR || cls >= kv->nclasses)
 		return false;
-	uint64_t total = hlen + klen + vlen;
-	return vlen <= kv->max_value && total <= kv->page_size &&
-	       total <= kv->arena_end - off;
+	uint64_t size = kv->class_size[cls];
+	uint64_t in = (off - kv->arena_off) % kv->page_size;
+	if (in % size != 0 || in / size >= kv->class_per_page[cls])
+		return false;
+	return vlen <= kv->max_value && hlen + klen + vlen <= size;
 }
 
 KV_RACY int kv__lookup(struct kv *kv, const void *key, size_t klen,
@@ -159,7 +167,7 @@ KV_RACY int kv__lookup(struct kv *kv, const void *key, size_t klen,
 	uint64_t home = kv__home(kv, hash);
 	uint64_t maxd = KV_PATH_BUCKETS(kv);
 	uint32_t seen[KV_MAX_PROBE + 1]; /* seq of each bucket passed */
-	struct kv_backoff bo = {0, 0};
+	struct kv_backoff bo = {0, 0, r->deadline};
 
 restart:
 	for (uint64_t d = 0; d < maxd; d++) {
@@ -188,7 +196,8 @@ restart:
 				fl = it->flags;
 				hl = kv_item_hdr_len(fl);
 				ok = (fl & ~KV_IF_TTL) == 0 &&
-				     item_in_bounds(kv, off, hl, ik, iv);
+				     item_in_bounds(kv, off, it->cls, hl, ik,
+				                    iv);
 			}
 			if (!ok) {
 				/* Garbage: a torn read, or corruption if the
@@ -263,11 +272,11 @@ retry:
  * numbers are checked after the copy, as for a miss in kv__lookup, so the
  * set returned is one that existed at one moment. */
 KV_RACY int kv__collect_home(struct kv *kv, uint64_t home,
-                             struct kv_keybuf *kb)
+                             struct kv_keybuf *kb, uint64_t deadline)
 {
 	uint64_t maxd = KV_PATH_BUCKETS(kv);
 	uint32_t seen[KV_MAX_PROBE + 1];
-	struct kv_backoff bo = {0, 0};
+	struct kv_backoff bo = {0, 0, deadline};
 	uint64_t now = kv__now_ms();
 
 restart:
@@ -296,7 +305,7 @@ restart:
 			uint64_t hl = kv_item_hdr_len(fl), exp = 0;
 			if (kl == 0 || kl > kv->max_key ||
 			    (fl & ~KV_IF_TTL) != 0 ||
-			    !item_in_bounds(kv, off, hl, kl, vl))
+			    !item_in_bounds(kv, off, it->cls, hl, kl, vl))
 				goto bad;
 			if (fl & KV_IF_TTL)
 				racy_copy(&exp, it + 1, sizeof exp);
@@ -431,7 +440,7 @@ int kv__find_locked(struct kv *kv, uint64_t hash, const void *key,
 static void hist_add(struct kv *kv, uint64_t dist, int64_t delta)
 {
 	_Atomic uint64_t *c = &kv__hdr(kv)->probe_hist[kv__probe_bin(dist)];
-	kv__tx_put64(kv, c, kv__tx_get64(kv, c) + (uint64_t)delta);
+	kv__tx_put64_locked(kv, c, kv__tx_get64_locked(kv, c) + (uint64_t)delta);
 }
 
 static uint64_t ttl_bit(const struct kv *kv, uint64_t item)
@@ -441,7 +450,7 @@ static uint64_t ttl_bit(const struct kv *kv, uint64_t item)
 	return (it->flags & KV_IF_TTL) ? KV_SLOT_TTL : 0;
 }
 
-void kv__link(struct kv *kv, uint64_t hash, const struct kv_found *f,
+void kv__link_locked(struct kv *kv, uint64_t hash, const struct kv_found *f,
               uint64_t item)
 {
 	uint64_t home = kv__home(kv, hash);
@@ -449,21 +458,21 @@ void kv__link(struct kv *kv, uint64_t hash, const struct kv_found *f,
 
 	for (uint32_t d = 0; d < f->dist; d++) {
 		struct kv_bucket *bk = kv__bucket(kv, kv__badd(kv, home, d));
-		kv__tx_put32(kv, &bk->overflow,
-		             kv__tx_get32(kv, &bk->overflow) + 1);
+		kv__tx_put32_locked(kv, &bk->overflow,
+		             kv__tx_get32_locked(kv, &bk->overflow) + 1);
 	}
-	kv__tx_put64(kv, &kv__bucket(kv, f->bucket)->slot[f->slot],
+	kv__tx_put64_locked(kv, &kv__bucket(kv, f->bucket)->slot[f->slot],
 	             KV_SLOT_MAKE(tag_of(hash), f->dist, item) |
 	                 ttl_bit(kv, item));
 	hist_add(kv, f->dist, 1);
-	if (f->dist + 1u > kv__tx_get64(kv, &h->max_probe))
-		kv__tx_put64(kv, &h->max_probe, f->dist + 1u);
+	if (f->dist + 1u > kv__tx_get64_locked(kv, &h->max_probe))
+		kv__tx_put64_locked(kv, &h->max_probe, f->dist + 1u);
 }
 
-void kv__replace(struct kv *kv, uint64_t hash, const struct kv_found *f,
+void kv__replace_locked(struct kv *kv, uint64_t hash, const struct kv_found *f,
                  uint64_t item)
 {
-	kv__tx_put64(kv, &kv__bucket(kv, f->bucket)->slot[f->slot],
+	kv__tx_put64_locked(kv, &kv__bucket(kv, f->bucket)->slot[f->slot],
 	             KV_SLOT_MAKE(tag_of(hash), f->dist, item) |
 	                 ttl_bit(kv, item));
 }
@@ -472,8 +481,8 @@ static void dec_overflow(struct kv *kv, uint64_t from, uint64_t n)
 {
 	for (uint64_t d = 0; d < n; d++) {
 		struct kv_bucket *bk = kv__bucket(kv, kv__badd(kv, from, d));
-		uint32_t ov = kv__tx_get32(kv, &bk->overflow);
-		kv__tx_put32(kv, &bk->overflow, ov ? ov - 1 : 0);
+		uint32_t ov = kv__tx_get32_locked(kv, &bk->overflow);
+		kv__tx_put32_locked(kv, &bk->overflow, ov ? ov - 1 : 0);
 	}
 }
 
@@ -498,13 +507,13 @@ uint64_t kv__found_home(const struct kv *kv, const struct kv_found *f)
 	return kv__badd(kv, f->bucket, kv->nbuckets - f->dist % kv->nbuckets);
 }
 
-uint64_t kv__unlink(struct kv *kv, const struct kv_found *f)
+uint64_t kv__unlink_locked(struct kv *kv, const struct kv_found *f)
 {
 	uint64_t home = kv__found_home(kv, f);
 	uint64_t hole_b = f->bucket, span = f->dist;
 	uint32_t hole_s = f->slot;
 
-	kv__tx_put64(kv, &kv__bucket(kv, hole_b)->slot[hole_s], 0);
+	kv__tx_put64_locked(kv, &kv__bucket(kv, hole_b)->slot[hole_s], 0);
 	dec_overflow(kv, home, f->dist);
 	hist_add(kv, f->dist, -1);
 
@@ -512,10 +521,10 @@ uint64_t kv__unlink(struct kv *kv, const struct kv_found *f)
 	 * journal bounded and the odd range from wrapping onto itself in a
 	 * tiny table. Stopping early leaves every invariant intact. */
 	for (int moves = 0; moves < KV_MAX_SHIFTS &&
-	                    kv__tx_room(kv) > KV_MAX_PROBE + 64;
+	                    kv__tx_room_locked(kv) > KV_MAX_PROBE + 64;
 	     moves++) {
 		struct kv_bucket *hb = kv__bucket(kv, hole_b);
-		uint32_t passing = kv__tx_get32(kv, &hb->overflow);
+		uint32_t passing = kv__tx_get32_locked(kv, &hb->overflow);
 		uint64_t from_b = 0;
 		uint32_t from_s = 0, from_dist = 0;
 		uint64_t from_w = 0;
@@ -525,7 +534,7 @@ uint64_t kv__unlink(struct kv *kv, const struct kv_found *f)
 			uint64_t b = kv__badd(kv, hole_b, c);
 			struct kv_bucket *bk = kv__bucket(kv, b);
 			for (unsigned s = 0; s < KV_SLOTS; s++) {
-				uint64_t w = kv__tx_get64(kv, &bk->slot[s]);
+				uint64_t w = kv__tx_get64_locked(kv, &bk->slot[s]);
 				if (w == 0 || KV_SLOT_DIST(w) < c)
 					continue;
 				from_b = b;
@@ -539,12 +548,12 @@ uint64_t kv__unlink(struct kv *kv, const struct kv_found *f)
 			break;
 		/* The key's probe now ends at the hole: the buckets from
 		 * the hole up to its old place no longer overflow for it. */
-		kv__tx_put64(kv, &hb->slot[hole_s],
+		kv__tx_put64_locked(kv, &hb->slot[hole_s],
 		             KV_SLOT_MAKE(KV_SLOT_TAG(from_w),
 		                          KV_SLOT_DIST(from_w) - from_dist,
 		                          KV_SLOT_OFF(from_w)) |
 		                 (from_w & (KV_SLOT_REF | KV_SLOT_TTL)));
-		kv__tx_put64(kv, &kv__bucket(kv, from_b)->slot[from_s], 0);
+		kv__tx_put64_locked(kv, &kv__bucket(kv, from_b)->slot[from_s], 0);
 		dec_overflow(kv, hole_b, from_dist);
 		hist_add(kv, KV_SLOT_DIST(from_w), -1);
 		hist_add(kv, KV_SLOT_DIST(from_w) - from_dist, 1);

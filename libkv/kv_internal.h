@@ -205,15 +205,15 @@ int kv__maintain_lock(struct kv *kv);
 int kv__lock_state(struct kv *kv, char *why, size_t cap);
 int kv__lock(struct kv *kv);
 void kv__unlock(struct kv *kv);
-int kv__recover(struct kv *kv);
-void kv__tx_begin(struct kv *kv, uint32_t op);
-uint32_t kv__tx_room(struct kv *kv); /* journal entries left */
-void kv__tx_put64(struct kv *kv, const void *addr, uint64_t val);
-void kv__tx_put32(struct kv *kv, const void *addr, uint32_t val);
-void kv__tx_commit(struct kv *kv);
-void kv__tx_end(struct kv *kv);
-void kv__mark_odd(struct kv *kv, uint64_t first, uint32_t count);
-void kv__mark_even(struct kv *kv);
+int kv__recover_locked(struct kv *kv);
+void kv__tx_begin_locked(struct kv *kv, uint32_t op);
+uint32_t kv__tx_room_locked(struct kv *kv); /* journal entries left */
+void kv__tx_put64_locked(struct kv *kv, const void *addr, uint64_t val);
+void kv__tx_put32_locked(struct kv *kv, const void *addr, uint32_t val);
+void kv__tx_commit_locked(struct kv *kv);
+void kv__tx_end_locked(struct kv *kv);
+void kv__mark_odd_locked(struct kv *kv, uint64_t first, uint32_t count);
+void kv__mark_even_locked(struct kv *kv);
 #define KV_PATH_BUCKETS(kv)                                                    \
 	((kv)->nbuckets < KV_MAX_PROBE + 1 ? (kv)->nbuckets : KV_MAX_PROBE + 1)
 
@@ -233,13 +233,13 @@ void kv__crash_fire(int point);
 
 /* Read a word as the open transaction will leave it: the last value
  * recorded for it, else what the mapping holds. */
-uint64_t kv__tx_get64(struct kv *kv, const void *addr);
-uint32_t kv__tx_get32(struct kv *kv, const void *addr);
+uint64_t kv__tx_get64_locked(struct kv *kv, const void *addr);
+uint32_t kv__tx_get32_locked(struct kv *kv, const void *addr);
 
-/* alloc.c: chunks inside the arena. kv__alloc_peek picks the chunk the
+/* alloc.c: chunks inside the arena. kv__alloc_peek_locked picks the chunk the
  * next allocation of a class returns without changing anything;
- * kv__alloc_pend protects it in the journal before the caller fills it;
- * kv__alloc_take and kv__free_chunk record their changes in the open
+ * kv__alloc_pend_locked protects it in the journal before the caller fills it;
+ * kv__alloc_take_locked and kv__free_chunk_locked record their changes in the open
  * transaction. */
 enum kv_alloc_src {
 	KV_SRC_FREE,     /* a partial page's free list */
@@ -254,10 +254,10 @@ struct kv_alloc {
 	uint32_t cls;
 	enum kv_alloc_src src;
 };
-int kv__alloc_peek(struct kv *kv, uint32_t cls, struct kv_alloc *a);
-void kv__alloc_pend(struct kv *kv, const struct kv_alloc *a);
-void kv__alloc_take(struct kv *kv, const struct kv_alloc *a);
-void kv__free_chunk(struct kv *kv, uint32_t cls, uint64_t chunk);
+int kv__alloc_peek_locked(struct kv *kv, uint32_t cls, struct kv_alloc *a);
+void kv__alloc_pend_locked(struct kv *kv, const struct kv_alloc *a);
+void kv__alloc_take_locked(struct kv *kv, const struct kv_alloc *a);
+void kv__free_chunk_locked(struct kv *kv, uint32_t cls, uint64_t chunk);
 int kv__chunk_check(const struct kv *kv, uint64_t off, uint32_t *cls);
 
 /* index.c */
@@ -272,6 +272,9 @@ struct kv_found {
 struct kv_read {
 	void *buf;          /* in: where to copy the value */
 	size_t cap;         /* in: bytes available there */
+	uint64_t deadline;  /* in: kv__os_mono_ns() after which a busy
+	                     * bucket is not waited for (0: the usual
+	                     * bounds); for calls that do many lookups */
 	size_t vlen;        /* out: value length */
 	uint64_t expire_ms; /* out: 0 = never */
 	uint64_t version;   /* out */
@@ -280,23 +283,24 @@ struct kv_read {
 struct kv_backoff {
 	uint32_t tries;
 	uint64_t since;
+	uint64_t deadline; /* 0, or stop waiting after this */
 };
 int kv__lookup(struct kv *kv, const void *key, size_t klen, uint64_t hash,
                bool locked, struct kv_read *r);
 int kv__find_locked(struct kv *kv, uint64_t hash, const void *key,
                     size_t klen, struct kv_found *f);
-void kv__link(struct kv *kv, uint64_t hash, const struct kv_found *f,
+void kv__link_locked(struct kv *kv, uint64_t hash, const struct kv_found *f,
               uint64_t item);
-void kv__replace(struct kv *kv, uint64_t hash, const struct kv_found *f,
+void kv__replace_locked(struct kv *kv, uint64_t hash, const struct kv_found *f,
                  uint64_t item);
-uint64_t kv__unlink(struct kv *kv, const struct kv_found *f);
+uint64_t kv__unlink_locked(struct kv *kv, const struct kv_found *f);
 uint64_t kv__found_home(const struct kv *kv, const struct kv_found *f);
 int kv__item_check(const struct kv *kv, uint64_t off, uint32_t *cls);
 void kv__prefetch_bucket(const struct kv *kv, uint64_t hash);
 /* Lock held: make buckets [first, first + count) even (wrapping). Under
  * the lock no write is in progress, so a bucket still odd was left so by
  * a dead writer or by damage; lock-free readers of it stop waiting. */
-void kv__make_even(struct kv *kv, uint64_t first, uint64_t count);
+void kv__make_even_locked(struct kv *kv, uint64_t first, uint64_t count);
 
 /* A growable buffer of keys, each stored as a size_t length then bytes. */
 struct kv_keybuf {
@@ -305,13 +309,24 @@ struct kv_keybuf {
 	size_t nkeys;
 };
 int kv__keybuf_add(struct kv_keybuf *kb, const void *key, size_t klen);
-int kv__collect_home(struct kv *kv, uint64_t home, struct kv_keybuf *kb);
+/* deadline: kv__os_mono_ns() after which a busy bucket is not waited for
+ * (0: the usual bounds). */
+int kv__collect_home(struct kv *kv, uint64_t home, struct kv_keybuf *kb,
+                     uint64_t deadline);
 void kv__prefetch_item(const struct kv *kv, uint64_t hash);
 
-/* api.c: remove a found key in one committed transaction. */
+/* write.c: remove a found key in one committed transaction; add to a
+ * counter in the open transaction; account for an item removed or
+ * replaced (its chunk freed). */
 enum kv_why { KV_WHY_DELETED, KV_WHY_EXPIRED, KV_WHY_EVICTED };
-void kv__remove(struct kv *kv, const struct kv_found *f, enum kv_why why);
+enum { KV_TX_PUT = 1, KV_TX_DEL = 2 }; /* kv_journal.op */
+void kv__remove_locked(struct kv *kv, const struct kv_found *f,
+                       enum kv_why why);
+void kv__add64_locked(struct kv *kv, _Atomic uint64_t *field, int64_t delta);
+void kv__account_removed_locked(struct kv *kv, const struct kv_found *f,
+                                bool was_expired);
 
+/* api.c: the body of a put, lock held. */
 int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
                    const void *val, size_t vlen, uint64_t expire,
                    uint32_t flags, uint64_t cas);
@@ -323,8 +338,8 @@ void kv__rstat_detach(struct kv *kv);
 void kv__rstat_reset(struct kv *kv);
 
 /* evict.c: make room. Lock held, no transaction open. */
-int kv__make_room(struct kv *kv, uint32_t cls);
-int kv__evict_on_path(struct kv *kv, uint64_t hash);
-int kv__find_chunk(struct kv *kv, uint64_t chunk, struct kv_found *f);
+int kv__make_room_locked(struct kv *kv, uint32_t cls);
+int kv__evict_on_path_locked(struct kv *kv, uint64_t hash);
+int kv__find_chunk_locked(struct kv *kv, uint64_t chunk, struct kv_found *f);
 
 #endif /* KV_INTERNAL_H */

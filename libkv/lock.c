@@ -26,7 +26,7 @@
  * ------------------
  * When the lock reports that its holder died (EOWNERDEAD, WAIT_ABANDONED,
  * or a stale lock broken by lock_posix.c), the previous holder died
- * somewhere in those steps. kv__recover looks at the journal:
+ * somewhere in those steps. kv__recover_locked looks at the journal:
  *
  *   - IDLE: it died outside an operation; nothing to do.
  *   - BUILD: nothing visible has changed. If it had started filling a
@@ -81,7 +81,7 @@ static int got_lock(struct kv *kv, bool died)
 		/* A holder died, or the journal is not at rest under a lock
 		 * nobody died holding (the bytes were changed behind our
 		 * back): repair as after a death. */
-		rc = kv__recover(kv);
+		rc = kv__recover_locked(kv);
 	}
 	if (died)
 		kv__os_lock_consistent(kv);
@@ -125,7 +125,7 @@ int kv__maintain_lock(struct kv *kv)
 	return rc;
 }
 
-void kv__tx_begin(struct kv *kv, uint32_t op)
+void kv__tx_begin_locked(struct kv *kv, uint32_t op)
 {
 	struct kv_journal *j = kv__journal(kv);
 
@@ -173,17 +173,17 @@ static void tx_add(struct kv *kv, uint64_t off, uint64_t val)
 	j->n++;
 }
 
-uint32_t kv__tx_room(struct kv *kv)
+uint32_t kv__tx_room_locked(struct kv *kv)
 {
 	return KV_LOG_MAX - kv__journal(kv)->n;
 }
 
-void kv__tx_put64(struct kv *kv, const void *addr, uint64_t val)
+void kv__tx_put64_locked(struct kv *kv, const void *addr, uint64_t val)
 {
 	tx_add(kv, kv__off(kv, addr), val);
 }
 
-void kv__tx_put32(struct kv *kv, const void *addr, uint32_t val)
+void kv__tx_put32_locked(struct kv *kv, const void *addr, uint32_t val)
 {
 	tx_add(kv, kv__off(kv, addr) | KV_LOG_W32, val);
 }
@@ -232,7 +232,7 @@ static int apply(struct kv *kv, uint32_t n)
 	return rc;
 }
 
-void kv__tx_commit(struct kv *kv)
+void kv__tx_commit_locked(struct kv *kv)
 {
 	struct kv_journal *j = kv__journal(kv);
 
@@ -243,7 +243,7 @@ void kv__tx_commit(struct kv *kv)
 	KV_CRASHPOINT(8);
 }
 
-void kv__tx_end(struct kv *kv)
+void kv__tx_end_locked(struct kv *kv)
 {
 	struct kv_journal *j = kv__journal(kv);
 
@@ -255,7 +255,7 @@ void kv__tx_end(struct kv *kv)
 	KV_CRASHPOINT(10);
 }
 
-void kv__mark_odd(struct kv *kv, uint64_t first, uint32_t count)
+void kv__mark_odd_locked(struct kv *kv, uint64_t first, uint32_t count)
 {
 	struct kv_journal *j = kv__journal(kv);
 
@@ -275,7 +275,7 @@ void kv__mark_odd(struct kv *kv, uint64_t first, uint32_t count)
 	atomic_thread_fence(memory_order_release);
 }
 
-void kv__make_even(struct kv *kv, uint64_t first, uint64_t count)
+void kv__make_even_locked(struct kv *kv, uint64_t first, uint64_t count)
 {
 	if (count > kv->nbuckets)
 		count = kv->nbuckets;
@@ -289,13 +289,13 @@ void kv__make_even(struct kv *kv, uint64_t first, uint64_t count)
 	}
 }
 
-void kv__mark_even(struct kv *kv)
+void kv__mark_even_locked(struct kv *kv)
 {
 	struct kv_journal *j = kv__journal(kv);
-	kv__make_even(kv, j->odd_first, j->odd_count);
+	kv__make_even_locked(kv, j->odd_first, j->odd_count);
 }
 
-int kv__recover(struct kv *kv)
+int kv__recover_locked(struct kv *kv)
 {
 	struct kv_hdr *h = kv__hdr(kv);
 	struct kv_journal *j = kv__journal(kv);
@@ -330,7 +330,7 @@ int kv__recover(struct kv *kv)
 	/* Make every odd bucket even. The journal names the range the dead
 	 * writer held, but a full pass costs one load per cache line and also
 	 * heals a range the writer had not yet recorded completely. */
-	kv__make_even(kv, 0, kv->nbuckets);
+	kv__make_even_locked(kv, 0, kv->nbuckets);
 	j->pend_chunk = 0;
 	j->odd_count = 0;
 	j->n = 0;
@@ -359,7 +359,7 @@ static bool tx_lookup(struct kv *kv, uint64_t off, uint64_t *val)
 	}
 }
 
-uint64_t kv__tx_get64(struct kv *kv, const void *addr)
+uint64_t kv__tx_get64_locked(struct kv *kv, const void *addr)
 {
 	uint64_t v;
 	if (tx_lookup(kv, kv__off(kv, addr), &v))
@@ -368,7 +368,7 @@ uint64_t kv__tx_get64(struct kv *kv, const void *addr)
 	                            memory_order_relaxed);
 }
 
-uint32_t kv__tx_get32(struct kv *kv, const void *addr)
+uint32_t kv__tx_get32_locked(struct kv *kv, const void *addr)
 {
 	uint64_t v;
 	if (tx_lookup(kv, kv__off(kv, addr), &v))

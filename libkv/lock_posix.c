@@ -73,7 +73,7 @@ static void tsan_owner_dead_acquired(pthread_mutex_t *m)
  * holder exited normally: one compare-and-swap of the word from the value
  * judged to FUTEX_OWNER_DIED (keeping the waiters bit), then a wake-up. The
  * next locker, whoever it is, gets EOWNERDEAD and runs the one recovery
- * (kv__recover), so the journal is replayed or rolled back and every bucket
+ * (kv__recover_locked), so the journal is replayed or rolled back and every bucket
  * made even, as after any death. Two processes that judge the same lock
  * stale at once race on the compare-and-swap: one wins, the other finds the
  * word changed and simply tries the lock again. Nothing else is written, so

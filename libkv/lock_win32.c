@@ -110,7 +110,7 @@ int kv__lock_state(struct kv *kv, char *why, size_t cap)
 		/* Taken to look. An abandoned mutex is no longer abandoned
 		 * once taken, so recover now, as the next writer would. */
 		if (rc == KV_LOCK_DIED)
-			(void)kv__recover(kv);
+			(void)kv__recover_locked(kv);
 		ReleaseMutex(kv->os.lock);
 		snprintf(why, cap, rc == KV_LOCK_DIED
 		                       ? "writer lock was abandoned by a writer "

@@ -115,7 +115,7 @@ static uint64_t remove_in(struct kv *kv, uint64_t first, uint64_t n,
 			if (w == 0 || (only_expired && !(w & KV_SLOT_TTL)))
 				continue;
 			struct kv_found f;
-			*rc = kv__find_chunk(kv, KV_SLOT_OFF(w), &f);
+			*rc = kv__find_chunk_locked(kv, KV_SLOT_OFF(w), &f);
 			if (*rc != KV_OK)
 				break;
 			const struct kv_item *it =
@@ -125,7 +125,7 @@ static uint64_t remove_in(struct kv *kv, uint64_t first, uint64_t n,
 			bool exp = e != 0 && now >= e;
 			if (only_expired && !exp)
 				continue;
-			kv__remove(kv, &f,
+			kv__remove_locked(kv, &f,
 			           exp ? KV_WHY_EXPIRED : KV_WHY_DELETED);
 			removed++;
 			s = (unsigned)-1; /* look at this bucket again */
@@ -183,7 +183,7 @@ int kv__sweep(kv_t *kv, uint64_t buckets, uint64_t *expired)
 	 * while we hold the lock), so readers that cannot lock are served. */
 	for (i = 0; i < buckets && n < KV_SWEEP_MAX && rc == KV_OK; i++) {
 		uint64_t b = kv__badd(kv, first, i);
-		kv__make_even(kv, b, 1);
+		kv__make_even_locked(kv, b, 1);
 		n += remove_in(kv, b, 1, true, &rc);
 	}
 	atomic_store_explicit(&h->sweep_hand, kv__badd(kv, first, i),

@@ -28,6 +28,8 @@
 
 #include "kv_internal.h"
 
+#define KV_SCAN_WAIT_NS (1500ull * 1000000ull)
+
 int kv__keybuf_add(struct kv_keybuf *kb, const void *key, size_t klen)
 {
 	size_t need = kb->used + sizeof(size_t) + klen;
@@ -61,17 +63,23 @@ int kv_scan(kv_t *kv, uint64_t *cursor, size_t count,
 		return KV_EINVAL;
 	if (kv__dead(kv))
 		return KV_EDESTROYED;
+	/* However many slices are asked for, the call waits for busy
+	 * buckets at most KV_SCAN_WAIT_NS in all; a slice still busy then
+	 * ends the call with KV_EBUSY, the cursor naming it. */
+	uint64_t deadline = kv__os_mono_ns() + KV_SCAN_WAIT_NS;
 	for (size_t i = 0; i < count && rc == KV_OK; i++) {
-		rc = kv__collect_home(kv, home, &kb);
-		if (rc == KV_EBUSY && !kv->rdonly) {
+		rc = kv__collect_home(kv, home, &kb, deadline);
+		if (rc == KV_EBUSY && !kv->rdonly &&
+		    kv__os_mono_ns() < deadline) {
 			/* As for a get: a bucket stays odd, so wait for its
 			 * writer (or recover it) under the lock, and heal a
 			 * bucket that damage left odd. */
 			rc = kv__lock(kv);
 			if (rc == KV_OK) {
-				kv__make_even(kv, home, KV_PATH_BUCKETS(kv));
+				kv__make_even_locked(kv, home, KV_PATH_BUCKETS(kv));
 				kv__unlock(kv);
-				rc = kv__collect_home(kv, home, &kb);
+				rc = kv__collect_home(kv, home, &kb,
+				                      deadline);
 			}
 		}
 		if (rc != KV_OK)

@@ -210,7 +210,7 @@ static void test_recover_twice(void **state)
 	assert_true(crash_child(name, OP_REPLACE, 7)); /* mid-apply */
 	assert_kv(KV_OK, kv__lock(kv));
 	/* Recovery ran inside kv__lock; run it again by hand. */
-	assert_kv(KV_OK, kv__recover(kv));
+	assert_kv(KV_OK, kv__recover_locked(kv));
 	kv__unlock(kv);
 	u_expect_str(kv, "pre3", "replaced");
 	expect_fill(kv, 50, 3);
