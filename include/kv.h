@@ -18,7 +18,8 @@
  *     copied out, so a concurrent writer can never change bytes under you.
  *   - A kv_t handle may be used by many threads at once. kv_close() must not
  *     race with other calls on the same handle.
- *   - Every call on a handle may also return KV_EDESTROYED: the store was
+ *   - The status codes listed for each call are all it returns, except
+ *     KV_EDESTROYED, which any call on a handle may return: the store was
  *     destroyed (kv_destroy, `kv destroy`) after the handle attached, or
  *     kvd found it removed. The handle is dead for good; nothing it does
  *     reaches the new store of that name, if any. Close it and kv_open()
@@ -194,7 +195,10 @@ struct kv_stats {
  * can create a name in /dev/shm) and it is not world-writable (KV_EWORLD).
  * Returns KV_OK; KV_ENAME, KV_EINVAL, KV_ETOOSMALL, KV_ETOOBIG, KV_ENOSPC,
  * KV_EPERM, KV_EVERSION, KV_ECORRUPT, KV_ESTOREEXISTS, KV_ENOTREADY,
- * KV_EWORLD, KV_EOWNER, KV_ENOFD, KV_ESYS.
+ * KV_ENOTSTORE, KV_ETRUNCATED, KV_EWORLD, KV_EOWNER, KV_ESYMLINK,
+ * KV_EDESTROYED (a store being destroyed kept its name past a second),
+ * KV_EBUSY (its lock, left by another boot, is being reset by another
+ * process past the bound), KV_ENOFD, KV_ENOMEM, KV_ESYS.
  * On success *out owns the handle; release it with kv_close(). */
 KV_API int kv_create(const char *name, const struct kv_options *opts,
                      kv_t **out);
@@ -202,8 +206,9 @@ KV_API int kv_create(const char *name, const struct kv_options *opts,
 /* Attach to an existing store. flags is KV_RDONLY or KV_RDWR.
  * A store writable by every user is refused (KV_EWORLD).
  * Returns KV_OK; KV_ENAME, KV_ENOSTORE, KV_EPERM, KV_EVERSION, KV_ENOTSTORE,
- * KV_ETRUNCATED, KV_ECORRUPT, KV_ENOTREADY, KV_EWORLD, KV_ENOFD, KV_EINVAL,
- * KV_ESYS. */
+ * KV_ETRUNCATED, KV_ECORRUPT, KV_ENOTREADY, KV_EWORLD, KV_ESYMLINK,
+ * KV_EDESTROYED, KV_EBUSY (as for kv_create), KV_ENOFD, KV_ENOMEM,
+ * KV_EINVAL, KV_ESYS. */
 KV_API int kv_open(const char *name, unsigned flags, kv_t **out);
 
 /* Detach and free the handle. NULL is allowed. The store stays. */
@@ -213,7 +218,8 @@ KV_API void kv_close(kv_t *kv);
  * still attached to it gets KV_EDESTROYED from its next call; then its name
  * is removed (the memory goes once every process detaches). A name whose
  * object is not a kv store is removed all the same.
- * Returns KV_OK; KV_ENAME, KV_ENOSTORE, KV_EPERM, KV_ESYS. */
+ * Returns KV_OK; KV_ENAME, KV_ENOSTORE, KV_EPERM, KV_ENOFD, KV_ENOMEM,
+ * KV_ESYS. */
 KV_API int kv_destroy(const char *name);
 
 /* Copy the value of key into buf[0..cap). *vlen receives the value's length
@@ -221,14 +227,15 @@ KV_API int kv_destroy(const char *name);
  * calling with cap 0. Takes no lock. On any status but KV_OK the contents of
  * buf are unspecified (a read that raced a writer may have begun a copy).
  * Returns KV_OK; KV_ENOTFOUND; KV_ERANGE (cap < *vlen);
- * KV_EKEYSIZE, KV_EINVAL, KV_ECORRUPT, KV_EBUSY. */
+ * KV_EKEYSIZE, KV_EINVAL, KV_ECORRUPT, KV_EBUSY, KV_ESYS. */
 KV_API int kv_get(kv_t *kv, const void *key, size_t klen, void *buf,
                   size_t cap, size_t *vlen);
 
 /* Insert or replace. The bytes are copied into the store. opts may be NULL.
  * Returns KV_OK; KV_EEXIST (KV_PUT_NX and the key is live); KV_ENOTFOUND
- * (KV_PUT_XX and it is not); KV_EKEYSIZE; KV_EVALSIZE; KV_EFULL; KV_ERDONLY;
- * KV_EINVAL; KV_ECORRUPT. On any error the store is unchanged. */
+ * (KV_PUT_XX and it is not); KV_ECHANGED (KV_PUT_CAS and the version
+ * differs); KV_EKEYSIZE; KV_EVALSIZE; KV_EFULL; KV_ERDONLY; KV_EINVAL;
+ * KV_ECORRUPT; KV_EBUSY; KV_ESYS. On any error the store is unchanged. */
 KV_API int kv_put(kv_t *kv, const void *key, size_t klen, const void *val,
                   size_t vlen, const struct kv_put_opts *opts);
 
@@ -245,7 +252,8 @@ KV_API int kv_get_version(kv_t *kv, const void *key, size_t klen, void *buf,
  * every other writer. Returns KV_OK; KV_ENOTNUM (the value is not an
  * optionally signed decimal integer of at most 20 digits); KV_EOVERFLOW
  * (the result would not fit in int64_t; nothing changes); KV_EKEYSIZE;
- * KV_ERDONLY; KV_EFULL; KV_EINVAL; KV_ECORRUPT. */
+ * KV_EVALSIZE; KV_ERDONLY; KV_EFULL; KV_EINVAL; KV_ECORRUPT; KV_EBUSY;
+ * KV_ESYS. */
 KV_API int kv_incr(kv_t *kv, const void *key, size_t klen, int64_t delta,
                    int64_t *result);
 
@@ -253,7 +261,7 @@ KV_API int kv_incr(kv_t *kv, const void *key, size_t klen, int64_t delta,
  * writer lock between slices, so other writers are never blocked long; a
  * key put during the flush may survive it. *removed (if not NULL) receives
  * the number of keys removed. Returns KV_OK; KV_ERDONLY; KV_EINVAL;
- * KV_ECORRUPT. */
+ * KV_ECORRUPT; KV_EBUSY; KV_ESYS. */
 KV_API int kv_flush(kv_t *kv, uint64_t *removed);
 
 /* Figures of one size class. */
@@ -305,11 +313,12 @@ KV_API int kv_scan(kv_t *kv, uint64_t *cursor, size_t count,
                    void *ctx);
 
 /* Remove a key. Returns KV_OK; KV_ENOTFOUND; KV_EKEYSIZE; KV_ERDONLY;
- * KV_EINVAL; KV_ECORRUPT. */
+ * KV_EINVAL; KV_ECORRUPT; KV_EBUSY; KV_ESYS. */
 KV_API int kv_del(kv_t *kv, const void *key, size_t klen);
 
 /* Remaining time to live of a key: *ttl_ms is -1 when it never expires.
- * Returns KV_OK; KV_ENOTFOUND; KV_EKEYSIZE; KV_EINVAL; KV_ECORRUPT. */
+ * Returns KV_OK; KV_ENOTFOUND; KV_EKEYSIZE; KV_EINVAL; KV_ECORRUPT;
+ * KV_EBUSY; KV_ESYS. */
 KV_API int kv_ttl(kv_t *kv, const void *key, size_t klen, int64_t *ttl_ms);
 
 /* Fill *out with the store's figures. Returns KV_OK, KV_EDESTROYED or

@@ -25,7 +25,7 @@
  *  0x10000  +---------------------------------------------+  = index_off
  *           | struct kv_bucket[nbuckets]  (64 B each)     |  the hash index
  *           +---------------------------------------------+  = ptab_off
- *           | struct kv_page[npages]      (16 B each)     |  page -> class
+ *           | struct kv_page[npages]      (32 B each)     |  page -> class
  *           +--- aligned to 4 KiB ------------------------+  = arena_off
  *           | page 0 | page 1 | ... | page npages-1       |  items
  *           +---------------------------------------------+  <= map_size

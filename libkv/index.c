@@ -17,10 +17,12 @@
  *
  * Lock-free reads
  * ---------------
- * Writers never change an item after publishing it and never move a key
- * between slots. To replace a value they write a new item and swap the
- * slot; to delete they clear it; only then is the old chunk freed. Every
- * such change happens while the bucket's sequence number is odd. So a
+ * Writers never change an item after publishing it. To replace a value
+ * they write a new item and swap the slot; to delete they clear it (and
+ * may move displaced keys of the same probe chain back towards home, the
+ * backward shift: a key then appears in its new slot before it leaves the
+ * old one); only then is the old chunk freed. Every such change happens
+ * while the sequence number of each bucket it touches is odd. So a
  * reader:
  *
  *   1. loads seq (acquire); if odd, a writer is inside: retry;

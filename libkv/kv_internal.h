@@ -184,10 +184,10 @@ int kv__geometry(uint64_t map_size, uint32_t max_value, uint64_t max_items,
                  struct kv_geometry *g);
 uint32_t kv__class_for(const struct kv *kv, uint64_t bytes);
 
-/* hash.c */
+/* index.c: a key's hash (XXH3, seeded per store). */
 uint64_t kv__hash(const struct kv *kv, const void *key, size_t klen);
 
-/* clock: ms since the epoch; tests may pin it. */
+/* geometry.c: the clock, ms since the epoch; tests may pin it. */
 uint64_t kv__now_ms(void);
 void kv__set_test_clock(uint64_t ms); /* 0 = the real clock again */
 
@@ -201,7 +201,8 @@ enum kv_holder {
 };
 /* kvd's tick: recover a dead holder, break a stale lock; never waits. */
 int kv__maintain_lock(struct kv *kv);
-/* Describe the writer lock without changing anything: a kv_holder. */
+/* lock_posix.c, lock_win32.c: describe the writer lock without changing
+ * anything (a kv_holder). */
 int kv__lock_state(struct kv *kv, char *why, size_t cap);
 int kv__lock(struct kv *kv);
 void kv__unlock(struct kv *kv);
@@ -302,7 +303,8 @@ void kv__prefetch_bucket(const struct kv *kv, uint64_t hash);
  * a dead writer or by damage; lock-free readers of it stop waiting. */
 void kv__make_even_locked(struct kv *kv, uint64_t first, uint64_t count);
 
-/* A growable buffer of keys, each stored as a size_t length then bytes. */
+/* scan.c: a growable buffer of keys, each stored as a size_t length then
+ * bytes; index.c fills it with the keys whose home is one bucket. */
 struct kv_keybuf {
 	uint8_t *buf;
 	size_t used, cap;
