@@ -10,6 +10,7 @@
 #define KV_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -127,7 +128,14 @@ bool cli_dump_record_ttl(int64_t ttl, uint64_t dump_ms, uint64_t now,
                          uint64_t *ttl_ms);
 
 /* Print "kv: <formatted>\n" on stderr: the one line of an error. */
-void cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* printf-style checking for mingw's C99 stdio too (__MINGW_PRINTF_FORMAT
+ * is gnu_printf there). */
+#ifdef __MINGW_PRINTF_FORMAT
+#define CLI_PRINTF(f, a) __attribute__((format(__MINGW_PRINTF_FORMAT, f, a)))
+#else
+#define CLI_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#endif
+void cli_fail(const char *fmt, ...) CLI_PRINTF(1, 2);
 
 /* Room for any cli_quote() result: 60 bytes shown, 4 per escaped byte,
  * quotes, "..." and the NUL. */

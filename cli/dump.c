@@ -33,7 +33,6 @@
  *   Records whose TTL ran out since the dump are skipped.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -44,9 +43,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "cli.h"
+#include "sys.h"
 
 #define DUMP_MAGIC "KVDUMP\0\0"
 #define DUMP_MAGIC_LEN 8
@@ -95,18 +96,12 @@ static uint64_t get_u64(const unsigned char *p)
 
 static uint64_t wall_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return cli_sys_wall_ms();
 }
 
 static uint64_t mono_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return cli_sys_mono_ms();
 }
 
 /* ------------------------------------------------------------------------
@@ -239,7 +234,7 @@ static int open_target(struct target *t, const char *path)
 	t->fd = STDOUT_FILENO;
 	if (path == NULL)
 		return 0;
-	if (lstat(path, &sb) != 0) {
+	if (cli_sys_lstat(path, &sb) != 0) {
 		if (errno != ENOENT) {
 			cli_fail("dump: %s: %s", path, strerror(errno));
 			return -1;
@@ -257,7 +252,7 @@ static int open_target(struct target *t, const char *path)
 		memcpy(t->tmp, path, n);
 		memcpy(t->tmp + n, ".XXXXXX", 8);
 		/* mkstemp makes it 0600: a dump holds every value. */
-		t->fd = mkstemp(t->tmp);
+		t->fd = cli_sys_mkstemp(t->tmp);
 		if (t->fd < 0) {
 			cli_fail("dump: %s: %s", path, strerror(errno));
 			free(t->tmp);
@@ -266,7 +261,7 @@ static int open_target(struct target *t, const char *path)
 		}
 		return 0;
 	}
-	t->fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	t->fd = cli_sys_open_trunc(path);
 	if (t->fd < 0) {
 		cli_fail("dump: %s: %s", path, strerror(errno));
 		return -1;
@@ -282,7 +277,7 @@ static int close_target(struct target *t, bool ok)
 
 	if (t->path == NULL)
 		return 0;
-	if (ok && t->tmp != NULL && fsync(t->fd) != 0) {
+	if (ok && t->tmp != NULL && cli_sys_fsync(t->fd) != 0) {
 		cli_fail("dump: %s: %s", t->path, strerror(errno));
 		ok = false;
 		rc = -1;
@@ -293,7 +288,7 @@ static int close_target(struct target *t, bool ok)
 		rc = -1;
 	}
 	if (t->tmp != NULL) {
-		if (ok && rename(t->tmp, t->path) != 0) {
+		if (ok && cli_sys_replace(t->tmp, t->path) != 0) {
 			cli_fail("dump: %s: %s", t->path, strerror(errno));
 			rc = -1;
 			ok = false;
@@ -405,7 +400,7 @@ out:
  */
 
 static void problem(struct cli_dump_verdict *v, bool locatable,
-                    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+                    const char *fmt, ...) CLI_PRINTF(3, 4);
 
 static void problem(struct cli_dump_verdict *v, bool locatable,
                     const char *fmt, ...)
@@ -701,7 +696,7 @@ int cli_load(const struct cli *cli)
 		goto out;
 	}
 	if (path != NULL) {
-		fd = open(path, O_RDONLY | O_CLOEXEC);
+		fd = cli_sys_open_read(path);
 		if (fd < 0) {
 			cli_fail("load: %s: %s", path, strerror(errno));
 			goto out;

@@ -13,9 +13,9 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
+#include "sys.h"
 
 /* Index slices per kv_scan call: small, so each call is short. */
 #define SCAN_COUNT 64
@@ -28,9 +28,7 @@
 
 static uint64_t now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return cli_sys_mono_ms();
 }
 
 struct keys_ctx {
@@ -58,7 +56,6 @@ static int print_key(void *ctx, const void *key, size_t klen)
 int cli_scan_all(kv_t *kv, int (*fn)(void *ctx, const void *key, size_t klen),
                  void *ctx, uint64_t *skipped)
 {
-	const struct timespec pause = {0, 1000 * 1000L};
 	uint64_t cursor = 0, busy_since = 0, buckets = 0;
 	int rc;
 
@@ -69,7 +66,7 @@ int cli_scan_all(kv_t *kv, int (*fn)(void *ctx, const void *key, size_t klen),
 			if (busy_since == 0)
 				busy_since = before;
 			if (now_ms() - busy_since < SCAN_BUSY_MS) {
-				nanosleep(&pause, NULL);
+				cli_sys_sleep_ms(1);
 				rc = KV_OK;
 				continue;
 			}

@@ -6,11 +6,11 @@
  * file of cli/ and call cli_parse() directly.
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+#include "sys.h"
 
 /* stdout is buffered: a closed pipe or a full disk may only show when it is
  * flushed, and a script must not get exit 0 for output it never received. */
@@ -32,9 +32,7 @@ int main(int argc, char **argv)
 	struct cli cli;
 	int status;
 
-	/* A reader that goes away must give us EPIPE, which we report with
-	 * exit 2, rather than kill us silently. */
-	signal(SIGPIPE, SIG_IGN);
+	cli_sys_init();
 
 	status = cli_parse(&cli, argc, argv);
 	if (status == CLI_OK && cli.run != NULL)

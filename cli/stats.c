@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "sys.h"
 
 /* If this fails, struct kv_stats gained or lost a field: fields[] covers
  * everything before probe_hist, which is printed on its own (an array);
@@ -151,7 +152,7 @@ static void format_time(uint64_t ms, char *buf, size_t cap)
 	time_t t = (time_t)(ms / 1000);
 	struct tm tm;
 
-	if (ms == 0 || gmtime_r(&t, &tm) == NULL ||
+	if (ms == 0 || !cli_sys_gmtime(t, &tm) ||
 	    strftime(buf, cap, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
 		snprintf(buf, cap, "%" PRIu64 " ms", ms);
 }

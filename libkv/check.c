@@ -47,7 +47,7 @@ struct checker {
 	uint64_t hist[8];    /* keys by distance from home */
 };
 
-__attribute__((format(printf, 2, 3))) static void problem(struct checker *c,
+KV_PRINTF(2, 3) static void problem(struct checker *c,
                                                           const char *fmt,
                                                           ...)
 {

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -20,6 +21,13 @@
 #include "os.h"
 
 #define KV_PATH_MAX 4096
+
+/* printf-style checking, for mingw's C99 stdio too. */
+#ifdef __MINGW_PRINTF_FORMAT
+#define KV_PRINTF(f, a) __attribute__((format(__MINGW_PRINTF_FORMAT, f, a)))
+#else
+#define KV_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#endif
 
 #define KV_TXMAP_SIZE 4096u /* > KV_LOG_MAX, a power of two */
 struct kv_txmap {
