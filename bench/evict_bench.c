@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon.h"
+#include "daemon.h" /* kv__sweep: kvd's expiry step, timed here */
 #include "kv.h"
 
 struct row {
@@ -48,12 +48,18 @@ static int key_of(uint64_t i, char *k)
 	return snprintf(k, 24, "k:%010" PRIu64, i);
 }
 
+/* The name of the store `tag` of this run. */
+static void store_name(char name[KV_MAX_NAME + 1], const char *tag)
+{
+	snprintf(name, KV_MAX_NAME + 1, "evbench.%s.%d", tag, (int)getpid());
+}
+
 /* A store with memory for `items` and an index for `index_items`. */
 static kv_t *make(const char *tag, uint64_t items, uint64_t index_items,
                   size_t vlen)
 {
-	char name[64];
-	snprintf(name, sizeof name, "evbench.%s.%d", tag, (int)getpid());
+	char name[KV_MAX_NAME + 1];
+	store_name(name, tag);
 	struct kv_options o = {0};
 	/* 12-byte keys: a 16-byte header, key and value, rounded to a
 	 * class; 64 bytes of index per 7 slots at 7/8 load. */
@@ -245,10 +251,10 @@ int main(int argc, char **argv)
 		fclose(f);
 	}
 	for (int s = 0; s < 2; s++) {
-		char path[4200];
-		snprintf(path, sizeof path, "%s", kv__path(stores[s]));
+		char name[KV_MAX_NAME + 1];
+		store_name(name, names[s]);
 		kv_close(stores[s]);
-		kv_destroy(path + strlen("/dev/shm/kv."));
+		kv_destroy(name);
 	}
 	free(val);
 	return 0;

@@ -47,7 +47,6 @@
 #include <unistd.h>
 
 #include "bench.h"
-#include "format.h" /* KV_ITEM_HDR, only to split overhead from waste */
 #include "kv.h"
 
 #ifndef KV_BENCH_BUILDTYPE
@@ -1106,14 +1105,15 @@ static void print_environment(const struct options *o)
 	       bench_timer_resolution_ns(), bench_timer_overhead_ns());
 }
 
+/* item_hdr: kv_stats.item_header. */
 static void print_memory(const struct kv_stats *st, unsigned klen,
-                         unsigned vlen)
+                         unsigned vlen, unsigned item_hdr)
 {
 	double items = st->items ? (double)st->items : 1;
 	double payload = (double)st->key_bytes + (double)st->value_bytes;
-	double index = (double)st->buckets * 64;
+	double index = (double)st->buckets * 64; /* a bucket is a cache line */
 	double used = (double)st->data_used;
-	double hdr = (double)st->items * KV_ITEM_HDR;
+	double hdr = (double)st->items * item_hdr;
 
 	printf("# memory after load: %" PRIu64 " items of %u+%u B; "
 	       "map %.1f MiB, index %.1f MiB (%" PRIu64 " buckets, "
@@ -1129,11 +1129,11 @@ static void print_memory(const struct kv_stats *st, unsigned klen,
 	       "      = %.1f B\n", index / items);
 	printf("#     item share    (data_used - keys - values) / items "
 	       "      = %.1f B (%u B header + rounding)\n",
-	       (used - payload) / items, KV_ITEM_HDR);
+	       (used - payload) / items, item_hdr);
 	printf("#   size-class waste (data_used - items*%u - keys - values) "
 	       "/ data_used = %.2f%%   [brief: <= 15%%]\n",
-	       KV_ITEM_HDR, used > 0 ? 100.0 * (used - hdr - payload) / used
-	                             : 0.0);
+	       item_hdr, used > 0 ? 100.0 * (used - hdr - payload) / used
+	                          : 0.0);
 	/* For compare.sh: overhead_per_item counts everything; the brief's
 	 * "<= 32 B per item, plus size-class waste" is overhead_ex_waste
 	 * (index + header), with the waste judged on its own. */
@@ -1391,7 +1391,8 @@ int main(int argc, char **argv)
 			if (strcmp(wl->name, "load") == 0) {
 				struct kv_stats st;
 				kv_stats(kv, &st);
-				print_memory(&st, o.key_size, o.value_size);
+				print_memory(&st, o.key_size, o.value_size,
+				             st.item_header);
 			}
 			printf("\n");
 			bench_report_header(&rep);

@@ -110,6 +110,9 @@ typedef struct kv kv_t;
 #define KV_RDONLY 0x0u /* map read-only: gets only; needs read permission */
 #define KV_RDWR 0x1u   /* map read-write: gets, puts, deletes */
 
+/* A store's size is rounded down to a multiple of this. */
+#define KV_SIZE_ALIGN 4096u
+
 /* Options for kv_create(). Zero-initialise, then set what you need; a zero
  * field means "the default". */
 struct kv_options {
@@ -171,7 +174,8 @@ struct kv_stats {
 	uint64_t evictions;      /* items evicted to make room */
 	uint64_t page_moves;     /* pages taken from one class for another */
 	uint32_t evict;          /* 1: evicts when full; 0: KV_EFULL */
-	uint32_t reserved0;
+	uint32_t item_header;    /* bytes of an item's header beside its key
+	                          * and value (8 more with a TTL) */
 	uint64_t hits;           /* gets that found their key */
 	uint64_t misses;         /* gets that did not. Both count gets through
 	                          * read-write handles of every process; a

@@ -79,7 +79,7 @@
 #define KV_LOG_MAX 1248u     /* redo journal entries */
 #define KV_MIN_CHUNK 32u     /* smallest size class */
 #define KV_CHUNK_ALIGN 8u    /* every chunk size is a multiple of this */
-#define KV_PAGE_ALIGN 4096u
+#define KV_PAGE_ALIGN KV_SIZE_ALIGN /* kv.h: sizes round down to it */
 #define KV_MIN_PAGE (64u * 1024u)
 
 #define KV_HDR_OFF 0x0000u

@@ -133,6 +133,7 @@ int kv_stats(kv_t *kv, struct kv_stats *out)
 	out->expired = ld(&h->expired);
 	out->recoveries = ld(&h->recoveries);
 	out->lock_repairs = ld(&h->lock_repairs);
+	out->item_header = KV_ITEM_HDR;
 	out->max_probe = ld(&h->max_probe);
 	out->created_ms = h->created_ms;
 	out->nclasses = kv->nclasses;

@@ -781,18 +781,71 @@ static void test_dump_file(void **state)
 	}
 }
 
+/* Puts a churn writer of test_dump_while_writing has made so far: it
+ * prints a line after each one that succeeded. */
+static size_t count_lines(const char *s)
+{
+	size_t n = 0;
+
+	for (const char *p = s; (p = strchr(p, '\n')) != NULL; p++)
+		n++;
+	return n;
+}
+
+static size_t churn_puts(struct h_proc *w)
+{
+	size_t len, n;
+	char *out = h_read_out(w, &len);
+
+	n = count_lines(out);
+	h_free(out);
+	return n;
+}
+
+struct churn {
+	struct h_proc **w;
+	size_t least;
+};
+
+/* Has each writer made c->least puts, or stopped (so waiting is over:
+ * its exit status says why)? */
+static bool churn_reached(void *ctx)
+{
+	const struct churn *c = ctx;
+
+	for (int i = 0; i < 2; i++)
+		if (churn_puts(c->w[i]) < c->least && h_alive(c->w[i]->pid))
+			return false;
+	return true;
+}
+
 /* Dumps and key listings taken while other processes put and delete keys
- * are each whole and valid, and always hold every key that stayed. */
+ * are each whole and valid, and always hold every key that stayed.
+ *
+ * The writers are shell loops of kv commands. Every put must succeed (a
+ * writer exits with the failed put's status, so the test fails), and so
+ * must every delete but one of a key already gone (the loop deletes each
+ * key twice: exit 1 is "key not found"). The dumps start once each writer
+ * has put a key, and go on past five rounds until each has made
+ * CHURN_PUTS puts (five rounds gave 9 to 16 in ten runs on a 2-core
+ * machine), so they always overlap real writes. */
+#define CHURN_PUTS 10u
 static void test_dump_while_writing(void **state)
 {
 	const char *src = serve("busy", "16M");
 	static const char loop[] =
 	    "i=0; while [ ! -e \"$4\" ]; do "
-	    "\"$1\" -s \"$2\" put churn$3.$i x >/dev/null; "
-	    "\"$1\" -s \"$2\" del churn$3.$((i/2)) >/dev/null 2>&1; "
+	    "\"$1\" -s \"$2\" put churn$3.$i x >/dev/null || exit; "
+	    "echo put; "
+	    "e=$(\"$1\" -s \"$2\" del churn$3.$((i/2)) 2>&1 >/dev/null); "
+	    "s=$?; if [ $s -gt 1 ]; then echo \"$e\" >&2; exit $s; fi; "
 	    "i=$((i+1)); done";
 	const char *dir = h_tmpdir("busy");
 	struct h_proc *w[2];
+	struct churn c = {w, 1};
+	size_t made[2];
+	int rounds = 0;
+	uint64_t until;
 	char key[32], stop[256];
 	kv_t *kv = attach(src);
 
@@ -810,9 +863,18 @@ static void test_dump_while_writing(void **state)
 
 		w[i] = h_start(argv, NULL);
 	}
-	for (int round = 0; round < 5; round++) {
+	(void)h_wait_for(churn_reached, &c, H_TIMEOUT_MS);
+	c.least = CHURN_PUTS;
+	until = wall_ms() + H_TIMEOUT_MS;
+	for (; rounds < 5 || !churn_reached(&c); rounds++) {
 		struct h_result r;
 		size_t stable = 0, pos = 0;
+
+		/* A writer that stopped, or one too slow to make its puts:
+		 * the checks after the loop say which. */
+		if (!h_alive(w[0]->pid) || !h_alive(w[1]->pid) ||
+		    (rounds >= 5 && wall_ms() > until))
+			break;
 
 		KV(&r, src, "dump");
 		H_ASSERT_EXIT(&r, 0);
@@ -849,8 +911,16 @@ static void test_dump_while_writing(void **state)
 
 		assert_true(h_wait(w[i], H_TIMEOUT_MS, &r));
 		H_ASSERT_EXIT(&r, 0);
+		made[i] = count_lines(r.out);
 		h_result_free(&r);
+		if (made[i] < CHURN_PUTS)
+			fail_msg("writer %d made %zu puts during %d rounds of "
+			         "dumps (want %u)",
+			         i, made[i], rounds, CHURN_PUTS);
 	}
+	print_message("dump while writing: %d rounds of dumps; the writers "
+	              "made %zu and %zu puts\n",
+	              rounds, made[0], made[1]);
 	{
 		struct h_result r;
 

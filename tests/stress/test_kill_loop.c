@@ -32,6 +32,19 @@
  * the lock to recover), `kv check` (the real CLI) must exit 0, and every
  * key of every slot is judged as above.
  *
+ * That the loop tested recovery at all is checked too. Each kill is a
+ * SIGSTOP first: a stopped writer runs no further instruction, so the
+ * lock word read while it is stopped says exactly whether the SIGKILL that
+ * follows lands with the writer lock held (see stop_kill). Every such kill
+ * leaves a lock the next locker takes with EOWNERDEAD and recovers, so
+ * kv_stats().recoveries grows by one per kill that held the lock (fewer
+ * only if a recoverer is itself killed before it counts), never by more.
+ * The run fails unless at least MIN_LOCKED_KILLS kills held the lock and
+ * at least MIN_RECOVERIES recoveries ran, with no more recoveries than
+ * such kills. A run whose KV_KILLS kills fall short of either minimum
+ * (a machine where writers seldom hold the lock when the killer wakes)
+ * goes on killing until it has both or the time cap ends it.
+ *
  * Environment: KV_KILLS (300), KV_KILL_SECONDS (cap on the loop, 45),
  * KV_KILL_WRITERS (4), KV_STRESS_SEED, KV_STRESS_KVD (1; 0: no kvd),
  * KV_STRESS_STORE_MB (64) and KV_STRESS_EVICT=1 (with a small store: one
@@ -41,6 +54,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,6 +65,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "kv_internal.h" /* the writer lock's futex word, see stop_kill */
 #include "workload.h"
 
 #define MAXSLOT 16
@@ -58,6 +73,19 @@
 #define MAXCAND 32      /* unacknowledged ops remembered per key */
 #define LONG_TTL_MS (600u * 1000u)
 #define CHECK_EVERY 25 /* kills between two kv_check calls */
+
+/* The least a run must show of what it is named for. On a 2-core
+ * machine, 300 kills (plus the 4 at the end) landed with the lock held
+ * 16 to 32 times in 10 idle runs, 23 to 36 in 10 runs with both cores
+ * kept busy by two other processes, 27 to 43 in 5 with four (a preempted
+ * writer holds the lock longer), and 23 to 48 in 5 runs of the ASan
+ * build. Recoveries matched them in all but two runs, which had one fewer
+ * (a recoverer killed before it counted). A third of the fewest seen
+ * leaves room for other machines, and the loop goes on past KV_KILLS
+ * until both are reached (or the time cap ends it), so a slow run takes
+ * longer instead of failing. */
+#define MIN_LOCKED_KILLS 5u
+#define MIN_RECOVERIES 5u
 
 enum { K_INTENT = 1, K_DONE = 2 };
 enum { K_PUT = 1, K_NX, K_XX, K_TTL, K_TTL1, K_DEL };
@@ -514,6 +542,45 @@ static void sleep_us(uint64_t us)
 		;
 }
 
+/* Kill a writer, and say whether the kill landed inside a write, holding
+ * the writer lock. SIGSTOP first: once the writer is stopped it runs no
+ * further instruction, so the SIGKILL after it lands exactly where the
+ * stop did, and the lock word read in between is the one the kill leaves.
+ * The word holds the holder's thread id, and a writer process has one
+ * thread (tid == pid). No one else can take the lock from a stopped live
+ * holder, and the stop lasts microseconds, far below the 1.5 s a waiting
+ * writer allows before KV_EBUSY. waitid(WNOWAIT) only looks: the writer
+ * is reaped by sw_wait, which also gets the status of one that had
+ * already ended on its own (then *held is false). Returns sw_wait's. */
+static bool stop_kill(pid_t pid, kv_t *kv, bool *held, int *status)
+{
+	_Atomic uint32_t *word =
+	    (_Atomic uint32_t *)(void *)&kv__hdr(kv)->mutex.__data.__lock;
+	siginfo_t si;
+
+	*held = false;
+	kill(pid, SIGSTOP);
+	memset(&si, 0, sizeof(si));
+	while (waitid(P_PID, (id_t)pid, &si, WSTOPPED | WEXITED | WNOWAIT) !=
+	           0 &&
+	       errno == EINTR)
+		;
+	if (si.si_pid == pid && si.si_code == CLD_STOPPED)
+		*held = (atomic_load(word) & FUTEX_TID_MASK) == (uint32_t)pid;
+	kill(pid, SIGKILL);
+	return sw_wait(pid, 10000, status);
+}
+
+/* Has the loop seen the least it must (MIN_LOCKED_KILLS, MIN_RECOVERIES)?
+ * The kills at the end add more of each; this does not count on them. */
+static bool loop_enough(kv_t *kv, uint64_t recoveries0, uint64_t locked)
+{
+	struct kv_stats st;
+
+	return locked >= MIN_LOCKED_KILLS && kv_stats(kv, &st) == KV_OK &&
+	       st.recoveries - recoveries0 >= MIN_RECOVERIES;
+}
+
 static void report(void *ctx, const char *problem)
 {
 	(void)ctx;
@@ -571,10 +638,14 @@ static void test_kill_loop(void **state)
 	rc = kv_open(job.store, KV_RDWR, &chk);
 	if (rc != KV_OK)
 		fail_msg("kv_open: %s", kv_strerror(rc));
-	uint64_t t0 = sw_now_ns(), kills = 0;
+	struct kv_stats st0;
+	assert_int_equal(kv_stats(chk, &st0), KV_OK);
+	uint64_t t0 = sw_now_ns(), kills = 0, locked = 0;
 	uint64_t cap = t0 + cap_s * 1000000000ull;
 	const char *why = NULL;
-	while (kills < target && sw_now_ns() < cap && why == NULL) {
+	bool held;
+	while ((kills < target || !loop_enough(chk, st0.recoveries, locked)) &&
+	       sw_now_ns() < cap && why == NULL) {
 		uint32_t s = (uint32_t)(sw_rand(&rng) % nslot);
 		sleep_us(sw_rand(&rng) % 3001);
 		/* Anyone gone on their own has failed. */
@@ -587,8 +658,7 @@ static void test_kill_loop(void **state)
 			}
 		if (why != NULL || atomic_load(&job.ctl->stop))
 			break;
-		kill(wpid[s], SIGKILL);
-		if (!sw_wait(wpid[s], 10000, &status)) {
+		if (!stop_kill(wpid[s], chk, &held, &status)) {
 			why = "a killed writer was not reaped in 10 s";
 			break;
 		}
@@ -599,6 +669,7 @@ static void test_kill_loop(void **state)
 			break;
 		}
 		kills++;
+		locked += held;
 		wpid[s] = spawn_writer(s, gen[s]++);
 		/* Now and then check the store under the lock, in the middle
 		 * of it all: this may be what recovers a dead writer. */
@@ -610,17 +681,19 @@ static void test_kill_loop(void **state)
 		}
 	}
 	double loop_s = (double)(sw_now_ns() - t0) / 1e9;
+	uint64_t loop_kills = kills, loop_locked = locked;
 
 	/* Stop everything: writers by SIGKILL (mid-write, like the rest),
 	 * readers through the stop flag. */
 	for (uint32_t s = 0; s < nslot; s++) {
-		kill(wpid[s], SIGKILL);
-		if (sw_wait(wpid[s], 10000, &status) &&
+		if (stop_kill(wpid[s], chk, &held, &status) &&
 		    !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)) {
 			print_error("slot %u writer: %s\n", s,
 			            sw_status_str(status, sb, sizeof(sb)));
 			why = "a writer stopped before it was killed";
 		}
+		kills++;
+		locked += held;
 	}
 	atomic_store(&job.ctl->stop, 1);
 	for (uint32_t i = 0; i < 2; i++) {
@@ -693,11 +766,19 @@ static void test_kill_loop(void **state)
 	struct sw_rstats *r0 = &job.ctl->r[0], *r1 = &job.ctl->r[1];
 	uint64_t longest = r0->max_get_ns > r1->max_get_ns ? r0->max_get_ns :
 	                                                     r1->max_get_ns;
-	print_message("kill-loop: %" PRIu64 " kills in %.2f s, %" PRIu64
-	              " recoveries (kv_stats), %" PRIu64
+	uint64_t recovered = st.recoveries - st0.recoveries;
+	print_message("kill-loop: %" PRIu64 " kills in %.2f s (%" PRIu64
+	              " asked for) and %u at the end, %" PRIu64
 	              " acknowledged writer ops, %" PRIu64
 	              " unacknowledged (in flight at a kill)\n",
-	              kills, loop_s, st.recoveries, done, lost);
+	              loop_kills, loop_s, target, nslot, done, lost);
+	print_message("kill-loop: %" PRIu64 " of %" PRIu64 " kills (%.1f%%) "
+	              "landed holding the writer lock (%" PRIu64 " in the "
+	              "loop); kv_stats recoveries %" PRIu64 " -> %" PRIu64
+	              " (+%" PRIu64 "); need >= %u and >= %u\n",
+	              locked, kills, 100.0 * (double)locked / (double)kills,
+	              loop_locked, st0.recoveries, st.recoveries, recovered,
+	              MIN_LOCKED_KILLS, MIN_RECOVERIES);
 	print_message("kill-loop: %" PRIu64 " kv_check passes during the "
 	              "loop; %" PRIu64 " puts refused with KV_EFULL\n",
 	              checks, (uint64_t)job.ctl->efull);
@@ -731,11 +812,27 @@ static void test_kill_loop(void **state)
 	              " buckets\n",
 	              st.evict ? "evicts" : "does not evict", st.evictions,
 	              st.page_moves, st.max_probe, st.buckets);
-	if (kills < target)
+	if (loop_kills < target)
 		print_message("kill-loop: only %" PRIu64 " of %" PRIu64
 		              " kills within the %" PRIu64 " s cap\n",
-		              kills, target, cap_s);
+		              loop_kills, target, cap_s);
 	munmap(job.ctl, sizeof(struct ctl));
+
+	/* The loop did what it is named for: kills landed inside writes,
+	 * holding the lock, and the library recovered after them; and it
+	 * recovered no lock that nobody left behind. */
+	if (locked < MIN_LOCKED_KILLS)
+		fail_msg("kill-loop: only %" PRIu64 " of %" PRIu64 " kills "
+		         "landed while the writer held the lock (need %u)",
+		         locked, kills, MIN_LOCKED_KILLS);
+	if (recovered < MIN_RECOVERIES)
+		fail_msg("kill-loop: only %" PRIu64 " recoveries after %" PRIu64
+		         " kills that held the lock (need %u)",
+		         recovered, locked, MIN_RECOVERIES);
+	if (recovered > locked)
+		fail_msg("kill-loop: %" PRIu64 " recoveries but only %" PRIu64
+		         " kills left the lock held",
+		         recovered, locked);
 }
 
 int main(void)
