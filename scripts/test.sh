@@ -247,8 +247,9 @@ fi
 
 # 4. Fuzzing: the fuzz suite again in a clang build, the one where the
 # libFuzzer targets exist, so besides replaying every corpus it runs each
-# fuzzer for a bounded time (store images 60 s, CLI and dump parsers 20 s
-# each). docs/fuzzing.md has the longer runs.
+# fuzzer for a bounded time (store images 60 s with a 2 s limit per input,
+# tests/fuzz/run-libfuzzer.sh; CLI and dump parsers 20 s each).
+# docs/fuzzing.md has the longer runs.
 if [ "${KV_TEST_SKIP_FUZZ:-0}" = 1 ]; then
 	note "fuzz: skipped (KV_TEST_SKIP_FUZZ=1)"
 elif SETUP_CC=clang configure fuzz build-fuzz -Dtests=true -Dbench=false \

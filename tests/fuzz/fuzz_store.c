@@ -32,7 +32,7 @@
  *
  *   mode:u8 variant:u8 patch*
  *
- *   mode  0x01 read-only phase     0x10 kv__recover under kv__lock first
+ *   mode  0x01 read-only phase     0x10 kv__recover_locked under kv__lock first
  *         0x02 kv_flush            0x20 clock late: every TTL has expired
  *         0x04 child dies locked   0x40 expiry sweep and kv__maintain
  *         0x08 child dies at a     0x80 no kv_check before the operations
@@ -53,6 +53,24 @@
  *     7 ADD32  same for a 4-byte word
  *     8 COPY   region:u8 rel:u24 region:u8 rel:u24 len:u8: copy bytes of
  *              the image (e.g. a slot word into another slot)
+ *     9 LOCK   field:u8 lsel:u8 [u64 if lsel == 255]: a field of the writer
+ *              lock or of what its holder is judged by (field % 16: the
+ *              mutex's lock word, count, owner, nusers, kind, spins, robust
+ *              list links; the lock record's tid, start time and pid
+ *              namespace; the boot tag, the repair word, the life word,
+ *              kvd's pid and beat) := a value that means something there
+ *              (lsel < 32, lock_value(): this thread, the fork server,
+ *              which is alive and maps the store, a thread that cannot
+ *              exist, the owner-died and waiters bits, glibc's owner
+ *              marks, the mutex kind libkv makes and damaged ones, start
+ *              times, this boot and another, pid namespaces, repair words);
+ *              else vsel as above. Threads are resolved when the input
+ *              runs, so an input means the same in every process.
+ *    10 LATER  with a dying writer (mode 0x04 or 0x08): the patches after
+ *              this one are applied after it died, to the store it left (a
+ *              half-committed journal, then a lock as a reboot, a live
+ *              holder or damage leaves it); the writer's own kv_check
+ *              oracle is then skipped. Without one, a no-op.
  *   region % 14 (rel is taken modulo its size; multi-byte fields are
  *   little-endian): 0 header (0x000-0x400), 1 header writer counters,
  *   2 class table, 3 journal head, 4 the first 64 journal entries,
@@ -65,12 +83,18 @@
  *   geometry's own numbers (npages, nbuckets, arena_off, arena_end, ...),
  *   offsets of live items and free chunks, page links.
  *
- * The 64 bytes of the mutex (0x80-0xc0) are never patched: a process that
- * can write the mapping can always hold the lock (availability, out of
- * scope), and a damaged mutex costs the bounded 10 s wait per attempt.
+ * Every byte is fair game, the mutex (0x80-0xc0) and the words around it
+ * included: libkv must judge a lock it cannot take (a live holder, one
+ * gone, damaged bytes), repair what it can and give up on the rest within
+ * its bound. A damaged lock makes writes wait their whole bound (1.5 s);
+ * that wait, like every other one in libkv, runs in virtual time here
+ * (wrap.c), so an input still takes milliseconds.
  *
- * Oracles beyond "no crash": every status is one the call documents (a
- * mismatch is logged once per call and code, fatal with KVFUZZ_STRICT=1);
+ * Oracles beyond "no crash": every call ends within 2 s (KVFUZZ_CALL_MS)
+ * of the virtual monotonic clock, which counts every wait libkv asked for
+ * at its full length (see tick()); every status is one the call documents
+ * in kv.h (a mismatch is logged once per call and code, fatal with
+ * KVFUZZ_STRICT=1);
  * a get that succeeds fits the caller's buffer; the writer lock is never
  * left held after a call; a scan finishes in nbuckets calls; and when
  * kv_check called the store sound before the operations, then every put
@@ -100,9 +124,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/futex.h>
+
 #include "daemon.h"
 #include "fuzz_store.h"
 #include "kv_internal.h"
+#include "lock_posix.h"
 
 #define T0 UINT64_C(1700000000000)        /* template clock, ms */
 #define T_RUN (T0 + 60000)                /* fuzz clock: short TTLs expired */
@@ -117,8 +144,6 @@
 #define VSEL_FREES 160 /* vsel 160 + j: the offset of free chunk j */
 #define VSEL_LINKS 200 /* vsel 200 + j: page link j (page j - 1) */
 
-#define MUTEX_LO 0x80u
-#define MUTEX_HI 0xc0u
 
 enum {
 	M_RDONLY = 0x01,
@@ -217,6 +242,12 @@ static struct {
 	uint64_t undoc_seen[32]; /* per call: bit per -code already logged */
 } F;
 
+/* The fork server (see fork_phase). */
+static struct {
+	pid_t pid;
+	int cmd, res; /* our ends of the pipes */
+} srv = {0, -1, -1};
+
 /* With a sanitizer runtime, print where we are before aborting (ASan does
  * not report an abort() by default). */
 void __sanitizer_print_stack_trace(void) __attribute__((weak));
@@ -261,10 +292,11 @@ enum call {
 static const char *call_name[C_NCALLS] = {
 	"kv_open", "kv_get", "kv_mget entry", "kv_put", "kv_del", "kv_incr",
 	"kv_flush", "kv_scan", "kv_ttl", "kv_stats", "kv_class_stats",
-	"kv_check", "kv__sweep", "kv__maintain", "kv__lock", "kv__recover"};
+	"kv_check", "kv__sweep", "kv__maintain", "kv__lock", "kv__recover_locked"};
 
 #define B(code) (UINT64_C(1) << (unsigned)(-(code)))
-static uint64_t documented(enum call c)
+/* Each call's list in include/kv.h. */
+static uint64_t documented_call(enum call c)
 {
 	const uint64_t ok = 1;
 	switch (c) {
@@ -272,35 +304,43 @@ static uint64_t documented(enum call c)
 		return ok | B(KV_ENAME) | B(KV_ENOSTORE) | B(KV_EPERM) |
 		       B(KV_EVERSION) | B(KV_ENOTSTORE) | B(KV_ETRUNCATED) |
 		       B(KV_ECORRUPT) | B(KV_ENOTREADY) | B(KV_EWORLD) |
-		       B(KV_ENOFD) | B(KV_EINVAL) | B(KV_ESYS);
+		       B(KV_ESYMLINK) | B(KV_EDESTROYED) | B(KV_EBUSY) |
+		       B(KV_ENOFD) | B(KV_ENOMEM) | B(KV_EINVAL) | B(KV_ESYS);
 	case C_GET:
 	case C_MGET:
 		return ok | B(KV_ENOTFOUND) | B(KV_ERANGE) | B(KV_EKEYSIZE) |
-		       B(KV_EINVAL) | B(KV_ECORRUPT) | B(KV_EBUSY);
+		       B(KV_EINVAL) | B(KV_ECORRUPT) | B(KV_EBUSY) |
+		       B(KV_ESYS);
 	case C_PUT:
-		return ok | B(KV_EEXIST) | B(KV_ENOTFOUND) | B(KV_EKEYSIZE) |
-		       B(KV_EVALSIZE) | B(KV_EFULL) | B(KV_ERDONLY) |
-		       B(KV_EINVAL) | B(KV_ECORRUPT) | B(KV_ECHANGED);
+		return ok | B(KV_EEXIST) | B(KV_ENOTFOUND) | B(KV_ECHANGED) |
+		       B(KV_EKEYSIZE) | B(KV_EVALSIZE) | B(KV_EFULL) |
+		       B(KV_ERDONLY) | B(KV_EINVAL) | B(KV_ECORRUPT) |
+		       B(KV_EBUSY) | B(KV_ESYS);
 	case C_DEL:
 		return ok | B(KV_ENOTFOUND) | B(KV_EKEYSIZE) | B(KV_ERDONLY) |
-		       B(KV_EINVAL) | B(KV_ECORRUPT);
+		       B(KV_EINVAL) | B(KV_ECORRUPT) | B(KV_EBUSY) |
+		       B(KV_ESYS);
 	case C_INCR:
 		return ok | B(KV_ENOTNUM) | B(KV_EOVERFLOW) | B(KV_EKEYSIZE) |
-		       B(KV_ERDONLY) | B(KV_EFULL) | B(KV_EINVAL) |
-		       B(KV_ECORRUPT);
+		       B(KV_EVALSIZE) | B(KV_ERDONLY) | B(KV_EFULL) |
+		       B(KV_EINVAL) | B(KV_ECORRUPT) | B(KV_EBUSY) |
+		       B(KV_ESYS);
 	case C_FLUSH:
-		return ok | B(KV_ERDONLY) | B(KV_EINVAL) | B(KV_ECORRUPT);
+		return ok | B(KV_ERDONLY) | B(KV_EINVAL) | B(KV_ECORRUPT) |
+		       B(KV_EBUSY) | B(KV_ESYS);
 	case C_SCAN:
 		return ok | B(KV_EINVAL) | B(KV_ENOMEM) | B(KV_ECORRUPT) |
 		       B(KV_EBUSY);
 	case C_TTL:
 		return ok | B(KV_ENOTFOUND) | B(KV_EKEYSIZE) | B(KV_EINVAL) |
-		       B(KV_ECORRUPT);
+		       B(KV_ECORRUPT) | B(KV_EBUSY) | B(KV_ESYS);
 	case C_STATS:
+		return ok | B(KV_EDESTROYED) | B(KV_EINVAL);
 	case C_CLASS:
 		return ok | B(KV_EINVAL);
 	case C_CHECK:
-		return ok | B(KV_ECORRUPT) | B(KV_EINVAL);
+		return ok | B(KV_ECORRUPT) | B(KV_EBUSY) | B(KV_EDESTROYED) |
+		       B(KV_EINVAL);
 	case C_SWEEP: /* KV_ERDONLY, or a status from taking the lock */
 		return ok | B(KV_ERDONLY) | B(KV_EBUSY) | B(KV_ECORRUPT) |
 		       B(KV_ESYS);
@@ -314,6 +354,16 @@ static uint64_t documented(enum call c)
 	return ok | B(KV_ECORRUPT) | B(KV_EBUSY) | B(KV_ESYS) | B(KV_ERDONLY);
 }
 
+/* And kv.h's conventions: every call on a handle may also answer
+ * KV_EDESTROYED. */
+static uint64_t documented(enum call c)
+{
+	uint64_t d = documented_call(c);
+	if (c != C_OPEN)
+		d |= B(KV_EDESTROYED);
+	return d;
+}
+
 static bool strict(void)
 {
 	static int s = -1;
@@ -324,8 +374,76 @@ static bool strict(void)
 	return s == 1;
 }
 
+/* ------------------------------------------------------------------------
+ * Time. Every call must end within KVFUZZ_CALL_MS (2000) ms of the
+ * monotonic clock, which in the fuzz executables is virtual (wrap.c): real
+ * time plus every wait libkv asked for (sleeps, lock waits), so a bounded
+ * wait costs its whole length here although it runs in microseconds. A
+ * call that waits twice, or loops over waits, is a finding. The clock
+ * starts at tick() and at every note(); code of the harness between a call
+ * and its note() is short.
+ */
+static uint64_t call_t0;
+
+static uint64_t vnow_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t call_limit_ns(void)
+{
+	static uint64_t lim;
+	if (lim == 0) {
+		const char *e = getenv("KVFUZZ_CALL_MS");
+		long ms = e != NULL ? strtol(e, NULL, 10) : 0;
+		lim = (uint64_t)(ms > 0 ? ms : 2000) * 1000000u;
+	}
+	return lim;
+}
+
+/* KVFUZZ_TRACE=1: print every call, its status and its time. */
+static bool trace(void)
+{
+	static int t = -1;
+	if (t < 0)
+		t = getenv("KVFUZZ_TRACE") != NULL;
+	return t == 1;
+}
+
+static void tick(void)
+{
+	call_t0 = vnow_ns();
+}
+
+/* The time check of note(), for kv_mget, whose entries are noted one by
+ * one: the whole batch must end within the limit too. */
+static void timed_mget(void)
+{
+	uint64_t now = vnow_ns();
+	if (trace())
+		fprintf(stderr, "fuzz-store: kv_mget in %.3f ms\n",
+		        (double)(now - call_t0) / 1e6);
+	if (now - call_t0 > call_limit_ns())
+		FINDING("kv_mget took %.3f s; every call must end within %.3f s",
+		        (double)(now - call_t0) / 1e9,
+		        (double)call_limit_ns() / 1e9);
+	call_t0 = now;
+}
+
 static int note(enum call c, int rc)
 {
+	uint64_t now = vnow_ns();
+	if (now - call_t0 > call_limit_ns())
+		FINDING("%s took %.3f s (returning %s); every call must end "
+		        "within %.3f s",
+		        call_name[c], (double)(now - call_t0) / 1e9,
+		        kv_errname(rc), (double)call_limit_ns() / 1e9);
+	if (trace())
+		fprintf(stderr, "fuzz-store: %s: %s in %.3f ms\n", call_name[c],
+		        kv_errname(rc), (double)(now - call_t0) / 1e6);
+	call_t0 = now;
 	F.tot.calls++;
 	if (rc > 0 || rc < -63 || strcmp(kv_errname(rc), "KV_EUNKNOWN") == 0)
 		FINDING("%s returned %d, which is no status at all",
@@ -347,13 +465,19 @@ static int note(enum call c, int rc)
 	return rc;
 }
 
-/* The writer lock must never stay held by us once a call has returned. */
+/* The writer lock must never stay held by us once a call has returned.
+ * Its word may name this thread through damage alone (a patch can write
+ * our tid there), so ask libkv's own judge, which knows whether this
+ * thread holds a kv lock. */
 static void lock_released(kv_t *kv, const char *after)
 {
 	const struct kv_hdr *h = kv__hdr(kv);
-	int word = __atomic_load_n(&h->mutex.__data.__lock, __ATOMIC_RELAXED);
-	pid_t me = (pid_t)syscall(SYS_gettid);
-	if ((word & 0x3fffffff) == me)
+	uint32_t word = (uint32_t)__atomic_load_n(&h->mutex.__data.__lock,
+	                                          __ATOMIC_RELAXED);
+	char why[160];
+	if ((word & FUTEX_TID_MASK) == kv__gettid() &&
+	    kv__judge(kv, word, why, sizeof why) == KV_HOLDER_LIVE &&
+	    strstr(why, "held by this thread") != NULL)
 		FINDING("the writer lock is still held after %s", after);
 }
 
@@ -641,6 +765,15 @@ static void print_info(void)
 		        (uint64_t)k->used, (uint64_t)k->pages, (uint64_t)k->hand,
 		        (uint64_t)k->hand_chunk, (uint64_t)k->since_move);
 	}
+	const struct kv_journal *j =
+	    (const void *)(T->bytes + KV_JOURNAL_OFF);
+	fprintf(stderr, "journal: state %u n %u (entries of the last write "
+	        "stay behind it):\n", (unsigned)j->state, (unsigned)j->n);
+	for (unsigned e = 0; e < KV_LOG_MAX && e < 24 && j->ent[e].off; e++)
+		fprintf(stderr, "  ent %2u: off %#" PRIx64 "%s val %#" PRIx64
+		        "\n", e, j->ent[e].off & ~KV_LOG_W32,
+		        (j->ent[e].off & KV_LOG_W32) ? " (32)" : "",
+		        j->ent[e].val);
 	for (size_t i = 0; i < T->nitems && i < 8; i++)
 		fprintf(stderr, "item %zu at %#" PRIx64 "\n", i, T->items[i]);
 	for (size_t i = 0; i < T->nfrees && i < 8; i++)
@@ -776,17 +909,11 @@ static uint64_t region_off(unsigned r, uint32_t rel)
 	return base + rel % len;
 }
 
-static bool in_mutex(uint64_t off)
-{
-	return off >= MUTEX_LO && off < MUTEX_HI;
-}
-
 static void poke(uint64_t off, const void *src, size_t n)
 {
 	const uint8_t *s = src;
 	for (size_t i = 0; i < n && off + i < T->size; i++)
-		if (!in_mutex(off + i))
-			T->map[off + i] = s[i];
+		T->map[off + i] = s[i];
 }
 
 static uint64_t peek(uint64_t off, size_t n)
@@ -801,6 +928,105 @@ static uint64_t value(struct in *in)
 {
 	unsigned sel = (unsigned)take(in, 1);
 	return sel == 255 ? take(in, 8) : T->vals[sel];
+}
+
+/* The LOCK patch: the bytes of the writer lock and of the words libkv
+ * judges a holder by, each set to a value that means something to the
+ * judge. Values that name threads are resolved when the input runs (this
+ * thread, the fork server, a thread that cannot exist), so an input means
+ * the same in every process. */
+#define MUTEX_OFF(f) (offsetof(struct kv_hdr, mutex) +                         \
+                      offsetof(pthread_mutex_t, __data.f))
+static const struct {
+	uint16_t off;
+	uint8_t width;
+} lock_fields[16] = {
+    {MUTEX_OFF(__lock), 4},   /* 0 the futex word: tid and bits */
+    {MUTEX_OFF(__count), 4},  /* 1 */
+    {MUTEX_OFF(__owner), 4},  /* 2 glibc's owner, or its marks */
+    {MUTEX_OFF(__nusers), 4}, /* 3 */
+    {MUTEX_OFF(__kind), 4},   /* 4 type, robust, pshared, elision */
+    {MUTEX_OFF(__spins), 4},  /* 5 spins and elision counters */
+    {MUTEX_OFF(__list), 8},   /* 6 robust list links */
+    {MUTEX_OFF(__list) + 8, 8},                   /* 7 */
+    {offsetof(struct kv_hdr, owner_tid), 4},      /* 8 the lock record */
+    {offsetof(struct kv_hdr, owner_start), 8},    /* 9 */
+    {offsetof(struct kv_hdr, owner_pidns), 4},    /* 10 */
+    {offsetof(struct kv_hdr, boot_tag), 8},       /* 11 */
+    {offsetof(struct kv_hdr, repair), 8},         /* 12 the repair word */
+    {offsetof(struct kv_hdr, life), 8},           /* 13 */
+    {offsetof(struct kv_hdr, daemon_pid), 4},     /* 14 */
+    {offsetof(struct kv_hdr, daemon_beat), 8},    /* 15 */
+};
+static_assert(sizeof(pthread_mutex_t) <= 64, "the mutex fits its line");
+
+#define GONE_TID 0x3ffffff0u /* above any pid_max: no such thread */
+#define NLOCKV 32
+
+static uint64_t lock_value(unsigned sel)
+{
+	static uint32_t me, kind;
+	static uint64_t start, srv_start, boot;
+	static uint32_t pidns;
+	if (me == 0) {
+		pthread_mutex_t m;
+		me = kv__gettid();
+		if (kv__thread_start(me, &start) != KV_THREAD_ALIVE)
+			start = 0;
+		if (srv.pid <= 0 ||
+		    kv__thread_start((uint32_t)srv.pid, &srv_start) !=
+		        KV_THREAD_ALIVE)
+			srv_start = 0;
+		boot = kv__boot_tag();
+		pidns = kv__pidns();
+		memset(&m, 0, sizeof m);
+		kv__init_mutex(&m);
+		kind = (uint32_t)m.__data.__kind;
+	}
+	uint32_t srv_tid = (uint32_t)srv.pid;
+	switch (sel) {
+	case 0: return 0;
+	case 1: return me;                       /* this thread */
+	case 2: return me | FUTEX_WAITERS;
+	case 3: return srv_tid;                  /* live, maps the store */
+	case 4: return srv_tid | FUTEX_WAITERS;
+	case 5: return GONE_TID;                 /* gone */
+	case 6: return GONE_TID | FUTEX_WAITERS;
+	case 7: return GONE_TID | FUTEX_OWNER_DIED;
+	case 8: return FUTEX_OWNER_DIED;         /* what the kernel leaves */
+	case 9: return FUTEX_OWNER_DIED | FUTEX_WAITERS;
+	case 10: return FUTEX_WAITERS;           /* taken, no tid */
+	case 11: return 1;                       /* init: live, no store */
+	case 12: return 0x7fffffff;              /* glibc: inconsistent */
+	case 13: return 0x7ffffffe;              /* glibc: not recoverable */
+	case 14: return kind;                    /* the kind libkv makes */
+	case 15: return kind | 0x20;             /* priority inheritance */
+	case 16: return kind | 0x40;             /* priority protection */
+	case 17: return kind & ~0x10u;           /* not robust */
+	case 18: return kind & ~0x80u;           /* not process-shared */
+	case 19: return kind | 0x100;            /* elision */
+	case 20: return kind + 1;                /* recursive */
+	case 21: return kind + 2;                /* error checking */
+	case 22: return start;                   /* this thread's start */
+	case 23: return start + 1;
+	case 24: return srv_start;
+	case 25: return boot;                    /* this boot */
+	case 26: return boot ^ 1;                /* another boot */
+	case 27: return pidns;                   /* this pid namespace */
+	case 28: return pidns + 1;               /* another one */
+	case 29: return (uint64_t)me << 32 | (uint32_t)start; /* repairer */
+	case 30: return (uint64_t)srv_tid << 32 | (uint32_t)srv_start;
+	case 31: return (uint64_t)GONE_TID << 32 | 1;
+	}
+	return 0;
+}
+
+static uint64_t lock_patch_value(struct in *in)
+{
+	unsigned sel = (unsigned)take(in, 1);
+	if (sel == 255)
+		return take(in, 8);
+	return sel < NLOCKV ? lock_value(sel) : T->vals[sel];
 }
 
 /* Which patches (kind << 4 | region) the input applied. */
@@ -828,9 +1054,10 @@ static void count_sound_patches(void)
 			extra_counters[applied.what[i]]++;
 }
 
-static void apply_patches(struct in *in)
+/* Apply patches until the input ends, or (later set) until a LATER patch,
+ * leaving *in just after it. */
+static void apply_patches(struct in *in, bool later)
 {
-	applied.n = 0;
 	while (in->n > 0) {
 		unsigned kind = (unsigned)take(in, 1) & 0x0f;
 		switch (kind) {
@@ -929,6 +1156,19 @@ static void apply_patches(struct in *in)
 			note_patch(kind, rd % 14);
 			break;
 		}
+		case 9: { /* LOCK */
+			unsigned f = (unsigned)take(in, 1) % 16;
+			uint64_t v = lock_patch_value(in);
+			if (in->short_read)
+				return;
+			poke(lock_fields[f].off, &v, lock_fields[f].width);
+			note_patch(kind, f);
+			break;
+		}
+		case 10: /* LATER: the rest after the dying writer */
+			if (later)
+				return;
+			break;
 		default:
 			break;
 		}
@@ -1104,7 +1344,9 @@ static int do_mget(kv_t *kv, const struct key *ks, size_t n)
 		                        .cap = caps[i % 4]};
 		v[i].buf = v[i].cap ? malloc(v[i].cap) : NULL;
 	}
+	tick();
 	int rc = kv_mget(kv, v, n);
+	timed_mget();
 	lock_released(kv, "kv_mget");
 	if (rc != KV_OK)
 		FINDING("kv_mget returned %s", kv_errname(rc));
@@ -1140,31 +1382,18 @@ static size_t read_keys(unsigned v, struct key *ks)
 	return n;
 }
 
-static size_t odd_buckets(kv_t *kv)
-{
-	size_t odd = 0;
-	for (uint64_t b = 0; b < kv->nbuckets; b++)
-		odd += atomic_load_explicit(&kv__bucket(kv, b)->seq,
-		                            memory_order_relaxed) & 1u;
-	return odd;
-}
-
 static void ro_phase(struct run *r)
 {
 	kv_t *kv = NULL;
+	tick();
 	int rc = note(C_OPEN, kv_open(T->path, KV_RDONLY, &kv));
 	if (rc == KV_ENOTREADY)
 		r->skip_rw = true; /* the same 2 s wait for a magic */
 	if (rc != KV_OK)
 		return;
 	/* A read-only handle cannot take the lock: every lookup that meets
-	 * an odd bucket backs off for KV_RO_WAIT_MS (2 s) before KV_EBUSY.
-	 * Meet that once (a whole scan stops at the first), not per call. */
-	if (odd_buckets(kv) != 0) {
-		do_scan(r, kv, kv->nbuckets, false, NULL);
-		kv_close(kv);
-		return;
-	}
+	 * an odd bucket backs off for KV_RO_WAIT_MS (1 s, virtual here)
+	 * before KV_EBUSY; each call must still end within the limit. */
 	struct key ks[16];
 	size_t n = read_keys(r->v, ks);
 	for (size_t i = 0; i < n; i += 3)
@@ -1292,6 +1521,7 @@ static void rw_ops(struct run *r, kv_t *kv)
 static void rw_phase(struct run *r, int rc0)
 {
 	kv_t *kv = NULL;
+	tick();
 	int rc = note(C_OPEN, kv_open(T->path, KV_RDWR, &kv));
 	if (rc != KV_OK)
 		return;
@@ -1299,10 +1529,10 @@ static void rw_phase(struct run *r, int rc0)
 	if (r->mode & M_RECOVER) {
 		rc = note(C_LOCK, kv__lock(kv));
 		if (rc == KV_OK) {
-			note(C_RECOVER, kv__recover(kv));
+			note(C_RECOVER, kv__recover_locked(kv));
 			kv__unlock(kv);
 		}
-		lock_released(kv, "kv__recover");
+		lock_released(kv, "kv__recover_locked");
 	}
 	if (!(r->mode & M_NOCHECK)) {
 		rc = note(C_CHECK, kv_check(kv, collect, r));
@@ -1348,10 +1578,6 @@ struct fork_res {
 	int hung;   /* it did not finish in 20 s and was killed */
 };
 
-static struct {
-	pid_t pid;
-	int cmd, res; /* our ends of the pipes */
-} srv = {0, -1, -1};
 
 /* Whole-record pipe I/O; libFuzzer's timer signals interrupt it. */
 static bool xfer(int fd, void *buf, size_t n, bool out)
@@ -1523,14 +1749,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	                .n = size > 2 ? size - 2 : 0};
 
 	memcpy(T->map, T->bytes, T->size);
-	apply_patches(&in);
+	applied.n = 0;
+	bool fork = (r.mode & (M_FORKCRASH | M_FORKLOCK)) != 0;
+	apply_patches(&in, fork);
 	uint64_t clock = r.mode & M_LATE ? T_LATE : T_RUN;
 	kv__set_test_clock(clock);
 	F.tot.inputs++;
 
 	int rc0 = 1;
-	if (r.mode & (M_FORKCRASH | M_FORKLOCK))
+	if (fork) {
 		rc0 = fork_phase(&r, clock);
+		if (in.n > 0) {
+			/* Damage over what the writer left: its kv_check
+			 * saw the store before it. */
+			apply_patches(&in, false);
+			rc0 = 1;
+		}
+	}
+	tick();
 	if (r.mode & M_RDONLY)
 		ro_phase(&r);
 	if (!r.skip_rw)

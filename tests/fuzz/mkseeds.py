@@ -93,6 +93,41 @@ def item(j, off):
     return (j << 8) | off
 
 
+# The LOCK patch (kind 9): a field of the writer lock or of the words a
+# holder is judged by, and a value from fuzz_store.c's lock_value().
+LW, COUNT, OWNER, NUSERS, KIND, SPINS, LPREV, LNEXT, OTID, OSTART, OPIDNS, \
+    BOOT, REPAIR, LIFE, DPID, DBEAT = range(16)
+L = {n: i for i, n in enumerate([
+    'zero', 'me', 'me|waiters', 'srv', 'srv|waiters', 'gone',
+    'gone|waiters', 'gone|died', 'died', 'died|waiters', 'waiters', 'init',
+    'inconsistent', 'notrecoverable', 'kind', 'kind|pi', 'kind|pp',
+    'kind-robust', 'kind-pshared', 'kind|elision', 'kind+recursive',
+    'kind+errorcheck', 'start', 'start+1', 'srv start', 'boot', 'boot^1',
+    'pidns', 'pidns+1', 'repair me', 'repair srv', 'repair gone'])}
+assert len(L) == 32
+
+
+def lockp(field, what, rawv=None):
+    """Set a lock field to lock value `what` (a name of L), or to rawv."""
+    if rawv is not None:
+        return bytes([9, field, 255]) + \
+            (rawv & (2**64 - 1)).to_bytes(8, 'little')
+    return bytes([9, field, L[what]])
+
+
+LATER = bytes([10])  # the patches after it land on what the writer left
+
+
+def crash(point, op):
+    """The variant byte of a dying writer at crash point `point` (1-10)
+    inside operation `op` (0 put, 1 put into a free chunk, 2 replace,
+    3 delete with a backward shift): 1 + v % 10 and (v >> 4) % 4."""
+    for v in range(128):
+        if 1 + v % 10 == point and (v >> 4) % 4 == op:
+            return v
+    raise ValueError((point, op))
+
+
 # Field offsets.
 H = dict(magic=0, format=8, hdr_size=0xc, map_size=0x10, seed=0x18,
          index_off=0x28, nbuckets=0x30, ptab_off=0x38, arena_off=0x40,
@@ -304,6 +339,93 @@ def seeds():
     s['small-journal-shift'] = b'\x00\x84' + jhead(2, 2) + \
         copy(HOT, hot(3, 'slot0'), JENTS, 8, 8) + \
         v64(JENTS, 0, n(0)) + jent(1, HOT, hot(3, 'slot0'), 0, n(0))
+
+    # The writer lock and what its holder is judged by (LOCK patches; the
+    # thread ids are resolved when the input runs: this thread, the fork
+    # server, which maps the store, and a thread that cannot exist).
+    s['lock-stale-gone'] = b'\x00\x00' + lockp(LW, 'gone') + \
+        lockp(OTID, 'gone')
+    s['lock-stale-gone-waiters'] = b'\x00\x01' + lockp(LW, 'gone|waiters')
+    s['lock-stale-reused'] = b'\x00\x02' + lockp(LW, 'srv') + \
+        lockp(OTID, 'srv') + lockp(OSTART, 'start+1')
+    s['lock-live-recorded'] = b'\x00\x03' + lockp(LW, 'srv') + \
+        lockp(OTID, 'srv') + lockp(OSTART, 'srv start')
+    s['lock-live-unsure'] = b'\x01\x04' + lockp(LW, 'srv|waiters')
+    s['lock-other-pidns'] = b'\x00\x05' + lockp(LW, 'gone') + \
+        lockp(OTID, 'gone') + lockp(OPIDNS, 'pidns+1')
+    s['lock-names-self'] = b'\x00\x06' + lockp(LW, 'me')
+    s['lock-no-tid'] = b'\x00\x07' + lockp(LW, 'waiters')
+    s['lock-init'] = b'\x00\x08' + lockp(LW, 'init')
+    s['lock-owner-died'] = b'\x10\x09' + lockp(LW, 'died|waiters')
+    s['lock-stale-rdonly'] = b'\x01\x0a' + lockp(LW, 'gone') + \
+        odd(1636)
+    for k in ['kind|pi', 'kind|pp', 'kind-robust', 'kind-pshared',
+              'kind|elision', 'kind+recursive', 'kind+errorcheck', 'zero']:
+        s['mutex-kind-' + k.replace('|', '-').replace('+', '-')] = \
+            b'\x00\x0b' + lockp(KIND, k)
+    s['mutex-kind-and-holder'] = b'\x00\x0c' + lockp(KIND, 'kind|pi') + \
+        lockp(LW, 'srv')
+    s['mutex-inconsistent'] = b'\x00\x0d' + lockp(OWNER, 'inconsistent')
+    s['mutex-notrecoverable'] = b'\x00\x0e' + \
+        lockp(OWNER, 'notrecoverable')
+    s['mutex-count-huge'] = b'\x00\x0f' + lockp(COUNT, None, 0xffffffff)
+    s['mutex-nusers'] = b'\x00\x10' + lockp(NUSERS, None, 0x80000000)
+    s['mutex-list-wild'] = b'\x00\x11' + \
+        lockp(LPREV, None, 0xdeadbeef0) + lockp(LNEXT, None, 8)
+    s['mutex-spins'] = b'\x00\x12' + lockp(SPINS, None, 0xffffffff)
+    s['mutex-bytes-ff'] = b'\x00\x13' + raw(HDR, 0x80, b'\xff' * 32) + \
+        raw(HDR, 0xa0, b'\xff' * 32)
+    s['mutex-bytes-zero'] = b'\x00\x14' + raw(HDR, 0x80, bytes(32)) + \
+        raw(HDR, 0xa0, bytes(8))
+    s['repair-held-gone'] = b'\x00\x15' + lockp(REPAIR, 'repair gone') + \
+        lockp(KIND, 'kind|pp')
+    s['repair-held-live'] = b'\x00\x16' + lockp(REPAIR, 'repair srv') + \
+        lockp(KIND, 'kind|pp')
+    s['repair-held-self'] = b'\x00\x17' + lockp(REPAIR, 'repair me') + \
+        lockp(OWNER, 'notrecoverable')
+    s['boot-other'] = b'\x00\x18' + lockp(BOOT, 'boot^1') + \
+        lockp(LW, 'srv') + lockp(OTID, 'srv') + lockp(OSTART, 'srv start')
+    s['boot-other-rdonly'] = b'\x01\x19' + lockp(BOOT, 'boot^1') + \
+        lockp(LW, 'gone')
+    s['boot-zero'] = b'\x00\x1a' + lockp(BOOT, 'zero')
+    s['boot-other-repair-held'] = b'\x00\x1a' + lockp(BOOT, 'boot^1') + \
+        lockp(REPAIR, 'repair srv')
+    s['life-dead'] = b'\x00\x1b' + lockp(LIFE, None, 1 << 63)
+    s['life-dead-rdonly'] = b'\x01\x1c' + lockp(LIFE, None, 1 << 63)
+    s['life-low-bits'] = b'\x00\x1d' + lockp(LIFE, None, 1)
+    s['daemon-live'] = b'\x40\x1e' + lockp(DPID, 'srv') + \
+        lockp(DBEAT, None, 1700000060000)
+    s['lock-record-only'] = b'\x00\x1f' + lockp(OTID, 'srv') + \
+        lockp(OSTART, 'zero')
+
+    # Half-committed journals left by a writer killed inside its commit
+    # (crash point 7: after the first entry was applied; 6: right after
+    # the commit), then the store's lock damaged as a reboot, a live
+    # holder or stray bytes would leave it (LATER: on the dead writer's
+    # store).
+    s['half-commit-stale-lock'] = bytes([0x08, crash(7, 0)]) + LATER + \
+        lockp(LW, 'gone')
+    s['half-commit-shift-other-boot'] = bytes([0x08, crash(7, 3)]) + \
+        LATER + lockp(BOOT, 'boot^1')
+    s['half-commit-free-chunk-kind'] = bytes([0x08, crash(7, 1)]) + \
+        LATER + lockp(KIND, 'kind|pp')
+    s['half-commit-replace-live-lock'] = bytes([0x08, crash(6, 2)]) + \
+        LATER + lockp(LW, 'srv') + lockp(OTID, 'srv') + \
+        lockp(OSTART, 'srv start')
+    s['half-commit-rdonly-unsure'] = bytes([0x09, crash(7, 2)]) + LATER + \
+        lockp(LW, 'srv')
+    s['half-commit-repair-held'] = bytes([0x08, crash(6, 3)]) + LATER + \
+        lockp(REPAIR, 'repair srv') + lockp(KIND, 'zero')
+    s['building-stale-lock-rdonly'] = bytes([0x09, crash(5, 1)]) + \
+        LATER + lockp(LW, 'gone')
+    s['forklock-then-boot'] = bytes([0x04, 0x21]) + LATER + \
+        lockp(BOOT, 'boot^1')
+    # By hand: the entries of the template's last write (they stay behind
+    # a finished write) committed again under a stale lock.
+    s['journal-recommit-stale-lock'] = b'\x00\x00' + jhead(2, 13) + \
+        lockp(LW, 'gone')
+    s['journal-commit-lock-entry'] = b'\x00\x00' + jhead(2, 1) + \
+        jent(0, HDR, 0x80, 1, n(0x7fffffff))
 
     # Reader counters.
     s['rstat-owner-dead'] = b'\x00\x00' + v32(RSTAT, 0, n(0x7fffffff))

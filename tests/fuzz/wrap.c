@@ -2,7 +2,8 @@
  * wrap.c - what the fuzz executables take over from libc, for libkv's
  * calls and the harness's: shared file mappings and the monotonic clock.
  * They are linked with -Wl,--wrap=mmap,--wrap=mmap64,--wrap=munmap,
- * --wrap=clock_gettime,--wrap=nanosleep: every call to those in objects we
+ * --wrap=clock_gettime,--wrap=nanosleep,--wrap=pthread_mutex_timedlock:
+ * every call to those in objects we
  * link (libkv included) comes here.
  *
  * Guard regions
@@ -17,15 +18,17 @@
  *
  * Virtual time
  * ------------
- * libkv's bounded waits (an attacher waiting up to 2 s for a creator's
- * magic, a read-only reader backing off up to 2 s on a bucket that stays
+ * libkv's bounded waits (an attacher waiting up to 1 s for a creator's
+ * magic, a read-only reader backing off up to 1 s on a bucket that stays
  * odd) sleep with nanosleep and measure with CLOCK_MONOTONIC. Here a
  * nanosleep returns at once and moves the monotonic clock on instead (16
  * times the request), so those waits run their whole course, every branch
  * of them, in milliseconds; one corrupt byte would otherwise cost a
- * fuzzing run seconds per input. Nothing else changes: CLOCK_REALTIME (the
- * lock's 10 s bound) is untouched, and code that loops without sleeping
- * still hangs in real time. KVFUZZ_REALTIME=1 turns this off.
+ * fuzzing run seconds per input. The writer lock's wait (up to 1.5 s, in
+ * slices of pthread_mutex_timedlock) is made virtual the same way, below.
+ * Nothing else changes: CLOCK_REALTIME is untouched, and code that loops
+ * without sleeping still takes real time, which libFuzzer's -timeout
+ * bounds. KVFUZZ_REALTIME=1 turns all this off.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -164,6 +167,40 @@ int __wrap_nanosleep(const struct timespec *req, struct timespec *rem)
 	if (rem != NULL)
 		*rem = (struct timespec){0, 0};
 	return 0;
+}
+
+/* The writer lock's wait: libkv waits for the lock in slices of
+ * pthread_mutex_timedlock (2 to 50 ms of CLOCK_REALTIME), judging the
+ * holder between slices, until its deadline on the monotonic clock. Here a
+ * slice is a trylock: if the lock is taken, the monotonic clock moves on
+ * by exactly the slice (not 16 times it: the deadline is kept to the
+ * millisecond, and the harness measures every call by this clock) and
+ * the slice times out at once. In a fuzzer nobody else can release the
+ * lock during a slice (one process, and the dying writer is dead), so a
+ * trylock answers as the wait would; errors (EOWNERDEAD, EINVAL,
+ * ENOTRECOVERABLE on damaged bytes) are glibc's own either way. */
+int __real_pthread_mutex_timedlock(pthread_mutex_t *m,
+                                   const struct timespec *abs);
+int __wrap_pthread_mutex_timedlock(pthread_mutex_t *m,
+                                   const struct timespec *abs);
+
+int __wrap_pthread_mutex_timedlock(pthread_mutex_t *m,
+                                   const struct timespec *abs)
+{
+	if (!warping() || abs == NULL || abs->tv_nsec < 0 ||
+	    abs->tv_nsec >= 1000000000L)
+		return __real_pthread_mutex_timedlock(m, abs);
+	int e = pthread_mutex_trylock(m);
+	if (e != EBUSY)
+		return e;
+	struct timespec now;
+	__real_clock_gettime(CLOCK_REALTIME, &now);
+	int64_t ns = ((int64_t)abs->tv_sec - (int64_t)now.tv_sec) * 1000000000 +
+	             (abs->tv_nsec - now.tv_nsec);
+	if (ns > 0)
+		atomic_fetch_add(&warp_ns, (uint64_t)ns);
+	sched_yield();
+	return ETIMEDOUT;
 }
 
 /* A real sleep, for the harness's own polling. */
