@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "kvd.h"
@@ -85,6 +86,14 @@ out:
 	if (fd > 2)
 		close(fd);
 	return rc;
+}
+
+/* A detached kvd's log lines: syslog adds the time and our pid. */
+static void to_syslog(enum kvd_level level, const char *tag, const char *msg)
+{
+	static const int prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
+
+	syslog(prio[level], "%s%s", tag, msg);
 }
 
 /* Close every descriptor the caller left open except stdio and keep: a
@@ -152,7 +161,10 @@ int kvd_detach(int *ready_fd)
 		_exit(2);
 	}
 	close_inherited(pipefd[1]);
-	kvd_log_detached(pipefd[1]);
+	/* LOG_NDELAY connects now, while we still know the failure is ours
+	 * to report; a system without a syslog socket just drops the lines. */
+	openlog("kvd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	kvd_log_detached(pipefd[1], to_syslog);
 	*ready_fd = pipefd[1];
 	return 0;
 }
@@ -161,6 +173,10 @@ void kvd_ready(int *ready_fd)
 {
 	static const char ok = '\0';
 
+	/* Last, so nothing before had to cope with a changed working
+	 * directory (a file-backed store may be a relative path). */
+	if (chdir("/") != 0)
+		kvd_log(KVD_WARN, "chdir /: %s", strerror(errno));
 	if (*ready_fd < 0)
 		return;
 	/* If the parent is gone (killed while waiting) there is no one left

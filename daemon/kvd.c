@@ -7,9 +7,11 @@
  *   operator can manage:
  *     - it creates the store with the size and permissions asked for, or
  *       adopts an existing compatible one with its data, so restarting kvd
- *       never loses anything (the store outlives the daemon);
- *     - it claims the store (an flock the kernel drops if kvd dies), so two
- *       daemons never serve one store, and the second names the first;
+ *       never loses anything (the store outlives the daemon; on Windows,
+ *       while a client has it open: a section goes with its last handle);
+ *     - it claims the store (an flock, on Windows a named mutex, that the
+ *       system drops if kvd dies), so two daemons never serve one store,
+ *       and the second names the first;
  *     - every tick (~10 ms) it calls kv__maintain(), which recovers the
  *       writer lock from a writer that died holding it. Writers recover on
  *       their own when they next lock, but read-only clients cannot take the
@@ -25,40 +27,34 @@
  *       store of a million keys (~160k buckets) is swept every 1.6 s.
  *
  * Lifetime
- *   parse the command line -> [-d: detach] -> block the stop signals ->
+ *   parse the command line -> [-d: detach] -> hold the stop requests ->
  *   create or adopt -> claim -> pid file -> [-d: report ready] -> serve ->
  *   remove pid file -> release the claim -> close. Every step after the
  *   claim is undone in reverse at "out", whatever the reason for stopping.
  *
- * Signals
- *   SIGTERM, SIGINT and SIGHUP are blocked before the store exists and taken
- *   synchronously with sigtimedwait(), whose timeout is the tick. So no
- *   handler ever runs in the middle of a library call, and a stop request
- *   that arrives during a long create (reserving gigabytes of tmpfs) is not
- *   lost: it is taken as soon as the loop starts. SIGPIPE is ignored:
- *   a log reader that went away must not kill the daemon.
+ * Stop requests
+ *   Held from before the store exists, and taken synchronously by
+ *   kvd_sys_wait(), whose timeout is the tick (sys.h): on POSIX SIGTERM,
+ *   SIGINT and SIGHUP, blocked and taken with sigtimedwait(); on Windows
+ *   Ctrl-C, Ctrl-Break, the console closing and shutdown, which a console
+ *   control handler turns into an event the tick waits on. So nothing runs
+ *   in the middle of a library call, and a stop request that arrives
+ *   during a long create (reserving gigabytes of memory) is not lost: it
+ *   is taken as soon as the loop starts.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
 #include "kvd.h"
+#include "sys.h"
 
-#define TICK_NS (10 * 1000 * 1000L) /* kv__maintain() every 10 ms */
+#define TICK_MS 10                  /* kv__maintain() every 10 ms */
 #define SLOW_TICK_MS 1000           /* log new lock recoveries every second */
 
-/* libkv makes a store of kv_options.size rounded down to a multiple of
- * this. kv.h does not say so yet (the figure is KV_PAGE_ALIGN of libkv's
- * private format.h, which kvd does not include); test_kvd's
- * test_restart_same_size pins it. */
-#define KVD_SIZE_ALIGN 4096u
 
 /* What the serve loop keeps between ticks. */
 struct served {
@@ -71,42 +67,6 @@ struct served {
 	int sweep_rc;        /* last kv__sweep() result, to log changes */
 	uint64_t swept;      /* items the sweep removed since the last log */
 };
-
-/* If kvd was started with fd 0, 1 or 2 closed, the store's descriptor
- * could be given one of those numbers, and a log line written to "stderr"
- * would land in the store. Fill any gap with /dev/null first. */
-static int open_stdio(void)
-{
-	int fd;
-
-	/* open() returns the lowest free number: once it returns one above 2,
-	 * all three are open. */
-	do {
-		fd = open("/dev/null", O_RDWR);
-		if (fd < 0)
-			return -1;
-	} while (fd <= 2);
-	close(fd);
-	return 0;
-}
-
-static uint64_t monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static const char *signal_name(int sig)
-{
-	switch (sig) {
-	case SIGTERM: return "SIGTERM";
-	case SIGINT: return "SIGINT";
-	case SIGHUP: return "SIGHUP";
-	default: return "a signal";
-	}
-}
 
 /* Why a create failed, with the system's reason when the library only
  * knows "system error". */
@@ -174,30 +134,30 @@ static int open_store(const struct kvd_config *cfg, kv_t **kv, bool *created)
  * name it, as operators need it to find the other daemon. */
 static int claim(kv_t *kv, pid_t *other)
 {
-	const struct timespec pause = {0, 10 * 1000 * 1000L};
 	int rc;
 
 	for (int tries = 0;; tries++) {
 		rc = kv__daemon_claim(kv, other);
 		if (rc != KV_ESERVED || *other > 0 || tries == 20)
 			return rc;
-		nanosleep(&pause, NULL);
+		kvd_sys_sleep_ms(10);
 	}
 }
 
 /* An adopted store keeps the geometry and permissions it was made with:
  * they cannot change under clients that have it mapped. Say so when the
- * command line asked for something else, rather than silently ignore it. */
+ * command line asked for something else, rather than silently ignore it.
+ * mode is NULL where stores have no mode bits (Windows). */
 static void warn_kept(const struct kvd_config *cfg,
-                      const struct kv_stats *st, unsigned mode)
+                      const struct kv_stats *st, const unsigned *mode)
 {
 	char have[32], want[32];
 
-	/* The library rounds a size down to whole KVD_SIZE_ALIGN pages, so
+	/* The library rounds a size down to whole KV_SIZE_ALIGN pages, so
 	 * restarting with the same --size must not warn. */
 	if (cfg->size_given) {
 		uint64_t want_size =
-		    cfg->opts.size / KVD_SIZE_ALIGN * KVD_SIZE_ALIGN;
+		    cfg->opts.size / KV_SIZE_ALIGN * KV_SIZE_ALIGN;
 
 		if (st->map_size != want_size) {
 			kvd_fmt_bytes(st->map_size, have, sizeof(have));
@@ -217,19 +177,20 @@ static void warn_kept(const struct kvd_config *cfg,
 		        "(--max-value %s ignored)",
 		        cfg->store, have, want);
 	}
-	/* The index is sized for max_items at a 7/8 load and rounded up, so
-	 * only an index too small for what was asked is worth a warning. */
-	if (cfg->max_items_given && st->slots / 8 * 7 < cfg->opts.max_items)
+	/* The index is sized for max_items at a 4/5 load (libkv/geometry.c)
+	 * and rounded up, so only an index too small for what was asked is
+	 * worth a warning. */
+	if (cfg->max_items_given && st->slots / 5 * 4 < cfg->opts.max_items)
 		kvd_log(KVD_WARN,
 		        "store '%s' exists with an index for about %" PRIu64
 		        " keys: keeping it (--max-items %" PRIu64 " ignored; "
 		        "remove the store to resize it)",
-		        cfg->store, st->slots / 8 * 7, cfg->opts.max_items);
-	if (cfg->mode_given && mode != cfg->opts.mode)
+		        cfg->store, st->slots / 5 * 4, cfg->opts.max_items);
+	if (cfg->mode_given && mode != NULL && *mode != cfg->opts.mode)
 		kvd_log(KVD_WARN,
 		        "store '%s' exists with mode %04o: keeping it (--mode "
 		        "%04o ignored; use chmod to change it)",
-		        cfg->store, mode, cfg->opts.mode);
+		        cfg->store, *mode, cfg->opts.mode);
 }
 
 /* Look at what we are about to serve: log it, warn about options that did
@@ -240,9 +201,9 @@ static int inspect_store(const struct kvd_config *cfg, struct served *s,
 {
 	const char *path = kv__path(s->kv);
 	struct kv_stats st;
-	struct stat sb;
-	char size[32], maxval[32];
-	unsigned mode;
+	char size[32], maxval[32], shown_mode[32] = "";
+	unsigned mode = 0;
+	bool has_mode;
 	int rc;
 
 	rc = kv_stats(s->kv, &st);
@@ -250,37 +211,41 @@ static int inspect_store(const struct kvd_config *cfg, struct served *s,
 		kvd_fail("store '%s': stats: %s", cfg->store, kv_strerror(rc));
 		return -1;
 	}
-	if (stat(path, &sb) != 0) {
+	rc = kvd_sys_store_mode(path, &mode);
+	if (rc < 0) {
 		kvd_fail("store '%s': %s: %s", cfg->store, path,
 		         strerror(errno));
 		return -1;
 	}
+	has_mode = rc == 0;
 	s->recoveries = st.recoveries;
-	mode = (unsigned)sb.st_mode & 07777;
 
 	/* The library never makes one, but anyone can chmod: a store every
-	 * local user can write is not one we will vouch for. */
-	if (mode & S_IWOTH) {
+	 * local user can write (o+w) is not one we will vouch for. */
+	if (has_mode && (mode & 0002)) {
 		kvd_fail("store '%s': %s is world-writable (mode %04o), so any "
 		         "local user could corrupt it; refusing to serve it "
 		         "(fix with chmod o-w)",
 		         cfg->store, path, mode);
 		return -1;
 	}
+	if (has_mode)
+		snprintf(shown_mode, sizeof(shown_mode), ", mode %04o", mode);
 
 	kvd_fmt_bytes(st.map_size, size, sizeof(size));
 	kvd_fmt_bytes(st.max_value, maxval, sizeof(maxval));
 	kvd_log(KVD_INFO,
 	        "%s store '%s' at %s: size %s, max value %s, %" PRIu64
-	        " buckets / %" PRIu64 " slots, mode %04o, %" PRIu64 " item%s",
+	        " buckets / %" PRIu64 " slots%s, %" PRIu64 " item%s",
 	        created ? "created" : "adopted", cfg->store, path, size, maxval,
-	        st.buckets, st.slots, mode, st.items, st.items == 1 ? "" : "s");
+	        st.buckets, st.slots, shown_mode, st.items,
+	        st.items == 1 ? "" : "s");
 	if (!created)
-		warn_kept(cfg, &st, mode);
+		warn_kept(cfg, &st, has_mode ? &mode : NULL);
 	return 0;
 }
 
-/* SIGHUP: the figures an operator asks for first. */
+/* SIGHUP (POSIX): the figures an operator asks for first. */
 static void log_stats(const struct served *s)
 {
 	struct kv_stats st;
@@ -395,38 +360,32 @@ static void log_recoveries(struct served *s)
 	s->recoveries = st.recoveries;
 }
 
-/* Serve until SIGTERM or SIGINT, or until the store is removed. */
-static void serve(struct served *s, const sigset_t *sigs)
+/* Serve until asked to stop (SIGTERM, SIGINT; Ctrl-C, Ctrl-Break, the
+ * console closing), or until the store is removed. */
+static void serve(struct served *s)
 {
-	const struct timespec tick = {0, TICK_NS};
-	uint64_t next_slow = monotonic_ms() + SLOW_TICK_MS;
+	uint64_t next_slow = kvd_sys_mono_ms() + SLOW_TICK_MS;
 
 	for (;;) {
-		siginfo_t si;
-		int sig = sigtimedwait(sigs, &si, &tick);
+		char why[64];
+		enum kvd_request req = kvd_sys_wait(TICK_MS, why, sizeof(why));
 
-		if (sig == SIGTERM || sig == SIGINT) {
-			if (si.si_code == SI_USER && si.si_pid > 0)
-				kvd_log(KVD_INFO,
-				        "%s from pid %ld: stopping",
-				        signal_name(sig), (long)si.si_pid);
-			else
-				kvd_log(KVD_INFO, "%s: stopping",
-				        signal_name(sig));
+		if (req == KVD_REQ_STOP) {
+			kvd_log(KVD_INFO, "%s: stopping", why);
 			return;
 		}
-		if (sig == SIGHUP)
+		if (req == KVD_REQ_STATS)
 			log_stats(s);
-		/* Otherwise the tick (EAGAIN) or a stop/continue (EINTR). */
+		/* Otherwise the tick. */
 
 		if (upkeep(s))
 			return;
 		if (s->sweep_buckets > 0)
 			sweep(s);
-		if (monotonic_ms() >= next_slow) {
+		if (kvd_sys_mono_ms() >= next_slow) {
 			log_recoveries(s);
 			log_swept(s);
-			next_slow = monotonic_ms() + SLOW_TICK_MS;
+			next_slow = kvd_sys_mono_ms() + SLOW_TICK_MS;
 		}
 	}
 }
@@ -435,7 +394,6 @@ int main(int argc, char **argv)
 {
 	struct kvd_config cfg;
 	struct served s = {0};
-	sigset_t sigs;
 	pid_t other = 0;
 	bool created = false, claimed = false, pidfile = false;
 	bool serving = false;
@@ -443,7 +401,7 @@ int main(int argc, char **argv)
 	int status;
 	int rc;
 
-	if (open_stdio() != 0)
+	if (kvd_sys_init() != 0)
 		return 2; /* nowhere to say why */
 	if (!kvd_config_parse(argc, argv, &cfg, &status))
 		return status;
@@ -455,15 +413,8 @@ int main(int argc, char **argv)
 	if (cfg.daemonize && kvd_detach(&ready_fd) != 0)
 		goto out;
 
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, &sigs, NULL) != 0) {
-		kvd_fail("signals: %s", strerror(errno));
+	if (kvd_sys_requests_init() != 0)
 		goto out;
-	}
 
 	if (open_store(&cfg, &s.kv, &created) != KV_OK)
 		goto out;
@@ -511,19 +462,14 @@ int main(int argc, char **argv)
 		pidfile = true;
 	}
 
-	if (cfg.daemonize) {
-		/* Last, so nothing above had to cope with a changed working
-		 * directory (a file-backed store may be a relative path). */
-		if (chdir("/") != 0)
-			kvd_log(KVD_WARN, "chdir /: %s", strerror(errno));
-		kvd_ready(&ready_fd);
-	}
+	if (cfg.daemonize)
+		kvd_ready(&ready_fd); /* and leaves the working directory */
 
 	if (s.sweep_buckets == 0)
 		kvd_log(KVD_INFO, "store '%s': expiry sweep off "
 		        "(--sweep-buckets 0)", cfg.store);
 	serving = true;
-	serve(&s, &sigs);
+	serve(&s);
 	status = 0;
 
 out:

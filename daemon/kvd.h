@@ -4,8 +4,10 @@
  * kvd is split by concern:
  *   kvd.c      startup (create or adopt, claim), the serve loop, shutdown
  *   options.c  the command line: options, sizes, modes, the pid-file path
- *   detach.c   -d: double fork, the readiness pipe, the pid file
+ *   detach.c   -d: double fork, the readiness pipe, the pid file (POSIX)
  *   log.c      log lines (stderr or syslog) and the one fatal error line
+ *   sys.h      what kvd asks of the system: sys_posix.c, or sys_win32.c
+ *              (which also has Windows' side of detach.c's calls)
  */
 #ifndef KVD_H
 #define KVD_H
@@ -17,7 +19,11 @@
 
 #include "kv.h"
 
-#if defined(__GNUC__)
+/* printf-style checking, for mingw's C99 stdio too (__MINGW_PRINTF_FORMAT
+ * is gnu_printf under __USE_MINGW_ANSI_STDIO, which the build sets). */
+#if defined(__MINGW_PRINTF_FORMAT)
+#define KVD_PRINTF(f, a) __attribute__((format(__MINGW_PRINTF_FORMAT, f, a)))
+#elif defined(__GNUC__)
 #define KVD_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define KVD_PRINTF(f, a)
@@ -64,7 +70,8 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
  * when allow_zero.
  * kvd_parse_mode: octal permission bits, at most 0777, never
  * world-writable, always with owner read and write.
- * kvd_parse_group: a group name (getgrnam), else a decimal gid below
+ * kvd_parse_group: a group name (getgrnam; Windows has none, and there
+ * options.c refuses --group before parsing it), else a decimal gid below
  * 4294967295. */
 int kvd_parse_size(const char *s, uint64_t *out, const char **why);
 int kvd_parse_count(const char *s, uint64_t *out, bool allow_zero,
@@ -95,9 +102,14 @@ enum kvd_level {
  * lines go to stderr. */
 void kvd_log_setup(bool quiet, bool verbose);
 
-/* From now on log lines go to syslog (stderr is /dev/null), and fatal lines
- * go to fail_fd (the readiness pipe) until kvd_log_fail_fd(-1). */
-void kvd_log_detached(int fail_fd);
+/* Where a detached kvd's lines go: tag ("warning: ", or "") then msg. */
+typedef void kvd_log_sink(enum kvd_level level, const char *tag,
+                          const char *msg);
+
+/* From now on log lines go to sink (stderr is /dev/null; detach.c's sink
+ * is syslog), fatal lines too, and also to fail_fd (the readiness pipe)
+ * until kvd_log_fail_fd(-1). */
+void kvd_log_detached(int fail_fd, kvd_log_sink *sink);
 void kvd_log_fail_fd(int fd);
 
 /* One log line: "<ISO-8601 UTC> kvd[PID]: message". */
@@ -108,7 +120,8 @@ void kvd_log(enum kvd_level level, const char *fmt, ...) KVD_PRINTF(2, 3);
 void kvd_fail(const char *fmt, ...) KVD_PRINTF(1, 2);
 
 /* ------------------------------------------------------------------------
- * detach.c
+ * detach.c on POSIX; on Windows, sys_win32.c (no -d: options.c refuses it,
+ * so kvd_detach only fails there; the pid file works)
  */
 
 /* Detach from the terminal (-d). Returns 0 in the daemon, with *ready_fd
@@ -118,8 +131,9 @@ void kvd_fail(const char *fmt, ...) KVD_PRINTF(1, 2);
  * detaching itself failed. */
 int kvd_detach(int *ready_fd);
 
-/* Tell the waiting parent the store is served, then close the pipe and
- * set *ready_fd to -1. */
+/* Leave the working directory (a detached kvd must not hold one busy),
+ * tell the waiting parent the store is served, then close the pipe and set
+ * *ready_fd to -1. */
 void kvd_ready(int *ready_fd);
 
 /* Write our pid to path atomically (a temporary file, then rename).

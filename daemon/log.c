@@ -6,8 +6,8 @@
  *   - Log lines, for an operator reading a terminal or a service manager's
  *     journal: "2025-01-31T12:00:00.123Z kvd[4242]: message" on stderr in
  *     the foreground. A detached kvd's stderr is /dev/null, so there they
- *     go to syslog(3) instead (facility daemon; syslog adds its own time
- *     and pid).
+ *     go to the sink detach.c gives, syslog(3) (facility daemon; syslog
+ *     adds its own time and pid). kvd.exe on Windows never detaches.
  *
  *   - The fatal line, for whoever started kvd: exactly one "kvd: <what>:
  *     <why>", untimestamped, like any command-line tool, then exit 2. While
@@ -22,17 +22,16 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <syslog.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kvd.h"
+#include "sys.h"
 
 #define LINE_MAX_BYTES 1024
 
 static bool log_quiet;
 static bool log_verbose;
-static bool log_syslog;
+static kvd_log_sink *log_sink; /* once detached: where lines go */
 static int log_fail_fd = STDERR_FILENO;
 
 void kvd_log_setup(bool quiet, bool verbose)
@@ -41,12 +40,9 @@ void kvd_log_setup(bool quiet, bool verbose)
 	log_verbose = verbose && !quiet;
 }
 
-void kvd_log_detached(int fail_fd)
+void kvd_log_detached(int fail_fd, kvd_log_sink *sink)
 {
-	/* LOG_NDELAY connects now, while we still know the failure is ours
-	 * to report; a system without a syslog socket just drops the lines. */
-	openlog("kvd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
-	log_syslog = true;
+	log_sink = sink;
 	log_fail_fd = fail_fd;
 }
 
@@ -94,30 +90,23 @@ static void log_v(enum kvd_level level, const char *fmt, va_list ap)
 	                                  "error: "};
 	char line[LINE_MAX_BYTES];
 	char stamp[32];
-	struct timespec now;
-	struct tm tm;
 	int used;
 
 	if ((log_quiet && level != KVD_ERROR) ||
 	    (level == KVD_DEBUG && !log_verbose))
 		return;
 
-	if (log_syslog) {
-		static const int prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING,
-		                           LOG_ERR};
+	if (log_sink != NULL) {
 		char msg[LINE_MAX_BYTES];
 
 		vsnprintf(msg, sizeof(msg), fmt, ap);
-		syslog(prio[level], "%s%s", tag[level], msg);
+		log_sink(level, tag[level], msg);
 		return;
 	}
 
-	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-
-	used = snprintf(line, sizeof(line), "%s.%03ldZ kvd[%ld]: %s", stamp,
-	                now.tv_nsec / 1000000L, (long)getpid(), tag[level]);
+	kvd_sys_utc_stamp(stamp, sizeof(stamp));
+	used = snprintf(line, sizeof(line), "%s kvd[%ld]: %s", stamp,
+	                (long)getpid(), tag[level]);
 	if (used >= 0 && (size_t)used < sizeof(line)) {
 		int n = vsnprintf(line + used, sizeof(line) - (size_t)used, fmt,
 		                  ap);
@@ -154,7 +143,10 @@ void kvd_fail(const char *fmt, ...)
 
 	/* Once detached, the journal should show why kvd stopped too; syslog
 	 * names us already, so without the "kvd: " and the newline. */
-	if (log_syslog)
-		syslog(LOG_ERR, "%.*s", (int)(len - 6), line + 5);
+	if (log_sink != NULL) {
+		line[len - 1] = '\0';
+		log_sink(KVD_ERROR, "", line + 5);
+		line[len - 1] = '\n';
+	}
 	write_all(log_fail_fd, line, len);
 }

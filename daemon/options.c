@@ -13,6 +13,10 @@
  * An error line repeats the user's word through shown(), escaped and cut
  * short, so that it stays one line whatever bytes the word holds. The value
  * parsers are kvd_parse_*() (kvd.h) so that tests/fuzz_cli can call them.
+ *
+ * What the platform decides comes from sys.h: group names, absolute paths,
+ * whether -d and --group exist (Windows refuses both, saying why), and the
+ * parts of --help that differ.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,10 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <grp.h>
-#include <unistd.h>
 
 #include "kvd.h"
+#include "sys.h"
 
 #define DEFAULT_STORE "default"
 
@@ -65,25 +68,15 @@ static void usage(FILE *out)
 {
 	fputs(
 	    "Usage: kvd [OPTION]...\n"
-	    "Create a kv shared-memory store, or adopt an existing one with its\n"
-	    "data, and serve it until SIGTERM or SIGINT. The store outlives kvd.\n"
+	    KVD_SYS_HELP_INTRO
 	    "\n"
-	    "  -s, --store NAME       store to serve (default: $KV_STORE, else\n"
-	    "                         'default'); a NAME with '/' is a file path\n"
+	    KVD_SYS_HELP_STORE
 	    "      --size BYTES       size of the whole mapping (default 64M)\n"
-	    "      --mode OCTAL       permissions of a new store (default 0600;\n"
-	    "                         never world-writable)\n"
-	    "      --group GROUP      group of a new store (name or number);\n"
-	    "                         with --mode 0640 its members may read,\n"
-	    "                         with 0660 also write\n"
+	    KVD_SYS_HELP_ACCESS
 	    "      --max-value BYTES  largest value (default 1M; size/64 under 64M)\n"
 	    "      --max-items N      size the index for N keys (default: from\n"
 	    "                         --size)\n"
-	    "  -d, --daemon           detach, log to syslog, write a pid file\n"
-	    "      --pidfile PATH     pid file (default with -d:\n"
-	    "                         $XDG_RUNTIME_DIR/kvd.NAME.pid, else\n"
-	    "                         /run/kvd.NAME.pid as root, else\n"
-	    "                         /tmp/kvd.NAME.pid)\n"
+	    KVD_SYS_HELP_DAEMON
 	    "      --sweep-buckets N  every tick (10 ms), remove the expired keys\n"
 	    "                         of the next N index buckets (default 1024;\n"
 	    "                         0: no sweep, expired keys then go only when\n"
@@ -95,12 +88,9 @@ static void usage(FILE *out)
 	    "  -V, --version          show the version and exit\n"
 	    "\n"
 	    "BYTES is a number with an optional suffix K, M, G or T (powers of\n"
-	    "1024), e.g. 64M, 4G, 512KiB. --size, --mode, --group, --max-value\n"
-	    "and --max-items apply when the store is created; an existing store\n"
-	    "keeps its own.\n"
+	    "1024), e.g. 64M, 4G, 512KiB. " KVD_SYS_HELP_CREATE
 	    "\n"
-	    "Signals: SIGTERM, SIGINT stop kvd (the store stays); SIGHUP logs\n"
-	    "statistics, the expiry sweep's included.\n"
+	    KVD_SYS_HELP_STOP
 	    "Exit status: 0 after a clean stop, 2 on any error.\n",
 	    out);
 }
@@ -224,13 +214,10 @@ int kvd_parse_count(const char *s, uint64_t *out, bool allow_zero,
 /* Parse --group: a group name, else a numeric gid. */
 int kvd_parse_group(const char *s, uint32_t *out, const char **why)
 {
-	struct group *gr = getgrnam(s);
 	char *end;
 
-	if (gr != NULL) {
-		*out = (uint32_t)gr->gr_gid;
+	if (kvd_sys_group_id(s, out) == 0)
 		return 0;
-	}
 	/* Digits only: strtoul alone would also take " 5" and "+5". */
 	errno = 0;
 	unsigned long v = strtoul(s, &end, 10);
@@ -280,21 +267,7 @@ int kvd_parse_mode(const char *s, uint32_t *out, const char **why)
 
 int kvd_absolute_path(const char *path, char *buf, size_t cap)
 {
-	char cwd[PATH_MAX];
-	int n;
-
-	if (path[0] == '/') {
-		n = snprintf(buf, cap, "%s", path);
-	} else {
-		if (getcwd(cwd, sizeof(cwd)) == NULL)
-			return -1;
-		n = snprintf(buf, cap, "%s/%s", cwd, path);
-	}
-	if (n < 0 || (size_t)n >= cap) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	return 0;
+	return kvd_sys_absolute_path(path, buf, cap);
 }
 
 /* The default pid file of a detached kvd serving store: one per store,
@@ -306,7 +279,7 @@ static int default_pidfile(const char *store, char *buf, size_t cap)
 	int n;
 
 	if (dir == NULL || dir[0] == '\0')
-		dir = geteuid() == 0 ? "/run" : "/tmp";
+		dir = kvd_sys_run_dir();
 	n = snprintf(buf, cap, "%s/kvd.%s.pid", dir, store);
 	if (n < 0 || (size_t)n >= cap) {
 		errno = ENAMETOOLONG;
@@ -355,6 +328,11 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 			cfg->mode_given = true;
 			break;
 		case OPT_GROUP:
+			if (kvd_sys_no_group() != NULL) {
+				fprintf(stderr, "kvd: --group: %s\n",
+				        kvd_sys_no_group());
+				return false;
+			}
 			if (kvd_parse_group(optarg, &cfg->opts.gid, &why) != 0)
 				goto bad_value;
 			cfg->opts.flags |= KV_CREATE_GID;
@@ -376,6 +354,11 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 			cfg->max_items_given = true;
 			break;
 		case 'd':
+			if (kvd_sys_no_detach() != NULL) {
+				fprintf(stderr, "kvd: -d: %s\n",
+				        kvd_sys_no_detach());
+				return false;
+			}
 			cfg->daemonize = true;
 			break;
 		case OPT_PIDFILE:
