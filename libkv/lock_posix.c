@@ -558,10 +558,8 @@ int kv__os_lock_try(struct kv *kv)
 	int e = pthread_mutex_trylock(kv__mutex(h));
 	if (e == 0)
 		return KV_OK;
-	if (e == EOWNERDEAD) {
-		tsan_owner_dead_acquired(kv__mutex(h));
-		return KV_LOCK_DIED;
-	}
+	if (e == EOWNERDEAD)
+		return KV_LOCK_DIED; /* ThreadSanitizer's trylock saw it taken */
 	if (e != EBUSY) {
 		if (repair_enter(kv, mono_ms() + 10) == KV_OK) {
 			if (!mutex_sane(h))
