@@ -264,7 +264,14 @@ static void stop_and_adopt(void)
 	snprintf(args, sizeof args, "--pidfile \"%s\"", pidfile);
 	CHECK(kvd_start(name, args, &d));
 	CHECK(run_kv(name, "put kept \"through a restart\"", NULL, 0) == 0);
-	wt_slurp(pidfile, buf, sizeof buf);
+	/* kvd writes its pid file just after the log line kvd_start waits
+	 * for: give it a moment. */
+	for (int i = 0; i < 500; i++) {
+		if (wt_slurp(pidfile, buf, sizeof buf) > 0 &&
+		    strchr(buf, '\n') != NULL)
+			break;
+		Sleep(10);
+	}
 	CHECK(strtoul(buf, NULL, 10) == d.pi.dwProcessId);
 
 	/* This process keeps the section alive across the restart. */
