@@ -144,10 +144,14 @@ static bool backoff(struct kv_backoff *bo, bool rdonly)
 }
 
 /* Could an item start at off with these lengths without any byte of it
- * lying outside its own chunk? cls is the class the item names: its chunk
- * must sit on that class's grid within its page, and the item must fit
- * the class's chunk, so a damaged length can never reach into the next
- * chunk (another key's bytes). Cheap enough for the read path. */
+ * lying outside its own chunk? cls is the class the item names. A writer
+ * always puts an item in the smallest class that holds it (kv__class_for),
+ * so its length must fall in that class's window: above the next smaller
+ * class's chunk, within its own. A damaged length (or class) that would
+ * reach into the next chunk, another key's bytes, falls outside it; only
+ * a class and a length damaged to agree with each other could pass, and
+ * even then the read stays within the arena. Two loads of the handle's
+ * private class table, no division: cheap enough for the read path. */
 static inline bool item_in_bounds(const struct kv *kv, uint64_t off,
                                   uint8_t cls, uint64_t hlen, uint64_t klen,
                                   uint64_t vlen)
@@ -155,11 +159,10 @@ static inline bool item_in_bounds(const struct kv *kv, uint64_t off,
 	if (off < kv->arena_off || off % KV_CHUNK_ALIGN != 0 ||
 	    off > kv->arena_end - KV_ITEM_HDR || cls >= kv->nclasses)
 		return false;
-	uint64_t size = kv->class_size[cls];
-	uint64_t in = (off - kv->arena_off) % kv->page_size;
-	if (in % size != 0 || in / size >= kv->class_per_page[cls])
-		return false;
-	return vlen <= kv->max_value && hlen + klen + vlen <= size;
+	uint64_t total = hlen + klen + vlen;
+	uint64_t below = cls == 0 ? 0 : kv->class_size[cls - 1];
+	return vlen <= kv->max_value && total > below &&
+	       total <= kv->class_size[cls] && total <= kv->arena_end - off;
 }
 
 KV_RACY int kv__lookup(struct kv *kv, const void *key, size_t klen,
