@@ -17,7 +17,9 @@
  *     returns, and never hands out a pointer into the mapping: values are
  *     copied out, so a concurrent writer can never change bytes under you.
  *   - A kv_t handle may be used by many threads at once. kv_close() must not
- *     race with other calls on the same handle.
+ *     race with other calls on the same handle. No call is
+ *     async-signal-safe: never call libkv from a signal handler (a handler
+ *     that interrupted a write of the same thread would meet its lock).
  *   - The status codes listed for each call are all it returns, except
  *     KV_EDESTROYED, which any call on a handle may return: the store was
  *     destroyed (kv_destroy, `kv destroy`) after the handle attached, or

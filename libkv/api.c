@@ -71,7 +71,7 @@ static int lookup(kv_t *kv, const void *key, size_t klen, uint64_t h,
 	int rc = kv__lookup(kv, key, klen, h, false, r);
 	if (rc == KV_EBUSY && !kv->rdonly &&
 	    (r->deadline == 0 || kv__os_mono_ns() < r->deadline)) {
-		rc = kv__lock(kv);
+		rc = kv__lock_until(kv, r->deadline);
 		if (rc != KV_OK)
 			return rc;
 		kv__make_even_locked(kv, kv__home(kv, h), KV_PATH_BUCKETS(kv));

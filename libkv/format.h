@@ -124,7 +124,7 @@ struct kv_hdr {
 
 	/* 0x080: the platform's writer lock, alone in its cache line (os.h):
 	 * a glibc robust mutex on Linux (lock_posix.c); unused on Windows,
-	 * whose lock is the named mutex Local\kv.NAME.lock. */
+	 * whose lock is the named mutex Local\kv.NAME:lock. */
 	alignas(64) union {
 		unsigned char lock[64];
 		KV_OS_HDR_LOCK /* the platform's view of those bytes */
@@ -141,17 +141,21 @@ struct kv_hdr {
 	 * reboot has its lock reset (lock.c). repair: the repair word, a
 	 * small lock of its own (tid << 32 | low bits of its start time)
 	 * that serialises resetting the mutex; lock_repairs counts stale
-	 * locks broken and mutexes reset. */
+	 * locks broken and mutexes reset. attach_pidns and ns_mixed: whether
+	 * writers from more than one pid namespace use the store, in which
+	 * case thread ids cannot be judged (lock_posix.c). */
 	_Atomic uint32_t daemon_pid;  /* 0x0c0 0 when no kvd serves */
 	_Atomic uint32_t owner_tid;   /* 0x0c4 last holder's thread id */
 	_Atomic uint64_t daemon_beat; /* 0x0c8 ms of kvd's last tick */
 	_Atomic uint64_t owner_start; /* 0x0d0 its start, clock ticks */
 	_Atomic uint32_t owner_pidns; /* 0x0d8 its pid namespace (inode) */
-	uint32_t reserved1;           /* 0x0dc */
+	_Atomic uint32_t attach_pidns;/* 0x0dc first read-write attacher's */
 	_Atomic uint64_t boot_tag;    /* 0x0e0 boot id the lock belongs to */
 	_Atomic uint64_t repair;      /* 0x0e8 0, or the repairer */
 	_Atomic uint64_t lock_repairs;/* 0x0f0 */
-	uint64_t reserved2;           /* 0x0f8 */
+	_Atomic uint32_t ns_mixed;    /* 0x0f8 1 once writers of two pid
+	                               *       namespaces have attached */
+	uint32_t reserved2;           /* 0x0fc */
 
 	/* 0x100: writer state, guarded by the mutex and changed only through
 	 * the journal. Readers may load these racily for statistics. */

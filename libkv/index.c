@@ -150,8 +150,9 @@ static bool backoff(struct kv_backoff *bo, bool rdonly)
  * class's chunk, within its own. A damaged length (or class) that would
  * reach into the next chunk, another key's bytes, falls outside it; only
  * a class and a length damaged to agree with each other could pass, and
- * even then the read stays within the arena. Two loads of the handle's
- * private class table, no division: cheap enough for the read path. */
+ * even then the read stays within the arena. The chunk must also sit on
+ * its class's grid within its page. Loads of the handle's private class
+ * table and two divisions: cheap enough for the read path. */
 static inline bool item_in_bounds(const struct kv *kv, uint64_t off,
                                   uint8_t cls, uint64_t hlen, uint64_t klen,
                                   uint64_t vlen)
@@ -160,9 +161,15 @@ static inline bool item_in_bounds(const struct kv *kv, uint64_t off,
 	    off > kv->arena_end - KV_ITEM_HDR || cls >= kv->nclasses)
 		return false;
 	uint64_t total = hlen + klen + vlen;
+	uint64_t size = kv->class_size[cls];
 	uint64_t below = cls == 0 ? 0 : kv->class_size[cls - 1];
-	return vlen <= kv->max_value && total > below &&
-	       total <= kv->class_size[cls] && total <= kv->arena_end - off;
+	if (vlen > kv->max_value || total <= below || total > size ||
+	    total > kv->arena_end - off)
+		return false;
+	/* And the chunk must sit on its class's grid within its page, so a
+	 * damaged slot offset into the middle of a chunk is refused too. */
+	uint64_t in = (off - kv->arena_off) % kv->page_size;
+	return in % size == 0 && in / size < kv->class_per_page[cls];
 }
 
 KV_RACY int kv__lookup(struct kv *kv, const void *key, size_t klen,

@@ -213,6 +213,9 @@ int kv__maintain_lock(struct kv *kv);
  * anything (a kv_holder). */
 int kv__lock_state(struct kv *kv, char *why, size_t cap);
 int kv__lock(struct kv *kv);
+/* The same, giving up by deadline_ns (kv__os_mono_ns; 0: the usual
+ * bound) if that comes first. */
+int kv__lock_until(struct kv *kv, uint64_t deadline_ns);
 void kv__unlock(struct kv *kv);
 int kv__recover_locked(struct kv *kv);
 void kv__tx_begin_locked(struct kv *kv, uint32_t op);

@@ -94,14 +94,23 @@ static int got_lock(struct kv *kv, bool died)
 
 int kv__lock(struct kv *kv)
 {
+	return kv__lock_until(kv, 0);
+}
+
+int kv__lock_until(struct kv *kv, uint64_t deadline_ns)
+{
 	if (kv->rdonly)
 		return KV_ERDONLY;
 	if (kv__dead(kv))
 		return KV_EDESTROYED;
 	/* Bounded: a live writer holds the lock for microseconds (a page
 	 * steal or a flush slice for milliseconds); a holder that is gone is
-	 * found and its lock repaired on the way (os.h). */
-	int rc = kv__os_lock_acquire(kv, kv__os_mono_ms() + KV_LOCK_WAIT_MS);
+	 * found and its lock repaired on the way (os.h). A call that does
+	 * many lookups passes its own, earlier, deadline. */
+	uint64_t until = kv__os_mono_ms() + KV_LOCK_WAIT_MS;
+	if (deadline_ns != 0 && deadline_ns / 1000000u < until)
+		until = deadline_ns / 1000000u;
+	int rc = kv__os_lock_acquire(kv, until);
 	if (rc != KV_OK && rc != KV_LOCK_DIED)
 		return rc;
 	return got_lock(kv, rc == KV_LOCK_DIED);

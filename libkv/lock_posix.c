@@ -196,13 +196,28 @@ static bool mutex_sane(struct kv_hdr *h)
 	       owner != KV_MUTEX_NOTRECOVERABLE;
 }
 
-/* This thread's identity, for the lock record. tid is the one glibc put in
- * the lock word; the rest is read from /proc once per thread (and again in
- * a forked child, whose tid differs). */
-static void self_ident(uint32_t tid)
+/* This thread's identity, for the lock record: its tid, start time and
+ * pid namespace, read once per thread (a forked child, whose one thread
+ * has a new tid, starts afresh: see fork_child). Taken before the lock,
+ * so the holder's window between taking it and recording itself is a few
+ * stores. */
+static void fork_child(void)
 {
-	if (tls_tid == tid)
+	tls_tid = 0;
+}
+
+static void register_fork(void)
+{
+	pthread_atfork(NULL, NULL, fork_child);
+}
+
+static void self_ident(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	if (tls_tid != 0)
 		return;
+	pthread_once(&once, register_fork);
+	uint32_t tid = kv__gettid();
 	uint64_t start = 0;
 	if (kv__thread_start(tid, &start) != KV_THREAD_ALIVE)
 		start = 0;
@@ -213,15 +228,12 @@ static void self_ident(uint32_t tid)
 
 static void record_owner(struct kv_hdr *h)
 {
-	uint32_t tid = atomic_load_explicit(lock_word(h),
-	                                    memory_order_relaxed) &
-	               FUTEX_TID_MASK;
-	self_ident(tid);
+	self_ident();
 	atomic_store_explicit(&h->owner_start, tls_start,
 	                      memory_order_relaxed);
 	atomic_store_explicit(&h->owner_pidns, tls_pidns,
 	                      memory_order_relaxed);
-	atomic_store_explicit(&h->owner_tid, tid, memory_order_release);
+	atomic_store_explicit(&h->owner_tid, tls_tid, memory_order_release);
 }
 
 enum kv_holder kv__judge(struct kv *kv, uint32_t word, char *why, size_t cap)
@@ -236,19 +248,32 @@ enum kv_holder kv__judge(struct kv *kv, uint32_t word, char *why, size_t cap)
 		snprintf(why, cap, "lock word %#x names no thread", word);
 		return KV_HOLDER_STALE;
 	}
-	uint32_t me = kv__gettid();
+	self_ident();
+	uint32_t me = tls_tid;
 	uint32_t rtid = atomic_load_explicit(&h->owner_tid,
 	                                     memory_order_acquire);
 	uint64_t rstart = atomic_load_explicit(&h->owner_start,
 	                                       memory_order_relaxed);
 	uint32_t rns = atomic_load_explicit(&h->owner_pidns,
 	                                    memory_order_relaxed);
-	self_ident(me);
+	bool recorded = rtid == tid;
 	/* First, since a tid of another namespace may equal any of ours. */
-	if (rtid == tid && rns != 0 && tls_pidns != 0 && rns != tls_pidns) {
+	if (recorded && rns != 0 && tls_pidns != 0 && rns != tls_pidns) {
 		snprintf(why, cap,
 		         "held by thread %u of another pid namespace", tid);
 		return KV_HOLDER_LIVE;
+	}
+	/* Writers of several pid namespaces share this store: a holder that
+	 * has not recorded itself yet may be one of another namespace,
+	 * whose tid means nothing here. Never judge it stale. */
+	bool mixed = atomic_load_explicit(&h->ns_mixed,
+	                                  memory_order_relaxed) != 0;
+	if (mixed && !recorded) {
+		snprintf(why, cap,
+		         "held by thread %u, not recorded as the holder, and "
+		         "writers of several pid namespaces share the store",
+		         tid);
+		return KV_HOLDER_UNSURE;
 	}
 	if (tid == me) {
 		if (tls_held > 0) {
@@ -272,27 +297,28 @@ enum kv_holder kv__judge(struct kv *kv, uint32_t word, char *why, size_t cap)
 		         "it is alive)", tid);
 		return KV_HOLDER_LIVE;
 	}
-	if (rtid == tid) {
-		if (rstart == 0 || start == rstart) {
-			snprintf(why, cap, "held by live thread %u", tid);
-			return KV_HOLDER_LIVE;
-		}
-		snprintf(why, cap,
-		         "held by thread %u, which is gone (its id now names "
-		         "a thread started later)", tid);
-		return KV_HOLDER_STALE;
+	if (recorded && (rstart == 0 || start == rstart)) {
+		snprintf(why, cap, "held by live thread %u", tid);
+		return KV_HOLDER_LIVE;
 	}
+	/* Not recorded (or recorded by an earlier thread of the same id
+	 * that died holding it, whose record a new holder has not yet
+	 * replaced): the holder in the few stores before its record, or
+	 * damage. Only a thread that maps nothing at all is surely no
+	 * holder; what maps reports can differ from fstat through overlayfs
+	 * or a btrfs subvolume, so "does not map it" is not proof. */
 	int m = kv__thread_maps(tid, kv->os.dev, kv->os.ino);
-	if (m == 0) {
+	if (m == 2) {
 		snprintf(why, cap,
-		         "lock word names thread %u, whose process does not "
-		         "map this store", tid);
+		         "lock word names thread %u, a kernel thread", tid);
 		return KV_HOLDER_STALE;
 	}
 	snprintf(why, cap,
 	         "held by live thread %u, which has not recorded itself as "
 	         "the holder, and whose process %s", tid,
-	         m > 0 ? "maps the store" : "we may not inspect");
+	         m > 0    ? "maps the store"
+	         : m == 0 ? "does not seem to map the store"
+	                  : "we may not inspect");
 	return KV_HOLDER_UNSURE;
 }
 
@@ -330,8 +356,8 @@ static bool repairer_gone(uint64_t w)
 static int repair_enter(struct kv *kv, uint64_t deadline)
 {
 	struct kv_hdr *h = kv__hdr(kv);
-	uint32_t me = kv__gettid();
-	self_ident(me);
+	self_ident();
+	uint32_t me = tls_tid;
 	uint64_t mine = (uint64_t)me << 32 | (uint32_t)tls_start;
 	for (;;) {
 		uint64_t w = 0;
@@ -374,7 +400,8 @@ static bool reset_mutex(struct kv *kv, const char *why)
 	memset(&fresh, 0, sizeof fresh);
 	if (kv__init_mutex(&fresh) != 0)
 		return false;
-	uint32_t me = kv__gettid() & FUTEX_TID_MASK;
+	self_ident();
+	uint32_t me = tls_tid & FUTEX_TID_MASK;
 	uint32_t w = atomic_load_explicit(lock_word(h), memory_order_acquire);
 	if (!atomic_compare_exchange_strong(lock_word(h), &w, me))
 		return false; /* it moved: the caller looks again */
@@ -387,8 +414,12 @@ static bool reset_mutex(struct kv *kv, const char *why)
 			                      src[i], memory_order_relaxed);
 	atomic_store_explicit((_Atomic int *)(void *)&kv__mutex(h)->__data.__kind,
 	                      fresh.__data.__kind, memory_order_release);
-	atomic_store_explicit(lock_word(h), FUTEX_OWNER_DIED | FUTEX_WAITERS,
-	                      memory_order_release);
+	/* From our own tid only: had someone else judged us stale and
+	 * broken the word meanwhile, the lock is theirs to hand out. */
+	uint32_t ours = me;
+	if (!atomic_compare_exchange_strong(lock_word(h), &ours,
+	                                    FUTEX_OWNER_DIED | FUTEX_WAITERS))
+		return false;
 	futex_wake_all(lock_word(h));
 	atomic_fetch_add_explicit(&h->lock_repairs, 1, memory_order_relaxed);
 	snprintf(kv->repair_note, sizeof kv->repair_note,
@@ -424,7 +455,16 @@ int kv__os_lock_attach(struct kv *kv)
 	struct kv_hdr *h = kv__hdr(kv);
 	uint64_t boot = kv__boot_tag();
 
-	if (kv->rdonly || boot == 0)
+	if (kv->rdonly)
+		return KV_OK;
+	/* Note writers from more than one pid namespace (see kv__judge). */
+	self_ident();
+	uint32_t ns = tls_pidns, first = 0;
+	if (ns != 0 &&
+	    !atomic_compare_exchange_strong(&h->attach_pidns, &first, ns) &&
+	    first != ns)
+		atomic_store(&h->ns_mixed, 1);
+	if (boot == 0)
 		return KV_OK;
 	uint64_t was = atomic_load_explicit(&h->boot_tag, memory_order_acquire);
 	if (was == boot)
@@ -489,6 +529,10 @@ void kv__os_lock_consistent(struct kv *kv)
 
 void kv__os_lock_release(struct kv *kv)
 {
+	/* No record outlives its holder: a record names the holder, or
+	 * nobody (see kv__judge). */
+	atomic_store_explicit(&kv__hdr(kv)->owner_tid, 0,
+	                      memory_order_release);
 	if (tls_held > 0)
 		tls_held--;
 	pthread_mutex_unlock(kv__mutex(kv__hdr(kv)));
@@ -500,6 +544,7 @@ int kv__os_lock_acquire(struct kv *kv, uint64_t deadline)
 
 	/* Between slices of the wait, the holder is judged, and a stale lock
 	 * is broken. */
+	self_ident();
 	unsigned slice = KV_SLICE_MIN_MS;
 	for (;;) {
 		if (!mutex_sane(h)) {
@@ -550,12 +595,15 @@ int kv__os_lock_try(struct kv *kv)
 {
 	struct kv_hdr *h = kv__hdr(kv);
 
+	self_ident();
 	if (!mutex_sane(h)) {
 		int rc = repair_mutex(kv, mono_ms() + 10);
 		if (rc != KV_OK)
 			return KV_EBUSY; /* someone else is at it */
 	}
 	int e = pthread_mutex_trylock(kv__mutex(h));
+	if (e == 0 || e == EOWNERDEAD)
+		kv->unsure_word = 0; /* whatever we saw held has moved */
 	if (e == 0)
 		return KV_OK;
 	if (e == EOWNERDEAD)

@@ -19,8 +19,10 @@ void kv__set_test_boot_tag(uint64_t tag); /* tests: pretend a boot; 0 off */
 uint32_t kv__gettid(void);
 int kv__thread_start(uint32_t tid, uint64_t *start);
 uint32_t kv__pidns(void);
-/* Does thread tid's process map the object dev/ino? 1, 0, or -1 when we
- * may not look. */
+/* Does thread tid's process map the object dev/ino? 1 yes; 0 not that we
+ * can see (a device or inode may read differently through overlayfs or a
+ * btrfs subvolume); 2 it maps nothing at all (a kernel thread); -1 we may
+ * not look. */
 int kv__thread_maps(uint32_t tid, uint64_t dev, uint64_t ino);
 
 int kv__init_mutex(pthread_mutex_t *m);

@@ -1,7 +1,8 @@
 /*
  * lock_win32.c - the writer lock on Windows: the named mutex
- * Local\kv.NAME.lock (Local\kv.file.HASH.lock for a file store), held by
- * each read-write handle. The header's lock line is unused.
+ * Local\kv.NAME:lock (Local\kv:file:HASH:lock for a file store; ':' is
+ * outside a store name's alphabet, so no store's section can take the
+ * name of another's lock), held by each read-write handle. The header's lock line is unused.
  *
  * A mutex whose owner thread ends while holding it is "abandoned": the next
  * wait returns WAIT_ABANDONED and gives it the mutex. That is the owner-died
@@ -30,7 +31,7 @@ static int open_lock(struct kv *kv)
 	if (w == NULL)
 		return KV_ENOMEM;
 	memcpy(w, kv->os.wname, n * sizeof *w);
-	memcpy(w + n, L".lock", 6 * sizeof *w);
+	memcpy(w + n, L":lock", 6 * sizeof *w); /* with its NUL */
 	HANDLE m = CreateMutexW(NULL, FALSE, w);
 	free(w);
 	if (m == NULL)

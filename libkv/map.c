@@ -373,11 +373,17 @@ int kv_destroy(const char *name)
 	 * we cannot open for writing is still removed if the directory
 	 * lets us (its handles then learn only from kvd, see kv__maintain). */
 	struct kv_os o;
-	if (kv__os_open(name, false, false, &o) == KV_OK) {
-		mark_dead(&o);
-		kv__os_close(&o);
-	}
-	return kv__os_remove(name);
+	rc = kv__os_open(name, false, false, &o);
+	if (rc == KV_ENOSTORE)
+		return rc;
+	if (rc != KV_OK)
+		return kv__os_remove(name); /* not ours to mark: remove it */
+	mark_dead(&o);
+	/* Remove the name only while it still names what we marked: two
+	 * destroyers racing a new create must not remove the new store. */
+	rc = kv__os_remove_same(name, &o);
+	kv__os_close(&o);
+	return rc;
 }
 
 int kv__daemon_claim(kv_t *kv, pid_t *other)

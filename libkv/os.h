@@ -121,6 +121,9 @@ void kv__os_close(struct kv_os *o);
 
 /* Remove the name. The memory goes when the last process detaches. */
 int kv__os_remove(const char *name);
+/* The same, but only while the name still refers to the object o (opened
+ * earlier): KV_ENOSTORE if it now names another one (or none). */
+int kv__os_remove_same(const char *name, const struct kv_os *o);
 
 /* Has the object's name been removed (unlinked) since we opened it? */
 bool kv__os_removed(struct kv_os *o);

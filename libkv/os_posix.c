@@ -149,6 +149,21 @@ int kv__os_remove(const char *name)
 	return r == 0 ? KV_OK : status_of_errno(errno);
 }
 
+int kv__os_remove_same(const char *name, const struct kv_os *o)
+{
+	char path[KV_PATH_MAX];
+	struct stat st;
+	kv__os_store_path(name, path, sizeof path);
+	if (lstat(path, &st) != 0)
+		return status_of_errno(errno);
+	/* A new store may have taken the name since o was opened: never
+	 * remove that one. (What is left is the instant between this check
+	 * and the unlink.) */
+	if ((uint64_t)st.st_dev != o->dev || (uint64_t)st.st_ino != o->ino)
+		return KV_ENOSTORE;
+	return kv__os_remove(name);
+}
+
 int kv__os_create(const char *name, const struct kv_os_create *c,
                   struct kv_os *o)
 {

@@ -179,7 +179,9 @@ static wchar_t *object_name(const char *name)
 		h = (h ^ (uint64_t)c) * UINT64_C(1099511628211);
 	}
 	char buf[64];
-	snprintf(buf, sizeof buf, "Local\\kv.file.%016llx",
+	/* ':' is not in a store name's alphabet, so this never equals a
+	 * named store's object, nor its lock's or claim's. */
+	snprintf(buf, sizeof buf, "Local\\kv:file:%016llx",
 	         (unsigned long long)h);
 	w = widen(buf);
 	return w;
@@ -466,6 +468,13 @@ int kv__os_remove(const char *name)
 	return ok ? KV_OK : status_of_error(e);
 }
 
+int kv__os_remove_same(const char *name, const struct kv_os *o)
+{
+	(void)o; /* a section cannot be replaced while it exists; a file is
+	          * removed by name, as DeleteFileW does */
+	return kv__os_remove(name);
+}
+
 bool kv__os_removed(struct kv_os *o)
 {
 	if (o->file == NULL)
@@ -485,7 +494,7 @@ int kv__os_claim(struct kv_os *o)
 	if (w == NULL)
 		return KV_ENOMEM;
 	memcpy(w, o->wname, n * sizeof *w);
-	memcpy(w + n, L".kvd", 5 * sizeof *w);
+	memcpy(w + n, L":kvd", 5 * sizeof *w);
 	HANDLE m = CreateMutexW(NULL, FALSE, w);
 	free(w);
 	if (m == NULL)

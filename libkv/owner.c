@@ -28,6 +28,7 @@
  * recognised and never judged (see lock.c).
  */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,8 +128,15 @@ int kv__thread_start(uint32_t tid, uint64_t *start)
 	char path[64], buf[1024];
 	snprintf(path, sizeof path, "/proc/%u/task/%u/stat", tid, tid);
 	ssize_t n = read_small(path, buf, sizeof buf);
-	if (n == -ENOENT || n == -ESRCH)
-		return KV_THREAD_GONE;
+	if (n == -ENOENT || n == -ESRCH) {
+		/* /proc mounted with hidepid hides other users' live
+		 * processes the same way: only the kernel's own answer
+		 * (kill works on thread ids, and EPERM means alive) says
+		 * gone. */
+		return kill((pid_t)tid, 0) != 0 && errno == ESRCH
+		           ? KV_THREAD_GONE
+		           : KV_THREAD_UNKNOWN;
+	}
 	if (n <= 0)
 		return KV_THREAD_UNKNOWN;
 	/* "tid (comm) S ppid ...": comm may hold spaces and parentheses,
@@ -174,9 +182,11 @@ int kv__thread_maps(uint32_t tid, uint64_t dev, uint64_t ino)
 	char line[512];
 	unsigned maj = major((dev_t)dev), min = minor((dev_t)dev);
 	int found = 0;
+	bool any = false;
 	while (fgets(line, sizeof line, f) != NULL) {
 		unsigned lmaj, lmin;
 		unsigned long long lino;
+		any = true;
 		/* start-end perms offset major:minor inode [path] */
 		if (sscanf(line, "%*s %*s %*s %x:%x %llu", &lmaj, &lmin,
 		           &lino) == 3 &&
@@ -187,6 +197,6 @@ int kv__thread_maps(uint32_t tid, uint64_t dev, uint64_t ino)
 	}
 	fclose(f);
 	/* Opening another user's maps fails above; what we could open and
-	 * read is the whole list (a kernel thread's is empty). */
-	return found;
+	 * read is the whole list. An empty one is a kernel thread's. */
+	return found ? 1 : any ? 0 : 2;
 }

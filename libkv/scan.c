@@ -74,7 +74,7 @@ int kv_scan(kv_t *kv, uint64_t *cursor, size_t count,
 			/* As for a get: a bucket stays odd, so wait for its
 			 * writer (or recover it) under the lock, and heal a
 			 * bucket that damage left odd. */
-			rc = kv__lock(kv);
+			rc = kv__lock_until(kv, deadline);
 			if (rc == KV_OK) {
 				kv__make_even_locked(kv, home, KV_PATH_BUCKETS(kv));
 				kv__unlock(kv);
