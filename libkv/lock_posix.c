@@ -63,11 +63,14 @@ static void tsan_owner_dead_acquired(pthread_mutex_t *m)
  *
  *   - a tid of 0 with the lock taken, or our own tid while this thread holds
  *     no kv lock, cannot be a holder;
- *   - a tid with no thread behind it (or a zombie) is gone;
- *   - a tid whose thread started after the start time the holder recorded
- *     (the lock record, written right after taking the lock) was reused;
- *   - a tid that did not record itself and whose process does not map this
- *     store cannot be holding its lock.
+ *   - a tid with no thread behind it (the kernel says ESRCH; a zombie
+ *     counts as gone) is gone;
+ *   - a kernel thread (it maps nothing) cannot be holding it.
+ * A live thread that recorded itself as the holder (the lock record:
+ * tid, start time, pid namespace, written right after taking the lock and
+ * cleared at unlock) holds it. Any other live thread is "unsure": a
+ * reused id, or a process that does not seem to map the store, may still
+ * be a new holder that has not yet written its record.
  *
  * A stale lock is broken exactly as the kernel would have done it had the
  * holder exited normally: one compare-and-swap of the word from the value
@@ -87,11 +90,12 @@ static void tsan_owner_dead_acquired(pthread_mutex_t *m)
  * mutex the same way: no holder from another boot can be alive.
  *
  * Limits. A holder in another pid namespace (its record says so) is never
- * judged: its tid means nothing here. A holder that took the lock but has
- * not yet written its record (a window of a few instructions, but one a
- * debugger may hold open for minutes), and whose process maps the store or
- * may not be inspected, cannot be told from damage that named a live
- * thread. Such a lock is "unsure": libkv calls answer KV_EBUSY; kvd breaks
+ * judged: its tid means nothing here; and once writers of two namespaces
+ * have attached (hdr.ns_mixed), no unrecorded holder is judged. A holder
+ * that took the lock but has not yet written its record (a window of a
+ * few stores, but one a debugger may hold open for minutes) cannot be
+ * told from damage that named a live thread. Such a lock is "unsure":
+ * libkv calls answer KV_EBUSY; kvd breaks
  * it only after seeing it unchanged for KV_UNSURE_BREAK_MS; and an
  * operator who knows no writer is stopped breaks it at once with
  * `kv check --repair` (kv__break_unsure).
