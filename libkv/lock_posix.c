@@ -133,19 +133,6 @@ static _Atomic uint32_t *lock_word(struct kv_hdr *h)
 	return (_Atomic uint32_t *)(void *)&kv__mutex(h)->__data.__lock;
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
 static void futex_wake_all(_Atomic uint32_t *w)
 {
 	syscall(SYS_futex, (uint32_t *)(void *)w, FUTEX_WAKE, INT_MAX, NULL,
@@ -372,9 +359,9 @@ static int repair_enter(struct kv *kv, uint64_t deadline)
 		if (repairer_gone(w) &&
 		    atomic_compare_exchange_strong(&h->repair, &w, mine))
 			return KV_OK;
-		if (mono_ms() >= deadline)
+		if (kv__os_mono_ms() >= deadline)
 			return KV_EBUSY;
-		sleep_ms(1);
+		kv__os_sleep_ms(1);
 	}
 }
 
@@ -435,9 +422,9 @@ static bool reset_mutex(struct kv *kv, const char *why)
 static int reset_until(struct kv *kv, const char *why, uint64_t deadline)
 {
 	while (!reset_mutex(kv, why)) {
-		if (mono_ms() >= deadline)
+		if (kv__os_mono_ms() >= deadline)
 			return KV_EBUSY;
-		sleep_ms(1);
+		kv__os_sleep_ms(1);
 	}
 	return KV_OK;
 }
@@ -479,7 +466,7 @@ int kv__os_lock_attach(struct kv *kv)
 		return KV_OK;
 	if (was == boot)
 		return KV_OK;
-	int rc = repair_enter(kv, mono_ms() + KV_REPAIR_WAIT_MS);
+	int rc = repair_enter(kv, kv__os_mono_ms() + KV_REPAIR_WAIT_MS);
 	if (rc != KV_OK)
 		return rc;
 	if (atomic_load(&h->boot_tag) != boot) {
@@ -489,7 +476,7 @@ int kv__os_lock_attach(struct kv *kv)
 		 * process of this boot can have used them. */
 		rc = reset_until(kv, "the store outlived a reboot, or comes "
 		                     "from another machine",
-		                 mono_ms() + KV_REPAIR_WAIT_MS);
+		                 kv__os_mono_ms() + KV_REPAIR_WAIT_MS);
 		if (rc != KV_OK) {
 			repair_leave(kv);
 			return rc;
@@ -568,7 +555,7 @@ int kv__os_lock_acquire(struct kv *kv, uint64_t deadline)
 			tsan_owner_dead_acquired(kv__mutex(h));
 			return KV_LOCK_DIED;
 		}
-		if (mono_ms() >= deadline)
+		if (kv__os_mono_ms() >= deadline)
 			return KV_EBUSY;
 		if (e == ETIMEDOUT) {
 			char why[160];
@@ -591,7 +578,7 @@ int kv__os_lock_acquire(struct kv *kv, uint64_t deadline)
 			                          ? "it was marked not recoverable"
 			                          : "its bytes were damaged");
 		repair_leave(kv);
-		sleep_ms(1);
+		kv__os_sleep_ms(1);
 	}
 }
 
@@ -601,7 +588,7 @@ int kv__os_lock_try(struct kv *kv)
 
 	self_ident();
 	if (!mutex_sane(h)) {
-		int rc = repair_mutex(kv, mono_ms() + 10);
+		int rc = repair_mutex(kv, kv__os_mono_ms() + 10);
 		if (rc != KV_OK)
 			return KV_EBUSY; /* someone else is at it */
 	}
@@ -613,7 +600,7 @@ int kv__os_lock_try(struct kv *kv)
 	if (e == EOWNERDEAD)
 		return KV_LOCK_DIED; /* ThreadSanitizer's trylock saw it taken */
 	if (e != EBUSY) {
-		if (repair_enter(kv, mono_ms() + 10) == KV_OK) {
+		if (repair_enter(kv, kv__os_mono_ms() + 10) == KV_OK) {
 			if (!mutex_sane(h))
 				(void)reset_mutex(kv, "its bytes were damaged");
 			repair_leave(kv);
@@ -624,7 +611,7 @@ int kv__os_lock_try(struct kv *kv)
 	uint32_t w = atomic_load_explicit(lock_word(h), memory_order_acquire);
 	enum kv_holder j = kv__judge(kv, w, why, sizeof why);
 	if (j == KV_HOLDER_UNSURE) {
-		uint64_t now = mono_ms();
+		uint64_t now = kv__os_mono_ms();
 		if (w != kv->unsure_word) {
 			kv->unsure_word = w;
 			kv->unsure_since = now;
@@ -658,7 +645,7 @@ int kv__break_unsure(struct kv *kv, unsigned settle_ms)
 	if (j != KV_HOLDER_UNSURE)
 		return j == KV_HOLDER_LIVE ? KV_EBUSY : KV_OK;
 	/* The same word and record for settle_ms: nobody is moving. */
-	sleep_ms(settle_ms);
+	kv__os_sleep_ms(settle_ms);
 	if (atomic_load(lock_word(h)) != w || atomic_load(&h->owner_tid) != r)
 		return KV_EBUSY;
 	snprintf(why + strlen(why), sizeof why - strlen(why),
