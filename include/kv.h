@@ -138,7 +138,9 @@ struct kv_options {
 struct kv_put_opts {
 	uint64_t ttl_ms; /* time to live in milliseconds; 0 = never expires */
 	uint32_t flags;  /* KV_PUT_... */
-	uint32_t reserved0;
+	uint32_t client_flags; /* 32 bits stored with the item for the caller
+	                        * (the memcached protocol's flags); read back
+	                        * with kv_get_info. Items with 0 cost nothing */
 	uint64_t cas;    /* with KV_PUT_CAS: the version the key must have */
 	uint64_t reserved[1];
 };
@@ -251,6 +253,28 @@ KV_API int kv_put(kv_t *kv, const void *key, size_t klen, const void *val,
  * KV_ERANGE too, so cap 0 asks for the version and size alone. */
 KV_API int kv_get_version(kv_t *kv, const void *key, size_t klen, void *buf,
                           size_t cap, size_t *vlen, uint64_t *version);
+
+/* What kv_get_info tells about an item besides its value. */
+struct kv_item_info {
+	uint64_t version;      /* as kv_get_version: changes with every put */
+	int64_t ttl_ms;        /* time left to live, -1 if it never expires */
+	uint32_t client_flags; /* kv_put_opts.client_flags at its put; 0 for
+	                        * keys put without */
+	uint32_t reserved0;
+	uint64_t reserved[2];
+};
+
+/* Like kv_get, and also fill *info (if not NULL) with the item's version,
+ * time to live and client flags, all read in the same lock-free snapshot
+ * as the value. Same returns as kv_get; *info is set on KV_ERANGE too. */
+KV_API int kv_get_info(kv_t *kv, const void *key, size_t klen, void *buf,
+                       size_t cap, size_t *vlen, struct kv_item_info *info);
+
+/* Give a live key a new time to live (ttl_ms; 0 = never expires), keeping
+ * its value, client flags and version. Returns KV_OK; KV_ENOTFOUND;
+ * KV_EKEYSIZE; KV_ERDONLY; KV_EFULL; KV_EINVAL; KV_ECORRUPT; KV_EBUSY;
+ * KV_ENOMEM; KV_ESYS. */
+KV_API int kv_touch(kv_t *kv, const void *key, size_t klen, uint64_t ttl_ms);
 
 /* Add delta to the decimal integer stored under key (an absent or
  * expired key counts as 0) and store the result as decimal text, keeping

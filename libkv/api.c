@@ -8,6 +8,7 @@
  * transaction begins: once it begins, it commits.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kv_internal.h"
@@ -117,6 +118,40 @@ int kv_get_version(kv_t *kv, const void *key, size_t klen, void *buf,
 	                          cap, vlen, version, 0);
 }
 
+/* Time left to live, in ms, of an item expiring at expire_ms: -1 for
+ * never, 0 for due. */
+static int64_t ttl_left(uint64_t expire_ms)
+{
+	if (expire_ms == 0)
+		return -1;
+	uint64_t now = kv__now_ms();
+	return expire_ms > now ? (int64_t)(expire_ms - now) : 0;
+}
+
+int kv_get_info(kv_t *kv, const void *key, size_t klen, void *buf,
+                size_t cap, size_t *vlen, struct kv_item_info *info)
+{
+	int rc = check_key(kv, key, klen);
+	if (rc != KV_OK)
+		return rc;
+	if (buf == NULL && cap != 0)
+		return KV_EINVAL;
+	struct kv_read r = {.buf = buf, .cap = cap};
+	rc = lookup(kv, key, klen, kv__hash(kv, key, klen), &r);
+	if (rc == KV_OK || rc == KV_ERANGE) {
+		if (vlen != NULL)
+			*vlen = r.vlen;
+		if (info != NULL) {
+			memset(info, 0, sizeof *info);
+			info->version = r.version;
+			info->ttl_ms = ttl_left(r.expire_ms);
+			info->client_flags = r.cflags;
+		}
+	}
+	kv__count_get(kv, rc == KV_OK || rc == KV_ERANGE);
+	return rc;
+}
+
 int kv_get(kv_t *kv, const void *key, size_t klen, void *buf, size_t cap,
            size_t *vlen)
 {
@@ -190,13 +225,23 @@ int kv_ttl(kv_t *kv, const void *key, size_t klen, int64_t *ttl_ms)
 		rc = KV_OK;
 	if (rc != KV_OK)
 		return rc;
-	if (r.expire_ms == 0) {
-		*ttl_ms = -1;
-	} else {
-		uint64_t now = kv__now_ms();
-		*ttl_ms = r.expire_ms > now ? (int64_t)(r.expire_ms - now) : 0;
-	}
+	*ttl_ms = ttl_left(r.expire_ms);
 	return KV_OK;
+}
+
+/* An absolute expiry for a TTL given in ms (0: never), or 0 with
+ * KV_EINVAL in *rc when it is too far out to add to now. */
+static uint64_t expiry_for(uint64_t ttl_ms, int *rc)
+{
+	*rc = KV_OK;
+	if (ttl_ms == 0)
+		return 0;
+	uint64_t now = kv__now_ms();
+	if (ttl_ms > UINT64_MAX / 2 - now) {
+		*rc = KV_EINVAL;
+		return 0;
+	}
+	return now + ttl_ms;
 }
 
 static bool expired(const struct kv *kv, uint64_t item, uint64_t now)
@@ -209,7 +254,8 @@ static bool expired(const struct kv *kv, uint64_t item, uint64_t now)
 
 static void fill_item(struct kv *kv, const struct kv_alloc *a,
                       const void *key, size_t klen, const void *val,
-                      size_t vlen, uint64_t expire, uint64_t version)
+                      size_t vlen, const struct kv_put_meta *m,
+                      uint64_t version)
 {
 	struct kv_item *it = (struct kv_item *)(void *)(kv->base + a->chunk);
 	uint8_t *p = (uint8_t *)(it + 1);
@@ -217,12 +263,16 @@ static void fill_item(struct kv *kv, const struct kv_alloc *a,
 	it->vlen = (uint32_t)vlen;
 	it->klen = (uint16_t)klen;
 	it->cls = (uint8_t)a->cls;
-	it->flags = expire ? KV_IF_TTL : 0;
+	it->flags = kv_item_flags(m->expire, m->cflags);
 	it->version = version;
 	KV_CRASHPOINT(2);
-	if (expire) {
-		memcpy(p, &expire, sizeof expire);
-		p += sizeof expire;
+	if (m->expire) {
+		memcpy(p, &m->expire, sizeof m->expire);
+		p += sizeof m->expire;
+	}
+	if (m->cflags) {
+		memcpy(p, &m->cflags, sizeof m->cflags);
+		p += sizeof m->cflags;
 	}
 	memcpy(p, key, klen);
 	if (vlen)
@@ -234,9 +284,10 @@ static void fill_item(struct kv *kv, const struct kv_alloc *a,
  * it (evicting if the store allows), check the flags, then write the item
  * and publish it in one journal transaction. */
 int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
-                   const void *val, size_t vlen, uint64_t expire,
-                   uint32_t flags, uint64_t cas)
+                   const void *val, size_t vlen,
+                   const struct kv_put_meta *m)
 {
+	uint32_t flags = m->flags;
 	struct kv_hdr *hdr = kv__hdr(kv);
 	struct kv_found f;
 	struct kv_alloc a;
@@ -244,8 +295,9 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 
 	if (vlen > kv->max_value)
 		return KV_EVALSIZE;
-	uint32_t cls = kv__class_for(kv, KV_ITEM_HDR + (expire ? KV_ITEM_TTL : 0) +
-	                                     klen + vlen);
+	uint32_t cls = kv__class_for(
+	    kv, kv_item_hdr_len(kv_item_flags(m->expire, m->cflags)) + klen +
+	            vlen);
 	bool old_expired;
 	/* Find the key and room for it. Making room evicts (each eviction
 	 * its own committed delete), which may move keys: look again. */
@@ -261,7 +313,7 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 			return KV_ENOTFOUND;
 		if ((flags & KV_PUT_CAS) &&
 		    ((const struct kv_item *)(void *)(kv->base + f.item))
-		            ->version != cas)
+		            ->version != m->cas)
 			return KV_ECHANGED;
 		if (!f.item && !f.have_free)
 			rc = KV_EFULL;
@@ -283,9 +335,10 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 
 	kv__tx_begin_locked(kv, KV_TX_PUT);
 	kv__alloc_pend_locked(kv, &a);
-	uint64_t version = atomic_load_explicit(&hdr->version,
-	                                        memory_order_relaxed) + 1;
-	fill_item(kv, &a, key, klen, val, vlen, expire, version);
+	uint64_t next = atomic_load_explicit(&hdr->version,
+	                                     memory_order_relaxed) + 1;
+	uint64_t version = m->version != 0 ? m->version : next;
+	fill_item(kv, &a, key, klen, val, vlen, m, version);
 	uint64_t home = kv__home(kv, h);
 	if (f.item)
 		kv__mark_odd_locked(kv, f.bucket, 1);
@@ -302,7 +355,8 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 	kv__add64_locked(kv, &hdr->key_bytes, (int64_t)klen);
 	kv__add64_locked(kv, &hdr->value_bytes, (int64_t)vlen);
 	kv__add64_locked(kv, &hdr->puts, 1);
-	kv__tx_put64_locked(kv, &hdr->version, version);
+	if (version == next)
+		kv__tx_put64_locked(kv, &hdr->version, version);
 	kv__tx_commit_locked(kv);
 	kv__mark_even_locked(kv);
 	kv__tx_end_locked(kv);
@@ -331,21 +385,77 @@ int kv_put(kv_t *kv, const void *key, size_t klen, const void *val,
 		return KV_EDESTROYED;
 	if (kv->rdonly)
 		return KV_ERDONLY;
-	uint64_t expire = 0;
-	if (opts->ttl_ms != 0) {
-		uint64_t now = kv__now_ms();
-		if (opts->ttl_ms > UINT64_MAX / 2 - now)
-			return KV_EINVAL;
-		expire = now + opts->ttl_ms;
-	}
+	uint64_t expire = expiry_for(opts->ttl_ms, &rc);
+	if (rc != KV_OK)
+		return rc;
 
 	uint64_t h = kv__hash(kv, key, klen);
 	rc = kv__lock(kv);
 	if (rc != KV_OK)
 		return rc;
-	rc = kv__put_locked(kv, h, key, klen, val, vlen, expire, opts->flags,
-	                    opts->cas);
+	struct kv_put_meta m = {.expire = expire,
+	                        .cflags = opts->client_flags,
+	                        .flags = opts->flags,
+	                        .cas = opts->cas};
+	rc = kv__put_locked(kv, h, key, klen, val, vlen, &m);
 	kv__unlock(kv);
+	return rc;
+}
+
+/* A touch writes the item anew with the new expiry (the expiry lives in
+ * the item, which is never changed once published), keeping its value,
+ * flags and version, so a CAS taken before the touch still holds. The
+ * value is copied out first: making room for the new copy may evict or
+ * move the old one. */
+int kv_touch(kv_t *kv, const void *key, size_t klen, uint64_t ttl_ms)
+{
+	int rc = check_key(kv, key, klen);
+	if (rc != KV_OK)
+		return rc;
+	if (kv__dead(kv))
+		return KV_EDESTROYED;
+	if (kv->rdonly)
+		return KV_ERDONLY;
+	uint64_t expire = expiry_for(ttl_ms, &rc);
+	if (rc != KV_OK)
+		return rc;
+
+	uint64_t h = kv__hash(kv, key, klen);
+	struct kv_found f;
+	void *copy = NULL;
+	rc = kv__lock(kv);
+	if (rc != KV_OK)
+		return rc;
+	rc = kv__find_locked(kv, h, key, klen, &f);
+	if (rc != KV_OK)
+		goto out;
+	if (!f.item || expired(kv, f.item, kv__now_ms())) {
+		rc = KV_ENOTFOUND;
+		goto out;
+	}
+	const struct kv_item *it =
+	    (const struct kv_item *)(void *)(kv->base + f.item);
+	uint32_t vlen = it->vlen;
+	struct kv_put_meta m = {.expire = expire,
+	                        .cflags = kv__item_cflags(it),
+	                        .flags = KV_PUT_CAS,
+	                        .cas = it->version,
+	                        .version = it->version};
+	/* kv__find_locked checked the item's bounds: vlen <= max_value. */
+	copy = malloc(vlen ? vlen : 1);
+	if (copy == NULL) {
+		rc = KV_ENOMEM;
+		goto out;
+	}
+	memcpy(copy, kv__item_key(it) + it->klen, vlen);
+	rc = kv__put_locked(kv, h, key, klen, copy, vlen, &m);
+	/* Touching a key that eviction removed while making room for its
+	 * copy finds it gone, as a touch just after the eviction would. */
+	if (rc == KV_ECHANGED)
+		rc = KV_ENOTFOUND;
+out:
+	kv__unlock(kv);
+	free(copy);
 	return rc;
 }
 

@@ -57,11 +57,12 @@
 #include "os.h" /* KV_OS_LOCK_KIND */
 
 /* Bump whenever any byte of the layout or any protocol on it changes. */
-#define KV_FORMAT_VERSION 2u
+#define KV_FORMAT_VERSION 3u
 /* Changes:
  *   1  first format.
  *   2  the store's life word (destroyed stores), the lock record, the
- *      boot tag and the repair word (stale locks); see struct kv_hdr. */
+ *      boot tag and the repair word (stale locks); see struct kv_hdr.
+ *   3  items may carry 32 bits of client flags (KV_IF_CFLAGS). */
 
 /* The format word folds the layout version with the ABI facts the layout
  * depends on, so a store made by a build with another writer lock (a
@@ -383,22 +384,34 @@ struct kv_item {
 	uint8_t flags;          /* 0x07 KV_IF_... */
 	uint64_t version;       /* 0x08 store-wide put counter at its put */
 	/* 0x10: with KV_IF_TTL, the expiry (uint64_t ms since the epoch);
-	 * then the key bytes, then the value bytes. Keys without a TTL do not
-	 * pay for one. */
+	 * then, with KV_IF_CFLAGS, the client flags (uint32_t); then the key
+	 * bytes, then the value bytes. Items without a TTL or flags do not
+	 * pay for them. */
 };
 
 #define KV_IF_TTL 0x1u
+#define KV_IF_CFLAGS 0x2u
+#define KV_IF_KNOWN (KV_IF_TTL | KV_IF_CFLAGS)
 #define KV_ITEM_HDR 16u
-#define KV_ITEM_TTL 8u /* the expiry's bytes, when KV_IF_TTL */
+#define KV_ITEM_TTL 8u    /* the expiry's bytes, when KV_IF_TTL */
+#define KV_ITEM_CFLAGS 4u /* the client flags' bytes, when KV_IF_CFLAGS */
+#define KV_ITEM_HDR_MAX (KV_ITEM_HDR + KV_ITEM_TTL + KV_ITEM_CFLAGS)
 static_assert(sizeof(struct kv_item) == KV_ITEM_HDR, "kv_item header");
 static_assert(offsetof(struct kv_item, version) == 8, "layout");
 static_assert(KV_FREE_LINK == offsetof(struct kv_item, version),
               "a free chunk's link overlays the version");
 
-/* Bytes of an item's header, expiry included. */
+/* Bytes of an item's header, expiry and client flags included. */
 static inline uint64_t kv_item_hdr_len(uint8_t flags)
 {
-	return KV_ITEM_HDR + ((flags & KV_IF_TTL) ? KV_ITEM_TTL : 0);
+	return KV_ITEM_HDR + ((flags & KV_IF_TTL) ? KV_ITEM_TTL : 0) +
+	       ((flags & KV_IF_CFLAGS) ? KV_ITEM_CFLAGS : 0);
+}
+
+/* The KV_IF_ bits of an item with this expiry and client flags. */
+static inline uint8_t kv_item_flags(uint64_t expire, uint32_t cflags)
+{
+	return (uint8_t)((expire ? KV_IF_TTL : 0) | (cflags ? KV_IF_CFLAGS : 0));
 }
 
 #endif /* KV_FORMAT_H */

@@ -43,7 +43,7 @@ int kv__classes(uint32_t max_value, struct kv_geometry *g)
 {
 	if (max_value == 0 || max_value > KV_MAX_VALUE_LIMIT)
 		return KV_EINVAL;
-	uint64_t page = round_up(KV_ITEM_HDR + KV_ITEM_TTL + KV_MAX_KEY +
+	uint64_t page = round_up(KV_ITEM_HDR_MAX + KV_MAX_KEY +
 	                             (uint64_t)max_value,
 	                         KV_PAGE_ALIGN);
 	if (page < KV_MIN_PAGE)

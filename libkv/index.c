@@ -207,7 +207,7 @@ restart:
 				iv = it->vlen;
 				fl = it->flags;
 				hl = kv_item_hdr_len(fl);
-				ok = (fl & ~KV_IF_TTL) == 0 &&
+				ok = (fl & ~KV_IF_KNOWN) == 0 &&
 				     item_in_bounds(kv, off, it->cls, hl, ik,
 				                    iv);
 			}
@@ -225,8 +225,11 @@ restart:
 			if (ik != klen || racy_cmp(ip, key, klen) != 0)
 				continue;
 			uint64_t exp = 0;
+			uint32_t cf = 0;
 			if (fl & KV_IF_TTL)
 				racy_copy(&exp, it + 1, sizeof exp);
+			if (fl & KV_IF_CFLAGS)
+				racy_copy(&cf, ip - KV_ITEM_CFLAGS, sizeof cf);
 			uint64_t ver = it->version;
 			bool fits = iv <= r->cap;
 			if (fits && iv > 0)
@@ -249,6 +252,7 @@ restart:
 			r->vlen = iv;
 			r->expire_ms = exp;
 			r->version = ver;
+			r->cflags = cf;
 			r->item = off;
 			return fits ? KV_OK : KV_ERANGE;
 		}
@@ -316,7 +320,7 @@ restart:
 			uint8_t fl = it->flags;
 			uint64_t hl = kv_item_hdr_len(fl), exp = 0;
 			if (kl == 0 || kl > kv->max_key ||
-			    (fl & ~KV_IF_TTL) != 0 ||
+			    (fl & ~KV_IF_KNOWN) != 0 ||
 			    !item_in_bounds(kv, off, it->cls, hl, kl, vl))
 				goto bad;
 			if (fl & KV_IF_TTL)
@@ -390,7 +394,7 @@ int kv__item_check(const struct kv *kv, uint64_t off, uint32_t *cls)
 	    (const struct kv_item *)(const void *)(kv->base + off);
 	if (it->klen == 0 || it->klen > kv->max_key ||
 	    it->vlen > kv->max_value || it->cls != c ||
-	    (it->flags & ~KV_IF_TTL) != 0 ||
+	    (it->flags & ~KV_IF_KNOWN) != 0 ||
 	    kv_item_hdr_len(it->flags) + (uint64_t)it->klen + it->vlen >
 	        kv->class_size[c])
 		return KV_ECORRUPT;

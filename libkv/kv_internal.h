@@ -153,6 +153,16 @@ static inline uint64_t kv__item_expire(const struct kv_item *it)
 	return e;
 }
 
+static inline uint32_t kv__item_cflags(const struct kv_item *it)
+{
+	uint32_t c = 0;
+	if (it->flags & KV_IF_CFLAGS)
+		memcpy(&c, (const uint8_t *)(it + 1) +
+		               ((it->flags & KV_IF_TTL) ? KV_ITEM_TTL : 0),
+		       sizeof c);
+	return c;
+}
+
 static inline const uint8_t *kv__item_key(const struct kv_item *it)
 {
 	return (const uint8_t *)it + kv_item_hdr_len(it->flags);
@@ -290,6 +300,7 @@ struct kv_read {
 	size_t vlen;        /* out: value length */
 	uint64_t expire_ms; /* out: 0 = never */
 	uint64_t version;   /* out */
+	uint32_t cflags;    /* out: client flags */
 	uint64_t item;      /* out: offset of the item */
 };
 struct kv_backoff {
@@ -340,9 +351,17 @@ void kv__account_removed_locked(struct kv *kv, const struct kv_found *f,
                                 bool was_expired);
 
 /* api.c: the body of a put, lock held. */
+struct kv_put_meta {
+	uint64_t expire;  /* ms since the epoch, 0 = never */
+	uint32_t cflags;  /* client flags */
+	uint32_t flags;   /* KV_PUT_NX, KV_PUT_XX or KV_PUT_CAS */
+	uint64_t cas;     /* with KV_PUT_CAS */
+	uint64_t version; /* the item's version: 0 = the next one (a put);
+	                   * kv_touch keeps the old one */
+};
 int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
-                   const void *val, size_t vlen, uint64_t expire,
-                   uint32_t flags, uint64_t cas);
+                   const void *val, size_t vlen,
+                   const struct kv_put_meta *m);
 
 /* stats.c: reader-side counters. */
 void kv__count_get(struct kv *kv, bool hit);

@@ -65,6 +65,7 @@ int kv_incr(kv_t *kv, const void *key, size_t klen, int64_t delta,
 	struct kv_found f;
 	int64_t cur = 0, next;
 	uint64_t expire = 0;
+	uint32_t cflags = 0;
 	int rc = kv__lock(kv);
 	if (rc != KV_OK)
 		return rc;
@@ -77,6 +78,7 @@ int kv_incr(kv_t *kv, const void *key, size_t klen, int64_t delta,
 		uint64_t e = kv__item_expire(it);
 		if (e == 0 || kv__now_ms() < e) {
 			expire = e;
+			cflags = kv__item_cflags(it);
 			rc = parse_int(kv__item_key(it) + it->klen, it->vlen,
 			               &cur);
 			if (rc != KV_OK)
@@ -89,7 +91,8 @@ int kv_incr(kv_t *kv, const void *key, size_t klen, int64_t delta,
 	}
 	char buf[24];
 	int n = snprintf(buf, sizeof buf, "%lld", (long long)next);
-	rc = kv__put_locked(kv, h, key, klen, buf, (size_t)n, expire, 0, 0);
+	struct kv_put_meta m = {.expire = expire, .cflags = cflags};
+	rc = kv__put_locked(kv, h, key, klen, buf, (size_t)n, &m);
 	if (rc == KV_OK && result != NULL)
 		*result = next;
 out:

@@ -493,7 +493,11 @@ static void tcheck(int rc, const char *what)
 static void tput(kv_t *kv, const void *k, size_t kl, size_t vl, uint64_t ttl)
 {
 	static uint8_t v[MAX_VALUE];
+	/* Every other length carries client flags, so the template has items
+	 * of each header shape (expiry and flags, either, neither). */
 	struct kv_put_opts o = {.ttl_ms = ttl};
+	if (kl & 1)
+		o.client_flags = 0xc0ffee00u | (uint32_t)kl;
 	fill_value(v, vl, k, kl);
 	tcheck(kv_put(kv, k, kl, v, vl, &o), "put");
 }

@@ -164,6 +164,9 @@ static void tput(kv_t *kv, uint32_t id, uint64_t *rng)
 	sw_encode(k->val, k->vlen, id, 0, 1);
 	k->ttl = id % 5 == 1 ? 1 : id % 10 == 3 ? 2 : 0;
 	o.ttl_ms = k->ttl == 1 ? TTL_LONG_MS : k->ttl == 2 ? 1 : 0;
+	/* Some items carry client flags, which sit between the expiry and
+	 * the key, so damage meets every header shape. */
+	o.client_flags = id % 3 == 0 ? 0 : 0x5a000000u | id;
 	assert_int_equal(kv_put(kv, k->name, k->klen, k->val, k->vlen, &o),
 	                 KV_OK);
 }
@@ -365,7 +368,7 @@ static uint64_t data_off(uint64_t *rng, const uint32_t *read, unsigned nread)
 	const struct tkey *k = &T.k[read[sw_rand(rng) % nread]];
 
 	if (r < 30)
-		return k->item + sw_rand(rng) % (KV_ITEM_HDR + KV_ITEM_TTL);
+		return k->item + sw_rand(rng) % KV_ITEM_HDR_MAX;
 	if (r < 45)
 		return k->item + sw_rand(rng) % (k->cend - k->item);
 	if (r < 60) {

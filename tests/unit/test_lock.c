@@ -587,8 +587,9 @@ static void kid_hold_then_write(int i, const char *name)
 	atomic_store(&kids->kid[i].tid, kv__gettid());
 	atomic_store(&kids->kid[i].state, KID_HOLDING);
 	kid_wait_go();
+	struct kv_put_meta m = {0};
 	rc = kv__put_locked(kv, kv__hash(kv, "held", 4), "held", 4,
-	                    "by the child", 12, 0, 0, 0);
+	                    "by the child", 12, &m);
 	kv__unlock(kv);
 	kv_close(kv);
 	atomic_store(&kids->kid[i].rc, rc);

@@ -1,7 +1,8 @@
 /*
  * test_ops.c - the cache operations: versions and compare-and-swap,
- * increment, flush, the expiry sweep, per-class figures, and the hit and
- * miss counters readers keep without sharing a cache line.
+ * client flags and kv_get_info, touch, increment, flush, the expiry sweep,
+ * per-class figures, and the hit and miss counters readers keep without
+ * sharing a cache line.
  */
 #include <signal.h>
 #include <sys/wait.h>
@@ -43,6 +44,123 @@ static void test_cas(void **state)
 	assert_kv(KV_ECHANGED, kv_put(kv, "k", 1, "x", 1, &o));
 	assert_sound(kv);
 	kv_close(kv);
+}
+
+/* Client flags are stored with the item, cost nothing when 0, and survive
+ * what keeps an item's identity (touch, incr) but not a plain put. */
+static void test_client_flags(void **state)
+{
+	(void)state;
+	kv_t *kv = u_create("cflags", 8 << 20, 4096, 0);
+	char buf[64];
+	size_t n = 0;
+	struct kv_item_info in;
+	static const uint32_t flags[] = {0, 1, 0x7fffffffu, 0x80000000u,
+	                                 0xffffffffu};
+
+	for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+		for (int ttl = 0; ttl < 2; ttl++) {
+			struct kv_put_opts o = {.client_flags = flags[i],
+			                        .ttl_ms = ttl ? 60000 : 0};
+			char key[32];
+			int kl = snprintf(key, sizeof key, "k%zu-%d", i, ttl);
+			assert_kv(KV_OK, kv_put(kv, key, (size_t)kl, "value",
+			                        5, &o));
+			memset(&in, 0xa5, sizeof in);
+			assert_kv(KV_OK, kv_get_info(kv, key, (size_t)kl, buf,
+			                             sizeof buf, &n, &in));
+			assert_int_equal(n, 5);
+			assert_memory_equal(buf, "value", 5);
+			assert_int_equal(in.client_flags, flags[i]);
+			if (ttl) {
+				assert_true(in.ttl_ms > 59000 &&
+				            in.ttl_ms <= 60000);
+			} else {
+				assert_int_equal(in.ttl_ms, -1);
+			}
+			uint64_t v = 0;
+			assert_kv(KV_OK, kv_get_version(kv, key, (size_t)kl,
+			                                buf, sizeof buf, &n,
+			                                &v));
+			assert_int_equal(v, in.version);
+			/* The size alone, with cap 0, still tells the rest. */
+			assert_kv(KV_ERANGE, kv_get_info(kv, key, (size_t)kl,
+			                                 NULL, 0, &n, &in));
+			assert_int_equal(in.client_flags, flags[i]);
+		}
+	}
+	/* A key put without flags reads back with 0. */
+	assert_kv(KV_OK, u_puts(kv, "plain", "x"));
+	assert_kv(KV_OK, kv_get_info(kv, "plain", 5, buf, sizeof buf, &n, &in));
+	assert_int_equal(in.client_flags, 0);
+	/* incr keeps the flags; a later plain put drops them. */
+	struct kv_put_opts f = {.client_flags = 42};
+	assert_kv(KV_OK, kv_put(kv, "n", 1, "10", 2, &f));
+	assert_kv(KV_OK, kv_incr(kv, "n", 1, 5, NULL));
+	assert_kv(KV_OK, kv_get_info(kv, "n", 1, buf, sizeof buf, &n, &in));
+	assert_int_equal(in.client_flags, 42);
+	assert_memory_equal(buf, "15", 2);
+	assert_kv(KV_OK, u_puts(kv, "n", "1"));
+	assert_kv(KV_OK, kv_get_info(kv, "n", 1, buf, sizeof buf, &n, &in));
+	assert_int_equal(in.client_flags, 0);
+	assert_kv(KV_ENOTFOUND, kv_get_info(kv, "none", 4, buf, sizeof buf,
+	                                    &n, &in));
+	assert_sound(kv);
+	kv_close(kv);
+}
+
+/* Touch sets a new TTL and keeps value, flags and version; a touched key
+ * can also lose its TTL; absent and expired keys are not found. */
+static void test_touch(void **state)
+{
+	(void)state;
+	const char *name = h_store_name("touch");
+	struct kv_options opts = {.size = 8 << 20, .max_value = 4096};
+	kv_t *kv = NULL;
+	assert_kv(KV_OK, kv_create(name, &opts, &kv));
+	char buf[64];
+	size_t n = 0;
+	struct kv_item_info a, b;
+	struct kv_put_opts o = {.client_flags = 7, .ttl_ms = 60000};
+
+	assert_kv(KV_OK, kv_put(kv, "t", 1, "payload", 7, &o));
+	assert_kv(KV_OK, kv_get_info(kv, "t", 1, buf, sizeof buf, &n, &a));
+	assert_kv(KV_OK, kv_touch(kv, "t", 1, 3600 * 1000));
+	assert_kv(KV_OK, kv_get_info(kv, "t", 1, buf, sizeof buf, &n, &b));
+	assert_int_equal(n, 7);
+	assert_memory_equal(buf, "payload", 7);
+	assert_int_equal(b.client_flags, 7);
+	assert_int_equal(b.version, a.version);
+	assert_true(b.ttl_ms > 3500 * 1000);
+	/* A CAS taken before the touch still holds after it. */
+	struct kv_put_opts c = {.flags = KV_PUT_CAS, .cas = a.version};
+	/* No expiry at all. */
+	assert_kv(KV_OK, kv_touch(kv, "t", 1, 0));
+	int64_t ttl = 0;
+	assert_kv(KV_OK, kv_ttl(kv, "t", 1, &ttl));
+	assert_int_equal(ttl, -1);
+	assert_kv(KV_OK, kv_put(kv, "t", 1, "new", 3, &c));
+	/* A short TTL, then the key is gone and a touch does not find it. */
+	assert_kv(KV_OK, kv_touch(kv, "t", 1, 1));
+	usleep(20 * 1000);
+	assert_kv(KV_ENOTFOUND, kv_get(kv, "t", 1, buf, sizeof buf, &n));
+	assert_kv(KV_ENOTFOUND, kv_touch(kv, "t", 1, 1000));
+	assert_kv(KV_ENOTFOUND, kv_touch(kv, "absent", 6, 1000));
+	assert_kv(KV_EKEYSIZE, kv_touch(kv, "", 0, 1000));
+	assert_kv(KV_EINVAL, kv_touch(kv, "x", 1, UINT64_MAX));
+	/* An empty value touches too. */
+	assert_kv(KV_OK, kv_put(kv, "e", 1, "", 0, NULL));
+	assert_kv(KV_OK, kv_touch(kv, "e", 1, 5000));
+	assert_kv(KV_OK, kv_get_info(kv, "e", 1, buf, sizeof buf, &n, &b));
+	assert_int_equal(n, 0);
+	assert_true(b.ttl_ms > 4000);
+	assert_sound(kv);
+	kv_close(kv);
+
+	kv_t *ro = NULL;
+	assert_kv(KV_OK, kv_open(name, KV_RDONLY, &ro));
+	assert_kv(KV_ERDONLY, kv_touch(ro, "e", 1, 1000));
+	kv_close(ro);
 }
 
 static void test_incr(void **state)
@@ -241,6 +359,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_cas, h_teardown),
+		cmocka_unit_test_teardown(test_client_flags, h_teardown),
+		cmocka_unit_test_teardown(test_touch, h_teardown),
 		cmocka_unit_test_teardown(test_incr, h_teardown),
 		cmocka_unit_test_teardown(test_flush, h_teardown),
 		cmocka_unit_test_teardown(test_sweep, h_teardown),
