@@ -25,12 +25,20 @@
  *       step is short (N buckets, only the slots flagged as having a TTL
  *       are read), so writers wait at most that long; with the defaults a
  *       store of a million keys (~160k buckets) is swept every 1.6 s.
+ *   And, on POSIX, when asked to (--listen, or sockets from systemd), it
+ *   serves the same store over the memcached text protocol, for clients
+ *   that cannot map it: on other machines, or in other languages
+ *   (mc_net.c's threads, mc_proto.c's sessions; the tick runs what the
+ *   protocol has scheduled, a delayed flush_all).
  *
  * Lifetime
  *   parse the command line -> [-d: detach] -> hold the stop requests ->
- *   create or adopt -> claim -> pid file -> [-d: report ready] -> serve ->
- *   remove pid file -> release the claim -> close. Every step after the
- *   claim is undone in reverse at "out", whatever the reason for stopping.
+ *   create or adopt -> claim -> pid file -> [network server] -> [-d:
+ *   report ready] -> serve -> stop the network server -> remove pid file
+ *   -> release the claim -> close. Every step after the claim is undone
+ *   in reverse at "out", whatever the reason for stopping; a network
+ *   server that cannot start (a port in use) is a failed start, so a
+ *   store made for it is removed again.
  *
  * Stop requests
  *   Held from before the store exists, and taken synchronously by
@@ -66,6 +74,7 @@ struct served {
 	uint64_t sweep_buckets; /* per tick; 0: no sweep */
 	int sweep_rc;        /* last kv__sweep() result, to log changes */
 	uint64_t swept;      /* items the sweep removed since the last log */
+	struct kvd_net *net; /* the memcached protocol server, or NULL */
 };
 
 /* Why a create failed, with the system's reason when the library only
@@ -374,14 +383,17 @@ static void serve(struct served *s)
 			kvd_log(KVD_INFO, "%s: stopping", why);
 			return;
 		}
-		if (req == KVD_REQ_STATS)
+		if (req == KVD_REQ_STATS) {
 			log_stats(s);
+			kvd_net_log_stats(s->net);
+		}
 		/* Otherwise the tick. */
 
 		if (upkeep(s))
 			return;
 		if (s->sweep_buckets > 0)
 			sweep(s);
+		kvd_net_tick(s->net);
 		if (kvd_sys_mono_ms() >= next_slow) {
 			log_recoveries(s);
 			log_swept(s);
@@ -462,6 +474,9 @@ int main(int argc, char **argv)
 		pidfile = true;
 	}
 
+	if (kvd_net_start(&cfg, s.kv, &s.net) != 0)
+		goto out;
+
 	if (cfg.daemonize)
 		kvd_ready(&ready_fd); /* and leaves the working directory */
 
@@ -473,6 +488,7 @@ int main(int argc, char **argv)
 	status = 0;
 
 out:
+	kvd_net_stop(s.net);
 	if (pidfile) {
 		rc = kvd_pidfile_remove(cfg.pidfile);
 		if (rc != 0)

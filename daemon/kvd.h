@@ -6,6 +6,8 @@
  *   options.c  the command line: options, sizes, modes, the pid-file path
  *   detach.c   -d: double fork, the readiness pipe, the pid file (POSIX)
  *   log.c      log lines (stderr or syslog) and the one fatal error line
+ *   mc_net.c   the memcached protocol server's sockets and threads (POSIX),
+ *              around mc_proto.c's sessions (mc.h)
  *   sys.h      what kvd asks of the system: sys_posix.c, or sys_win32.c
  *              (which also has Windows' side of detach.c's calls)
  */
@@ -33,6 +35,23 @@
  * options.c
  */
 
+/* At most this many --listen options. */
+#define KVD_MAX_LISTEN 16
+
+/* The longest UNIX socket path, NUL included: sizeof(sun_path) on Linux
+ * (mc_net.c checks that the system's is at least this). */
+#define KVD_UNIX_PATH_MAX 108
+
+/* One --listen ADDR, checked for form only: names are resolved, and
+ * sockets made, when kvd starts serving (mc_net.c). */
+struct kvd_listen {
+	const char *arg;              /* as given, for messages */
+	bool is_unix;                 /* unix:PATH, else HOST:PORT */
+	char host[256];               /* TCP: the host, without [ ] */
+	char port[6];                 /* TCP: 0 to 65535, in decimal */
+	char path[KVD_UNIX_PATH_MAX]; /* UNIX: the path, made absolute */
+};
+
 /* Everything the command line decides. The *_given flags let kvd tell "the
  * default" from "asked for explicitly", which matters when it adopts an
  * existing store whose fixed geometry may differ from what was asked. */
@@ -48,6 +67,14 @@ struct kvd_config {
 	bool verbose;            /* -v */
 	uint64_t sweep_buckets;  /* --sweep-buckets: per tick, 0 = no sweep */
 	char pidfile[PATH_MAX];  /* absolute path, or "" for no pid file */
+	/* The memcached protocol server (mc_net.c). */
+	struct kvd_listen listen[KVD_MAX_LISTEN]; /* --listen, in order */
+	unsigned nlisten;
+	unsigned threads;        /* --threads; 0: one per online CPU */
+	unsigned max_conns;      /* --max-conns (default 1024) */
+	unsigned idle_timeout;   /* --idle-timeout, seconds; 0: never */
+	const char *auth_file;   /* --auth-file, or NULL */
+	bool net_given;          /* one of the four above was given */
 };
 
 /* Parse argv into *cfg. Returns true when kvd should run; false when it
@@ -78,6 +105,13 @@ int kvd_parse_count(const char *s, uint64_t *out, bool allow_zero,
                     const char **why);
 int kvd_parse_mode(const char *s, uint32_t *out, const char **why);
 int kvd_parse_group(const char *s, uint32_t *out, const char **why);
+
+/* kvd_parse_listen: one --listen ADDR into *out (out->arg = s):
+ * "HOST:PORT" (an IPv6 address in brackets: "[::1]:11211"; PORT 0 to
+ * 65535, 0 letting the system pick) or "unix:PATH" (made absolute, shorter
+ * than KVD_UNIX_PATH_MAX). */
+int kvd_parse_listen(const char *s, struct kvd_listen *out,
+                     const char **why);
 
 /* Make path absolute against the current directory (a detached kvd chdirs
  * to "/" but must still find its pid file and store at exit). Returns 0, or
@@ -142,5 +176,36 @@ int kvd_pidfile_write(const char *path);
 
 /* Remove path if it still names us. Returns 0 or an errno value. */
 int kvd_pidfile_remove(const char *path);
+
+/* ------------------------------------------------------------------------
+ * mc_net.c on POSIX: the memcached protocol server (mc.h). Windows has no
+ * server: options.c refuses --listen there, and sys_win32.c's versions of
+ * these calls serve nothing.
+ */
+
+struct kvd_net;
+
+/* Start serving the memcached protocol on the store kv, if there is
+ * anything to listen on: cfg's --listen addresses and the sockets systemd
+ * passed (LISTEN_FDS, when LISTEN_PID is ours; the variables are unset).
+ * Loads --auth-file, makes every listener (a UNIX socket gets the store's
+ * mode and group), starts the worker threads and logs "listening on ADDR"
+ * for each listener. Call it from the main thread, with the stop signals
+ * already held (kvd_sys_requests_init): the threads it starts block every
+ * signal. Returns 0 with *net set (NULL when there is nothing to listen
+ * on), or -1 with the fatal line written and nothing left behind. */
+int kvd_net_start(const struct kvd_config *cfg, kv_t *kv,
+                  struct kvd_net **net);
+
+/* Kvd's tick: run what is due (a delayed flush_all). net may be NULL. */
+void kvd_net_tick(struct kvd_net *net);
+
+/* SIGHUP: log the server's counters (connections, bytes, commands). net
+ * may be NULL. */
+void kvd_net_log_stats(struct kvd_net *net);
+
+/* Stop accepting, close every connection, join the threads, remove the
+ * UNIX sockets that are still ours and free everything. net may be NULL. */
+void kvd_net_stop(struct kvd_net *net);
 
 #endif /* KVD_H */

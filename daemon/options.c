@@ -39,6 +39,11 @@ enum {
 	OPT_PIDFILE,
 	OPT_SWEEP_BUCKETS,
 	OPT_GROUP,
+	OPT_LISTEN,
+	OPT_THREADS,
+	OPT_MAX_CONNS,
+	OPT_IDLE_TIMEOUT,
+	OPT_AUTH_FILE,
 };
 
 /* The short options, for getopt_long (after its ':'). */
@@ -46,6 +51,13 @@ enum {
 
 /* Index buckets the expiry sweep looks at per tick (see kvd.c). */
 #define DEFAULT_SWEEP_BUCKETS 1024
+
+/* The memcached protocol server's limits (mc_net.c). A thread per CPU is
+ * the default; more than this many is a typo, not a plan. Connections are
+ * descriptors, and past a million the open-file limit is the real bound. */
+#define DEFAULT_MAX_CONNS 1024
+#define MAX_THREADS 256
+#define MAX_CONNS 1000000
 
 static const struct option long_options[] = {
 	{"store", required_argument, NULL, 's'},
@@ -57,6 +69,11 @@ static const struct option long_options[] = {
 	{"daemon", no_argument, NULL, 'd'},
 	{"pidfile", required_argument, NULL, OPT_PIDFILE},
 	{"sweep-buckets", required_argument, NULL, OPT_SWEEP_BUCKETS},
+	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"threads", required_argument, NULL, OPT_THREADS},
+	{"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+	{"auth-file", required_argument, NULL, OPT_AUTH_FILE},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -81,6 +98,7 @@ static void usage(FILE *out)
 	    "                         of the next N index buckets (default 1024;\n"
 	    "                         0: no sweep, expired keys then go only when\n"
 	    "                         a put needs room or meets them)\n"
+	    KVD_SYS_HELP_NET
 	    "  -q, --quiet            log errors only\n"
 	    "  -v, --verbose          log debug lines too (each second in which\n"
 	    "                         the sweep removed keys, and how many)\n"
@@ -265,6 +283,112 @@ int kvd_parse_mode(const char *s, uint32_t *out, const char **why)
 	return 0;
 }
 
+/* A character of a host name or address: names and IPv4 addresses take
+ * letters, digits, '.', '-' and '_'; an IPv6 address in brackets also ':'
+ * and '%' (a zone, "fe80::1%eth0"). Anything else is refused here rather
+ * than handed to the resolver. */
+static bool host_char(char c, bool bracketed)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_')
+		return true;
+	return bracketed && (c == ':' || c == '%');
+}
+
+int kvd_parse_listen(const char *s, struct kvd_listen *out,
+                     const char **why)
+{
+	const char *host, *port;
+	size_t hlen, plen;
+	bool bracketed = s[0] == '[';
+	unsigned long v = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->arg = s;
+
+	if (strncmp(s, "unix:", 5) == 0) {
+		const char *p = s + 5;
+
+		if (*p == '\0') {
+			*why = "no path after \"unix:\"";
+			return -1;
+		}
+		/* The path goes into log lines: keep them one line each. */
+		for (const char *q = p; *q != '\0'; q++) {
+			if ((unsigned char)*q < ' ' || *q == 0x7f) {
+				*why = "control characters are not allowed in a "
+				       "socket path";
+				return -1;
+			}
+		}
+		if (kvd_absolute_path(p, out->path, sizeof(out->path)) != 0) {
+			*why = errno == ENAMETOOLONG ?
+			           "path too long for a UNIX socket (at most "
+			           "107 bytes once made absolute)" :
+			           "cannot make the path absolute";
+			return -1;
+		}
+		out->is_unix = true;
+		return 0;
+	}
+
+	*why = "not an address (use HOST:PORT, [IPv6]:PORT or unix:PATH)";
+	if (bracketed) {
+		const char *end = strchr(s, ']');
+
+		if (end == NULL || end[1] != ':')
+			return -1;
+		host = s + 1;
+		hlen = (size_t)(end - host);
+		port = end + 2;
+	} else {
+		const char *colon = strrchr(s, ':');
+
+		if (colon == NULL)
+			return -1;
+		host = s;
+		hlen = (size_t)(colon - s);
+		port = colon + 1;
+		if (memchr(host, ':', hlen) != NULL) {
+			*why = "an IPv6 address needs brackets, e.g. "
+			       "[::1]:11211";
+			return -1;
+		}
+	}
+	if (hlen == 0) {
+		*why = "no host (127.0.0.1 or [::1] for this machine only; "
+		       "0.0.0.0 or [::] for every address)";
+		return -1;
+	}
+	if (hlen >= sizeof(out->host)) {
+		*why = "host name too long";
+		return -1;
+	}
+	for (size_t i = 0; i < hlen; i++) {
+		if (!host_char(host[i], bracketed)) {
+			*why = "not a host name or address";
+			return -1;
+		}
+	}
+
+	plen = strlen(port);
+	*why = "not a port (0 to 65535; 0 lets the system pick one)";
+	if (plen == 0 || plen > 5)
+		return -1;
+	for (size_t i = 0; i < plen; i++) {
+		if (port[i] < '0' || port[i] > '9')
+			return -1;
+		v = v * 10 + (unsigned long)(port[i] - '0');
+	}
+	if (v > 65535)
+		return -1;
+
+	memcpy(out->host, host, hlen);
+	out->host[hlen] = '\0';
+	snprintf(out->port, sizeof(out->port), "%lu", v);
+	return 0;
+}
+
 int kvd_absolute_path(const char *path, char *buf, size_t cap)
 {
 	return kvd_sys_absolute_path(path, buf, cap);
@@ -291,6 +415,62 @@ static int default_pidfile(const char *store, char *buf, size_t cap)
 	return 0;
 }
 
+/* One option of the memcached protocol server into cfg. Returns false
+ * with *why set when its value is refused. */
+static bool net_option(int c, const char *arg, struct kvd_config *cfg,
+                       const char **why)
+{
+	uint64_t v;
+
+	switch (c) {
+	case OPT_LISTEN:
+		if (cfg->nlisten == KVD_MAX_LISTEN) {
+			*why = "too many addresses (at most 16 --listen)";
+			return false;
+		}
+		if (kvd_parse_listen(arg, &cfg->listen[cfg->nlisten], why) != 0)
+			return false;
+		cfg->nlisten++;
+		return true;
+	case OPT_THREADS:
+		if (kvd_parse_count(arg, &v, false, why) != 0)
+			return false;
+		if (v > MAX_THREADS) {
+			*why = "too many (at most 256)";
+			return false;
+		}
+		cfg->threads = (unsigned)v;
+		break;
+	case OPT_MAX_CONNS:
+		if (kvd_parse_count(arg, &v, false, why) != 0)
+			return false;
+		if (v > MAX_CONNS) {
+			*why = "too many (at most 1000000)";
+			return false;
+		}
+		cfg->max_conns = (unsigned)v;
+		break;
+	case OPT_IDLE_TIMEOUT:
+		if (kvd_parse_count(arg, &v, true, why) != 0)
+			return false;
+		if (v > UINT32_MAX) {
+			*why = "too large";
+			return false;
+		}
+		cfg->idle_timeout = (unsigned)v;
+		break;
+	default: /* OPT_AUTH_FILE; kvd reads it when it starts serving */
+		if (arg[0] == '\0') {
+			*why = "must not be empty";
+			return false;
+		}
+		cfg->auth_file = arg;
+		break;
+	}
+	cfg->net_given = true;
+	return true;
+}
+
 bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
                       int *status)
 {
@@ -302,6 +482,7 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->sweep_buckets = DEFAULT_SWEEP_BUCKETS;
+	cfg->max_conns = DEFAULT_MAX_CONNS;
 	*status = 2;
 
 	/* We print our own one-line errors; a leading ':' makes getopt
@@ -371,6 +552,19 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 		case OPT_SWEEP_BUCKETS:
 			if (kvd_parse_count(optarg, &cfg->sweep_buckets, true,
 			                &why) != 0)
+				goto bad_value;
+			break;
+		case OPT_LISTEN:
+		case OPT_THREADS:
+		case OPT_MAX_CONNS:
+		case OPT_IDLE_TIMEOUT:
+		case OPT_AUTH_FILE:
+			if (kvd_sys_no_net() != NULL) {
+				fprintf(stderr, "kvd: --%s: %s\n", long_name(c),
+				        kvd_sys_no_net());
+				return false;
+			}
+			if (!net_option(c, optarg, cfg, &why))
 				goto bad_value;
 			break;
 		case 'q':

@@ -73,8 +73,10 @@ int kvd_sys_store_mode(const char *path, unsigned *mode);
  *
  *   int kvd_sys_group_id(const char *name, uint32_t *gid)
  *       the gid of group name: 0, or -1 if there is none;
- *   const char *kvd_sys_no_group(void), const char *kvd_sys_no_detach(void)
- *       NULL where --group and -d work, else why they are refused;
+ *   const char *kvd_sys_no_group(void), const char *kvd_sys_no_detach(void),
+ *   const char *kvd_sys_no_net(void)
+ *       NULL where --group, -d and the memcached protocol server's
+ *       options (--listen...) work, else why they are refused;
  *   int kvd_sys_absolute_path(const char *path, char *buf, size_t cap)
  *       path made absolute against the current directory: 0, or -1 with
  *       errno set;

@@ -32,6 +32,11 @@ static inline const char *kvd_sys_no_detach(void)
 	return NULL;
 }
 
+static inline const char *kvd_sys_no_net(void)
+{
+	return NULL;
+}
+
 static inline int kvd_sys_absolute_path(const char *path, char *buf,
                                         size_t cap)
 {
@@ -79,6 +84,26 @@ static inline const char *kvd_sys_run_dir(void)
 	"                         /run/kvd.NAME.pid as root, else\n"           \
 	"                         /tmp/kvd.NAME.pid)\n"
 
+#define KVD_SYS_HELP_NET                                                      \
+	"\n"                                                                  \
+	"The memcached protocol (off unless --listen is given or systemd\n"   \
+	"passes listening sockets, LISTEN_FDS):\n"                            \
+	"      --listen ADDR      serve it on ADDR, repeatable: HOST:PORT for\n" \
+	"                         TCP (127.0.0.1:11211, [::1]:11211,\n"       \
+	"                         localhost:11211; port 0: any free port, as\n" \
+	"                         logged), or unix:PATH for a UNIX socket\n"   \
+	"                         with the store's mode and group\n"          \
+	"      --threads N        worker threads (default: one per CPU)\n"    \
+	"      --max-conns N      clients served at once (default 1024); one\n" \
+	"                         more gets \"ERROR Too many open\n"          \
+	"                         connections\" and is closed\n"              \
+	"      --idle-timeout SECONDS\n"                                      \
+	"                         close a client idle that long (default 0:\n" \
+	"                         never, as memcached)\n"                      \
+	"      --auth-file FILE   clients must log in first with a\n"         \
+	"                         user:password line of FILE (memcached -Y)\n" \
+	"\n"
+
 /* Ends the sentence "... e.g. 64M, 4G, 512KiB. " */
 #define KVD_SYS_HELP_CREATE                                                   \
 	"--size, --mode, --group, --max-value\n"                              \
@@ -87,6 +112,7 @@ static inline const char *kvd_sys_run_dir(void)
 
 #define KVD_SYS_HELP_STOP                                                     \
 	"Signals: SIGTERM, SIGINT stop kvd (the store stays); SIGHUP logs\n"   \
-	"statistics, the expiry sweep's included.\n"
+	"statistics, the expiry sweep's and the memcached protocol's\n"       \
+	"included.\n"
 
 #endif /* KVD_SYS_POSIX_H */

@@ -1,6 +1,7 @@
 /*
- * sys_win32.c - sys.h on Windows (mingw-w64), and Windows' side of
- * detach.c's calls.
+ * sys_win32.c - sys.h on Windows (mingw-w64), Windows' side of detach.c's
+ * calls, and of mc_net.c's (no network server: kvd.exe serves the store
+ * in shared memory only).
  *
  * kvd.exe is a console program. It runs in the foreground and logs to
  * stderr; a service manager (a service wrapper such as WinSW or NSSM, or
@@ -235,4 +236,30 @@ int kvd_pidfile_remove(const char *path)
 	if (strtoul(buf, NULL, 10) != GetCurrentProcessId())
 		return 0;
 	return DeleteFileA(path) ? 0 : errno_of(GetLastError());
+}
+
+/* kvd.h's network server: none on Windows (mc_net.c is not built, and
+ * options.c refuses --listen and its companions), so nothing to serve. */
+int kvd_net_start(const struct kvd_config *cfg, kv_t *kv,
+                  struct kvd_net **net)
+{
+	(void)cfg;
+	(void)kv;
+	*net = NULL;
+	return 0;
+}
+
+void kvd_net_tick(struct kvd_net *net)
+{
+	(void)net;
+}
+
+void kvd_net_log_stats(struct kvd_net *net)
+{
+	(void)net;
+}
+
+void kvd_net_stop(struct kvd_net *net)
+{
+	(void)net;
 }

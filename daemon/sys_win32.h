@@ -35,6 +35,13 @@ static inline const char *kvd_sys_no_detach(void)
 	       "service wrapper such as WinSW or NSSM, or Task Scheduler)";
 }
 
+static inline const char *kvd_sys_no_net(void)
+{
+	return "not available on Windows: kvd.exe has no network server (it "
+	       "serves the store in shared memory only; the memcached "
+	       "protocol needs kvd on Linux)";
+}
+
 static inline int kvd_sys_absolute_path(const char *path, char *buf,
                                         size_t cap)
 {
@@ -73,6 +80,9 @@ static inline const char *kvd_sys_run_dir(void)
 
 #define KVD_SYS_HELP_DAEMON                                                   \
 	"      --pidfile PATH     write kvd's pid to PATH while it serves\n"
+
+/* No network server on Windows: options.c refuses its options. */
+#define KVD_SYS_HELP_NET ""
 
 /* Ends the sentence "... e.g. 64M, 4G, 512KiB. " */
 #define KVD_SYS_HELP_CREATE                                                   \

@@ -17,14 +17,29 @@ set -eu
 #  - gcc's sanitizer runtimes (libasan8, libubsan1, libtsan2) are hard
 #    dependencies of gcc-12, so the ASan/UBSan and TSan builds need nothing
 #    more.
-BUILD_PKGS="gcc libc6-dev meson ninja-build pkg-config dpkg-dev libxxhash-dev libcmocka-dev"
+#  - scdoc turns docs/man/*.scd into the kv(1) and kvd(8) man pages at
+#    build time.
+#  - libevent-dev: the event loop of kvd's memcached protocol server (each
+#    worker thread runs one; kvd links libevent_core only).
+#  - python3-dev: the headers the kv Python module (python/) is built
+#    against, for Debian's python3; python3-distutils, which meson's
+#    python module imports to find where that python3 keeps its modules.
+BUILD_PKGS="gcc libc6-dev meson ninja-build pkg-config dpkg-dev libxxhash-dev libcmocka-dev scdoc libevent-dev python3-dev python3-distutils"
 
 # Extra packages only the tests need (scripts/test.sh passes --test): clang
 # and its fuzzer runtime, for the libFuzzer targets of the fuzz suite; and
 # mingw-w64 and Wine, to cross-build libkv for Windows and run its Windows
 # tests (wine is the wrapper that puts /usr/bin/wine on PATH, wine64 the
-# 64-bit loader it runs).
-TEST_EXTRA_PKGS="clang libclang-rt-14-dev gcc-mingw-w64-x86-64 wine wine64"
+# 64-bit loader it runs). For the net suite (tests/net): memcached, whose
+# replies kvd's are compared with, and the real clients run against kvd:
+# libmemcached-tools (memcapable and the memcp/memcat/memstat/memflush
+# tools, which Debian installs as memccapable, memccp, memccat,
+# memcstat, memcflush...), pymemcache for Debian's python3, and
+# nutcracker (twemproxy). Installing memcached or nutcracker does not
+# start either here (no init system); if one does start, it takes only
+# its default ports, which the tests never use. python3-pytest runs the
+# python suite (python/tests).
+TEST_EXTRA_PKGS="clang libclang-rt-14-dev gcc-mingw-w64-x86-64 wine wine64 python3 memcached libmemcached-tools python3-pymemcache nutcracker python3-pytest"
 
 PKGS="$BUILD_PKGS"
 [ "${1:-}" = "--test" ] && PKGS="$BUILD_PKGS $TEST_EXTRA_PKGS"

@@ -1,8 +1,9 @@
 /*
  * fuzz_kvd_args.c - fuzz-kvd-args: kvd's command line, kvd_config_parse()
  * (daemon/options.c), and its value parsers: sizes (--size, --max-value),
- * counts (--max-items, --sweep-buckets), modes (--mode) and groups
- * (--group).
+ * counts (--max-items, --sweep-buckets, --threads, --max-conns,
+ * --idle-timeout), modes (--mode), groups (--group) and listen addresses
+ * (--listen).
  *
  * The input is split at its NUL bytes into argv (fuzz_cli.h). A first word
  * "KV_STORE=..." sets that variable for this input (and is argv[0]);
@@ -15,11 +16,17 @@
  *     nothing on stdout);
  *   - when it runs, what it decided is possible: a store name kv accepts,
  *     a size above zero, max_value at most 64 MiB, a mode with owner rw
- *     and no world write, an absolute pid file exactly when asked for one;
+ *     and no world write, an absolute pid file exactly when asked for one,
+ *     at most 16 listen addresses, each a UNIX path that is absolute and
+ *     fits a sockaddr_un or a host and a port, 1 to 256 threads, 1 to a
+ *     million connections;
+ *   - every word read as a listen address agrees with a reference split
+ *     into host and port (or "unix:" and path);
  *   - every word read as a size, a count and a mode, and (bounded) as a
  *     group, agrees with a reference parser written from kvd --help and
  *     the header comment of options.c.
  */
+#include <ctype.h>
 #include <grp.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -145,6 +152,102 @@ static bool ref_group(const char *s, uint32_t *out)
 	return true;
 }
 
+/* The reference for --listen: 0 and host/port/path filled, or -1. */
+static int ref_listen(const char *s, bool *is_unix, char *host, size_t hcap,
+                      unsigned long *port, const char **path)
+{
+	const char *h, *p, *q;
+	size_t hlen;
+	const char *end;
+	u128 v;
+
+	if (strncmp(s, "unix:", 5) == 0) {
+		*is_unix = true;
+		*path = s + 5;
+		if (s[5] == '\0')
+			return -1;
+		for (q = s + 5; *q != '\0'; q++)
+			if ((unsigned char)*q < ' ' || *q == 0x7f)
+				return -1;
+		return 0;
+	}
+	*is_unix = false;
+	if (s[0] == '[') {
+		q = strstr(s, "]:");
+		if (q == NULL || memchr(s, ']', (size_t)(q - s)) != NULL)
+			return -1;
+		h = s + 1;
+		hlen = (size_t)(q - h);
+		p = q + 2;
+		for (size_t i = 0; i < hlen; i++)
+			if (!(isalnum((unsigned char)h[i]) ||
+			      strchr(".-_:%", h[i]) != NULL) || h[i] == '\0')
+				return -1;
+	} else {
+		q = strrchr(s, ':');
+		if (q == NULL)
+			return -1;
+		h = s;
+		hlen = (size_t)(q - s);
+		p = q + 1;
+		for (size_t i = 0; i < hlen; i++)
+			if (!(isalnum((unsigned char)h[i]) ||
+			      strchr(".-_", h[i]) != NULL) || h[i] == '\0')
+				return -1;
+	}
+	if (hlen == 0 || hlen >= hcap)
+		return -1;
+	v = digits(p, &end);
+	if (end == p || *end != '\0' || end - p > 5 || v > 65535)
+		return -1;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	*port = (unsigned long)v;
+	return 0;
+}
+
+static void check_listen(const char *w)
+{
+	struct kvd_listen l;
+	const char *why = NULL, *path = NULL;
+	char host[256];
+	unsigned long port = 0;
+	bool is_unix = false;
+	int rc = kvd_parse_listen(w, &l, &why);
+	int want = ref_listen(w, &is_unix, host, sizeof(host), &port, &path);
+
+	FCLI_CHECK(rc == 0 || why != NULL, "listen: no reason");
+	/* A relative or long UNIX path may still be refused: made absolute
+	 * it must fit a sockaddr_un. */
+	if (want == 0 && is_unix) {
+		FCLI_CHECK(rc == 0 || strstr(why, "too long") ||
+		           strstr(why, "absolute"),
+		           "listen \"%s\": refused (%s), the reference takes "
+		           "it", fcli_show(w, strlen(w)), why);
+		if (rc != 0)
+			return;
+		size_t pl = strlen(path), al = strlen(l.path);
+
+		FCLI_CHECK(l.is_unix && l.path[0] == '/' &&
+		           al < KVD_UNIX_PATH_MAX && al >= pl &&
+		           strcmp(l.path + al - pl, path) == 0,
+		           "listen \"%s\": path \"%s\"",
+		           fcli_show(w, strlen(w)),
+		           fcli_show(l.path, strlen(l.path)));
+		return;
+	}
+	FCLI_CHECK((rc == 0) == (want == 0),
+	           "listen \"%s\": rc %d (%s), the reference %d",
+	           fcli_show(w, strlen(w)), rc, rc == 0 ? "" : why, want);
+	if (rc != 0)
+		return;
+	FCLI_CHECK(!l.is_unix && l.arg == w && strcmp(l.host, host) == 0 &&
+	           strtoul(l.port, NULL, 10) == port,
+	           "listen \"%s\": host \"%s\" port \"%s\"",
+	           fcli_show(w, strlen(w)), fcli_show(l.host, strlen(l.host)),
+	           l.port);
+}
+
 static const char *cap_out, *cap_err;
 static size_t cap_out_len, cap_err_len;
 
@@ -264,6 +367,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		                                        strlen(cfg.pidfile)));
 		FCLI_CHECK(!cfg.daemonize || cfg.pidfile[0] == '/',
 		           "-d without a pid file");
+		FCLI_CHECK(cfg.nlisten <= KVD_MAX_LISTEN, "%u listeners",
+		           cfg.nlisten);
+		for (unsigned i = 0; i < cfg.nlisten && i < KVD_MAX_LISTEN;
+		     i++) {
+			const struct kvd_listen *l = &cfg.listen[i];
+
+			FCLI_CHECK(l->is_unix ?
+			               l->path[0] == '/' &&
+			                   memchr(l->path, '\0',
+			                          KVD_UNIX_PATH_MAX) != NULL :
+			               l->host[0] != '\0' &&
+			                   memchr(l->host, '\0',
+			                          sizeof(l->host)) != NULL &&
+			                   strtoul(l->port, NULL, 10) <= 65535,
+			           "listen %u", i);
+		}
+		FCLI_CHECK(cfg.threads <= 256, "threads %u", cfg.threads);
+		FCLI_CHECK(cfg.max_conns >= 1 && cfg.max_conns <= 1000000,
+		           "max_conns %u", cfg.max_conns);
+		FCLI_CHECK(cfg.auth_file == NULL || cfg.auth_file[0] != '\0',
+		           "empty auth file");
 	} else if (status == 0) {
 		FCLI_CHECK(cap_out_len > 0 && cap_err_len == 0,
 		           "help/version: %zu bytes out, \"%s\"", cap_out_len,
@@ -289,6 +413,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* getgrnam reads /etc/group: only the first few words. */
 	for (int k = 1; k < a.nwords; k++) {
 		check_values(a.words[k]);
+		check_listen(a.words[k]);
 		if (k <= 4)
 			check_group(a.words[k]);
 	}

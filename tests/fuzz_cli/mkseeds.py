@@ -318,6 +318,24 @@ KVD_LINES = [
     ['--', '-d'], ['-dqz'], ['--size=', '1'], ['--mode=0660', '--mode=0606'],
     ['--size\n'], ['-\x01'], ['-:'], ['--quiet='], ['-v', '-v\xbfY'],
     ['extra', '-s'], ['-q', '-qx'],
+    # The memcached protocol server.
+    ['--listen', '127.0.0.1:11211'], ['--listen', '[::1]:0'],
+    ['--listen', 'localhost:11211', '--listen', 'unix:/run/kvd.sock'],
+    ['--listen', 'unix:rel.sock'], ['--listen', 'unix:'],
+    ['--listen', 'unix:/' + 's' * 120], ['--listen', 'unix:a\nb'],
+    ['--listen', '::1:11211'], ['--listen', ':11211'],
+    ['--listen', '127.0.0.1:'], ['--listen', '127.0.0.1:65535'],
+    ['--listen', '127.0.0.1:65536'], ['--listen', '127.0.0.1:000080'],
+    ['--listen', '[fe80::1%eth0]:11211'], ['--listen', '[::1]11211'],
+    ['--listen', '[]:1'], ['--listen', 'a b:1'], ['--listen', 'h' * 300 + ':1'],
+    ['--listen=0.0.0.0:11211'] * 17,
+    ['--threads', '1'], ['--threads', '256'], ['--threads', '257'],
+    ['--threads', '0'], ['--max-conns', '1'], ['--max-conns', '1000000'],
+    ['--max-conns', '1000001'], ['--max-conns', '0'],
+    ['--idle-timeout', '0'], ['--idle-timeout', '4294967295'],
+    ['--idle-timeout', '4294967296'], ['--idle-timeout', '5m'],
+    ['--auth-file', '/etc/kv/users'], ['--auth-file', ''],
+    ['--auth-file=x', '--threads=2', '--max-conns=10', '--idle-timeout=60'],
 ]
 
 
