@@ -68,6 +68,10 @@
  *   flush are atomics, and the kv handle is safe for many threads.
  *
  * Where it differs from memcached 1.6.18, and why
+ *   - Keys with a control character (below 0x20, or 0x7f) are refused
+ *     as CLIENT_ERROR bad command line format, as the protocol's
+ *     definition of a key asks; memcached stores them (and stumbles on
+ *     NUL, its strings' end).
  *   - Numbers in command lines are digits only (with '-' where a number
  *     may be negative), range-checked, as memcached's newer parser reads
  *     them. 1.6.18 read them with strtoul/strtol and truncated to 32 bits,
