@@ -85,9 +85,15 @@ void kv__rstat_detach(struct kv *kv)
 	struct kv_rstat *r = kv->rstat;
 	if (r == NULL)
 		return;
+	kv->rstat = NULL;
+	/* A handle inherited across fork() names its parent's line: the
+	 * child closing it must neither fold the parent's counts nor free
+	 * the line the parent still writes. */
+	if (atomic_load_explicit(&r->owner, memory_order_relaxed) !=
+	    (uint32_t)kv__os_pid())
+		return;
 	retire(kv, r);
 	atomic_store_explicit(&r->owner, 0, memory_order_release);
-	kv->rstat = NULL;
 }
 
 void kv__count_get(struct kv *kv, bool hit)
