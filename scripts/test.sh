@@ -4,8 +4,9 @@
 #
 #   build/       gcc                                every suite
 #   build-asan/  gcc -fsanitize=address,undefined   every suite
-#   build-tsan/  gcc -fsanitize=thread              the "stress" suite, if it
-#                                                   has any test
+#   build-tsan/  gcc -fsanitize=thread              the "stress" and "net"
+#                                                   suites, if stress has
+#                                                   any test
 #   build-fuzz/  clang                              the "fuzz" suite, with
 #                                                   bounded libFuzzer runs
 #   build-win/   mingw-w64, for 64-bit Windows      the "windows" suite, run
@@ -212,8 +213,9 @@ elif configure asan build-asan -Dtests=true -Dbench=false \
 	run asan build-asan "" --timeout-multiplier 3
 fi
 
-# 3. ThreadSanitizer, the stress suite only, and only if it has a test
-# (listed before compiling, so an empty suite costs no build).
+# 3. ThreadSanitizer: the stress suite, and the net suite (kvd's worker
+# threads under real clients), only if the stress suite has a test (listed
+# before compiling, so an empty suite costs no build).
 if [ "${KV_TEST_SKIP_TSAN:-0}" = 1 ]; then
 	note "tsan: skipped (KV_TEST_SKIP_TSAN=1)"
 elif configure tsan build-tsan -Dtests=true -Dbench=false \
@@ -237,7 +239,7 @@ elif configure tsan build-tsan -Dtests=true -Dbench=false \
 	elif compile tsan build-tsan; then
 		if wrap=$(tsan_wrap build-tsan); then
 			run tsan build-tsan "$wrap" --suite stress \
-				--timeout-multiplier 5
+				--suite net --timeout-multiplier 5
 		else
 			failed=$((failed + 1))
 			status=1
