@@ -1,26 +1,37 @@
 /*
- * dump.c - "kv dump" and "kv load": a store's keys, values and TTLs as a
- * portable, versioned, checksummed stream of bytes (docs/dump-format.md
- * is the byte-level specification; keep the two in step).
+ * dump.c - "kv dump" and "kv load": a store's keys, values, TTLs and
+ * client flags as a portable, versioned, checksummed stream of bytes
+ * (docs/dump-format.md is the byte-level specification; keep the two in
+ * step).
  *
- *   header   "KVDUMP\0\0", u32 version (1), u32 flags (0), u64 dump time
- *   records  u32 klen, u32 vlen, i64 ttl_ms (-1: none), key, value
+ *   header   "KVDUMP\0\0", u32 version (2), u32 flags (0), u64 dump time
+ *   records  u32 klen, u32 vlen, i64 ttl_ms (-1: none), u32 client_flags,
+ *            key, value
  *   end      u32 0xFFFFFFFF, u64 record count, u64 XXH64 (seed 0) of every
  *            byte before the checksum
  *
  * Every integer is little-endian and is written and read byte by byte, so
  * the format is the same on every machine and no struct layout leaks in.
  *
+ * Versions
+ *   The writer always writes version 2. The reader also takes version 1,
+ *   whose records have no client_flags field (a 16-byte record header):
+ *   its keys load with client flags 0. The two differ only in the record
+ *   header's length, so one walk reads both (record_header_len()); any
+ *   other version is refused before anything else is read.
+ *
  * Dump
- *   Walks the keys with kv_scan (no lock: writers go on meanwhile), copies
- *   each value with kv_get and asks kv_ttl for its TTL. A key deleted or
- *   expired between the scan and those reads is left out. The TTL written
- *   is what the key had left at the dump time of the header (the time
- *   spent dumping is added back), so a load can tell how much is left.
- *   The dump is not a snapshot of one instant: each key is as it was when
- *   it was read (see scan.c). A dump into a new or regular FILE goes to a
- *   temporary file beside it that is renamed over FILE once complete, so
- *   an interrupted dump never leaves a half-written FILE behind.
+ *   Walks the keys with kv_scan (no lock: writers go on meanwhile) and
+ *   reads each one with kv_get_info: value, TTL and client flags from one
+ *   lock-free snapshot, so they always belong to the same put. A key
+ *   deleted or expired between the scan and that read is left out. The
+ *   TTL written is what the key had left at the dump time of the header
+ *   (the time spent dumping is added back), so a load can tell how much
+ *   is left. The dump is not a snapshot of one instant: each key is as it
+ *   was when it was read (see scan.c). A dump into a new or regular FILE
+ *   goes to a temporary file beside it that is renamed over FILE once
+ *   complete, so an interrupted dump never leaves a half-written FILE
+ *   behind.
  *
  * Load
  *   Reads the whole input and checks all of it - magic, version, the
@@ -30,7 +41,8 @@
  *   that can be located (cut short, or a record whose header is impossible)
  *   gives up the records before the damage; damage only the checksum sees
  *   cannot be located, so then nothing is loaded even with --partial.
- *   Records whose TTL ran out since the dump are skipped.
+ *   Records whose TTL ran out since the dump are skipped. Each key is put
+ *   with its record's client flags (0 from a version-1 dump).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -51,9 +63,11 @@
 
 #define DUMP_MAGIC "KVDUMP\0\0"
 #define DUMP_MAGIC_LEN 8
-#define DUMP_VERSION 1u
+#define DUMP_VERSION 2u /* what "kv dump" writes */
+#define DUMP_VERSION_MIN 1u /* the oldest "kv load" reads */
 #define DUMP_HEADER_LEN 24 /* magic, version, flags, dump time */
-#define RECORD_HEADER_LEN 16 /* klen, vlen, ttl_ms */
+#define RECORD_HEADER_LEN 20 /* klen, vlen, ttl_ms, client_flags */
+#define RECORD_HEADER_LEN_V1 16 /* klen, vlen, ttl_ms */
 #define END_MARK 0xFFFFFFFFu
 #define END_LEN 20 /* mark, count, checksum */
 
@@ -170,19 +184,52 @@ struct dump_ctx {
 /* Positive, so kv_scan's return tells it from a library status. */
 #define STOP_DUMP 1
 
+/* Times a value may outgrow the buffer between two reads before the key
+ * counts as too busy to read (as cli_fetch does for "kv get"). */
+#define FETCH_RETRIES 16
+
+/* kv_get_info into c->val, grown as needed: the value, TTL and client
+ * flags of one put. */
+static int fetch_info(struct dump_ctx *c, const void *key, size_t klen,
+                      size_t *vlen, struct kv_item_info *info)
+{
+	char probe;
+	int rc, tries = 0;
+
+	/* The buffer of the last key first (probe, never written, before
+	 * there is one); on KV_ERANGE size it from *vlen and read again: a
+	 * writer may have put a longer value in between. */
+	rc = kv_get_info(c->kv, key, klen, c->val ? c->val : &probe, c->cap,
+	                 vlen, info);
+	while (rc == KV_ERANGE) {
+		char *bigger;
+
+		if (++tries > FETCH_RETRIES)
+			return KV_EBUSY;
+		bigger = realloc(c->val, *vlen);
+		if (bigger == NULL)
+			return KV_ENOMEM;
+		c->val = bigger;
+		c->cap = *vlen;
+		rc = kv_get_info(c->kv, key, klen, c->val, c->cap, vlen, info);
+	}
+	return rc;
+}
+
 static int dump_key(void *ctx, const void *key, size_t klen)
 {
 	struct dump_ctx *c = ctx;
 	unsigned char head[RECORD_HEADER_LEN];
+	struct kv_item_info info;
 	size_t vlen = 0;
-	int64_t ttl = -1;
+	int64_t ttl;
 	int rc;
 
-	rc = cli_fetch(c->kv, key, klen, &c->val, &c->cap, &vlen, NULL);
-	if (rc == KV_OK)
-		rc = kv_ttl(c->kv, key, klen, &ttl);
+	memset(&info, 0, sizeof info);
+	rc = fetch_info(c, key, klen, &vlen, &info);
+	ttl = info.ttl_ms;
 	/* Deleted or expired since the scan saw it: not in the dump. */
-	if (rc == KV_ENOTFOUND || ttl == 0)
+	if (rc == KV_ENOTFOUND || (rc == KV_OK && ttl == 0))
 		return 0;
 	if (rc != KV_OK) {
 		char *k = malloc(klen + 1);
@@ -209,6 +256,7 @@ static int dump_key(void *ctx, const void *key, size_t klen)
 	put_u32(head, (uint32_t)klen);
 	put_u32(head + 4, (uint32_t)vlen);
 	put_u64(head + 8, (uint64_t)ttl);
+	put_u32(head + 16, info.client_flags);
 	out_write(c->out, head, sizeof head, true);
 	out_write(c->out, key, klen, true);
 	out_write(c->out, c->val, vlen, true);
@@ -399,6 +447,14 @@ out:
  * Load
  */
 
+/* The length of a record's header in a dump of a version the reader
+ * takes (DUMP_VERSION_MIN to DUMP_VERSION): version 1 has no
+ * client_flags. */
+static size_t record_header_len(uint32_t version)
+{
+	return version == 1 ? RECORD_HEADER_LEN_V1 : RECORD_HEADER_LEN;
+}
+
 static void problem(struct cli_dump_verdict *v, bool locatable,
                     const char *fmt, ...) CLI_PRINTF(3, 4);
 
@@ -418,7 +474,7 @@ static void problem(struct cli_dump_verdict *v, bool locatable,
 void cli_dump_verify(const unsigned char *b, size_t len, uint32_t max_key,
                      uint32_t max_value, struct cli_dump_verdict *v)
 {
-	size_t off = DUMP_HEADER_LEN, n = 0;
+	size_t off = DUMP_HEADER_LEN, n = 0, rhl;
 	uint32_t version, flags;
 	bool at_end = false;
 
@@ -441,12 +497,13 @@ void cli_dump_verify(const unsigned char *b, size_t len, uint32_t max_key,
 	version = get_u32(b + 8);
 	flags = get_u32(b + 12);
 	v->dump_ms = get_u64(b + 16);
-	if (version != DUMP_VERSION) {
+	if (version < DUMP_VERSION_MIN || version > DUMP_VERSION) {
 		problem(v, false, "dump format version %" PRIu32 " is not "
-		        "supported (this kv reads version %u)", version,
-		        DUMP_VERSION);
+		        "supported (this kv reads versions %u to %u)", version,
+		        DUMP_VERSION_MIN, DUMP_VERSION);
 		return;
 	}
+	rhl = record_header_len(version);
 	if (flags != 0) {
 		problem(v, false, "dump has unknown flags 0x%" PRIx32, flags);
 		return;
@@ -465,7 +522,7 @@ void cli_dump_verify(const unsigned char *b, size_t len, uint32_t max_key,
 			at_end = true;
 			break;
 		}
-		if (len - off < RECORD_HEADER_LEN)
+		if (len - off < rhl)
 			break;
 		vlen = get_u32(b + off + 4);
 		ttl = (int64_t)get_u64(b + off + 8);
@@ -476,9 +533,9 @@ void cli_dump_verify(const unsigned char *b, size_t len, uint32_t max_key,
 			        ", ttl %" PRId64 ")", n + 1, off, klen, vlen, ttl);
 			break;
 		}
-		if (len - off - RECORD_HEADER_LEN < (size_t)klen + vlen)
+		if (len - off - rhl < (size_t)klen + vlen)
 			break;
-		off += RECORD_HEADER_LEN + (size_t)klen + vlen;
+		off += rhl + (size_t)klen + vlen;
 		n++;
 	}
 	v->whole = n;
@@ -514,7 +571,7 @@ void cli_dump_verify(const unsigned char *b, size_t len, uint32_t max_key,
 			        "max_value (%" PRIu32 ")", i + 1, off, vlen,
 			        max_value);
 		else {
-			off += RECORD_HEADER_LEN + (size_t)klen + vlen;
+			off += rhl + (size_t)klen + vlen;
 			continue;
 		}
 		v->whole = i;
@@ -598,29 +655,36 @@ bool cli_dump_record_ttl(int64_t ttl, uint64_t dump_ms, uint64_t now,
 	return true;
 }
 
-/* Put records [0, v->whole). Returns 0, or -1 after printing the error
- * (the records before the failing one stay loaded). */
+/* Put records [0, v->whole) of a dump cli_dump_verify() passed (so, when
+ * there is a whole record, its header and version were checked). Returns
+ * 0, or -1 after printing the error (the records before the failing one
+ * stay loaded). */
 static int put_records(kv_t *kv, const unsigned char *b,
                        const struct cli_dump_verdict *v, bool nx,
                        struct load_counts *n)
 {
 	uint64_t now = wall_ms();
 	size_t off = v->first;
+	size_t rhl = v->whole > 0 ? record_header_len(get_u32(b + 8)) : 0;
 
 	for (size_t i = 0; i < v->whole; i++) {
 		uint32_t klen = get_u32(b + off), vlen = get_u32(b + off + 4);
 		int64_t ttl = (int64_t)get_u64(b + off + 8);
-		const unsigned char *key = b + off + RECORD_HEADER_LEN;
+		/* Version 1 records carry no client flags: 0. */
+		uint32_t cflags = rhl == RECORD_HEADER_LEN
+		                      ? get_u32(b + off + 16) : 0;
+		const unsigned char *key = b + off + rhl;
 		struct kv_put_opts po;
 		int rc;
 
-		off += RECORD_HEADER_LEN + (size_t)klen + vlen;
+		off += rhl + (size_t)klen + vlen;
 		memset(&po, 0, sizeof po);
 		if (!cli_dump_record_ttl(ttl, v->dump_ms, now, &po.ttl_ms)) {
 			n->expired++;
 			continue;
 		}
 		po.flags = nx ? KV_PUT_NX : 0;
+		po.client_flags = cflags;
 		rc = kv_put(kv, key, klen, key + klen, vlen, &po);
 		if (rc == KV_EEXIST && nx) {
 			n->kept++;

@@ -14,10 +14,12 @@
  * Oracles, besides no crash, no out-of-bounds read (the image is an
  * exact-size heap copy), no leak, no hang:
  *   - an independent re-parse written from docs/dump-format.md ("Reading a
- *     dump") must reach the same verdict: which problem (told by the
- *     message's wording), the number of whole records, whether the damage
- *     is locatable, the dump time, and the record number and byte offset
- *     or length the message gives;
+ *     dump", "Version 1") must reach the same verdict: which problem (told
+ *     by the message's wording), the number of whole records, whether the
+ *     damage is locatable, the dump time, and the record number and byte
+ *     offset, length or version the message gives. Versions 1 (16-byte
+ *     record headers) and 2 (20 bytes, with client flags) are read, any
+ *     other refused;
  *   - the records the verdict calls whole can be walked as "kv load"
  *     walks them, each inside the image, and fit the limits whenever they
  *     would be loaded.
@@ -34,7 +36,8 @@
 
 /* The format's numbers, from docs/dump-format.md, not from dump.c. */
 #define R_HEADER 24u
-#define R_RECORD 16u
+#define R_RECORD 20u    /* version 2: klen, vlen, ttl_ms, client_flags */
+#define R_RECORD_V1 16u /* version 1: klen, vlen, ttl_ms */
 #define R_END 20u
 #define R_MARK 0xFFFFFFFFu
 #define R_KEY_MAX 4096u
@@ -72,6 +75,7 @@ struct ref {
 	bool has_end;       /* an end record was found at end_off ... */
 	uint64_t end_off;   /* ... with its 20 bytes inside the image */
 	uint32_t big_key, big_value; /* largest among the whole records */
+	uint64_t version;   /* the header's, once it is there */
 };
 
 static uint64_t le(const uint8_t *p, unsigned n)
@@ -83,12 +87,18 @@ static uint64_t le(const uint8_t *p, unsigned n)
 	return v;
 }
 
+/* A record header's length in a dump of a version the spec defines. */
+static uint64_t rec_len(uint64_t version)
+{
+	return version == 1 ? R_RECORD_V1 : R_RECORD;
+}
+
 /* The spec's reading of a dump, in 64-bit arithmetic throughout. */
 static void reparse(const uint8_t *b, uint64_t len, uint32_t max_key,
                     uint32_t max_value, struct ref *r)
 {
 	static const uint8_t magic[8] = {'K', 'V', 'D', 'U', 'M', 'P', 0, 0};
-	uint64_t off = R_HEADER, n = 0;
+	uint64_t off = R_HEADER, n = 0, rl;
 
 	memset(r, 0, sizeof *r);
 	if (len == 0) {
@@ -104,10 +114,12 @@ static void reparse(const uint8_t *b, uint64_t len, uint32_t max_key,
 		return;
 	}
 	r->dump_ms = le(b + 16, 8);
-	if (le(b + 8, 4) != 1) {
+	r->version = le(b + 8, 4);
+	if (r->version != 1 && r->version != 2) {
 		r->kind = K_VERSION;
 		return;
 	}
+	rl = rec_len(r->version);
 	if (le(b + 12, 4) != 0) {
 		r->kind = K_FLAGS;
 		return;
@@ -128,7 +140,7 @@ static void reparse(const uint8_t *b, uint64_t len, uint32_t max_key,
 			}
 			break;
 		}
-		if (off + R_RECORD > len)
+		if (off + rl > len)
 			break;
 		vlen = le(b + off + 4, 4);
 		ttl = (int64_t)le(b + off + 8, 8);
@@ -139,13 +151,13 @@ static void reparse(const uint8_t *b, uint64_t len, uint32_t max_key,
 			r->bad_off = off;
 			break;
 		}
-		if (off + R_RECORD + klen + vlen > len)
+		if (off + rl + klen + vlen > len)
 			break;
 		if (klen > r->big_key)
 			r->big_key = (uint32_t)klen;
 		if (vlen > r->big_value)
 			r->big_value = (uint32_t)vlen;
-		off += R_RECORD + klen + vlen;
+		off += rl + klen + vlen;
 		n++;
 	}
 	r->whole = n;
@@ -177,7 +189,7 @@ static void reparse(const uint8_t *b, uint64_t len, uint32_t max_key,
 			r->bad_off = off;
 			return;
 		}
-		off += R_RECORD + klen + vlen;
+		off += rl + klen + vlen;
 	}
 }
 
@@ -304,6 +316,14 @@ static void check(const uint8_t *img, size_t len, uint32_t max_key,
 		           " at byte %" PRIu64, v.problem, r.bad_rec,
 		           r.bad_off);
 	}
+	if (r.kind == K_VERSION) {
+		unsigned long long ver = ~0ull;
+
+		FCLI_CHECK(sscanf(v.problem, "dump format version %llu", &ver)
+		           == 1 && ver == r.version,
+		           "dump: \"%s\": the header says version %" PRIu64,
+		           v.problem, r.version);
+	}
 	if (r.kind == K_TRUNCATED || r.kind == K_SHORT_HEADER) {
 		unsigned long long at = 0;
 
@@ -314,19 +334,24 @@ static void check(const uint8_t *img, size_t len, uint32_t max_key,
 
 	/* Walk the whole records as put_records() does: all inside the
 	 * image, and within the limits whenever "kv load" would load them
-	 * (no problem, or a locatable one with --partial). */
+	 * (no problem, or a locatable one with --partial). Whole records
+	 * mean a header of a version the spec defines. */
+	if (v.whole > 0)
+		FCLI_CHECK(len >= R_HEADER && (r.version == 1 || r.version == 2),
+		           "dump: %zu whole records in a dump of version %"
+		           PRIu64, v.whole, r.version);
 	off = v.first;
 	for (size_t i = 0; i < v.whole; i++) {
-		uint64_t klen, vlen;
+		uint64_t klen, vlen, rl = rec_len(r.version);
 
-		FCLI_CHECK(off <= len && len - off >= R_RECORD,
+		FCLI_CHECK(off <= len && len - off >= rl,
 		           "dump: whole record %zu at %zu is past the end", i,
 		           off);
 		klen = le(img + off, 4);
 		vlen = le(img + off + 4, 4);
 		FCLI_CHECK(klen >= 1 && (int64_t)le(img + off + 8, 8) >= -1,
 		           "dump: whole record %zu is impossible", i);
-		FCLI_CHECK(len - off - R_RECORD >= klen + vlen,
+		FCLI_CHECK(len - off - rl >= klen + vlen,
 		           "dump: whole record %zu at %zu overruns the image",
 		           i, off);
 		if (v.problem[0] == '\0' || v.locatable) {
@@ -335,7 +360,7 @@ static void check(const uint8_t *img, size_t len, uint32_t max_key,
 			           "limits", i);
 			check_ttl((int64_t)le(img + off + 8, 8), v.dump_ms);
 		}
-		off += R_RECORD + klen + vlen;
+		off += rl + klen + vlen;
 	}
 }
 

@@ -7,11 +7,15 @@ writes tests/fuzz_cli/corpus/<target>/seed-* (and removes the old seed-*
 files; inputs merged from fuzzing runs, which have other names, stay):
 
   fuzz-dump      dumps made by real `kv dump` runs of a store served by a
-                 real kvd from BUILD_DIR: empty, plain keys, keys with TTLs,
-                 binary keys (one with a NUL, put there by `kv load` of a
-                 hand-made dump, then dumped again), a 4096-byte key, a
-                 larger value; then truncated and corrupted variants of
-                 them, one per check of docs/dump-format.md;
+                 real kvd from BUILD_DIR (version 2): empty, plain keys,
+                 keys with TTLs, binary keys (one with a NUL, put there by
+                 `kv load` of a hand-made dump, then dumped again), keys
+                 with client flags (loaded the same way), a 4096-byte key,
+                 a larger value; then truncated and corrupted variants of
+                 them, one per check of docs/dump-format.md; and version-1
+                 dumps (no client flags in the records, as kv wrote before
+                 version 2) made from them, with some of their variants, so
+                 the reader's version-1 path stays covered;
   fuzz-kv-args   argv sets for every command and option of kv, good and
                  bad, with absurd --ttl, --cas and DELTA values and globs;
   fuzz-kvd-args  the same for kvd, with absurd sizes, counts, modes,
@@ -27,6 +31,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import ctypes
 import ctypes.util
 
@@ -104,10 +109,19 @@ def real_dumps(build):
         dump('binary')
         # A key with a NUL cannot come from argv: load it from a dump
         # made by hand, then dump the store again.
-        nul_key = b'nul\x00key'
-        rec = struct.pack('<IIq', len(nul_key), 5, -1) + nul_key + b'value'
-        run('load', '--nx', data=make_dump([rec]))
+        run('load', '--nx', data=make_dump([rec(b'nul\x00key', b'value')]))
         dump('nul-key')
+        run('flush', '--yes')
+        # Nor can client flags: the same way.
+        run('load', data=make_dump([
+            rec(b'flags-0', b'zero', flags=0),
+            rec(b'flags-1', b'one', flags=1),
+            rec(b'flags-42', b'forty-two', ttl=3600000, flags=42),
+            rec(b'flags-max', b'all ones', flags=0xFFFFFFFF),
+            rec(b'flags-max-ttl', b'', ttl=7200000, flags=0xFFFFFFFF),
+            rec(b'flags-high', b'\x00\xff', flags=0x80000000)],
+            dump_ms=int(time.time() * 1000)))
+        dump('flags')
         run('flush', '--yes')
         run('put', 'k' * 4096, 'longest key')
         run('put', '--ttl', '2h', 'big', data=b'v' * 3000)
@@ -127,8 +141,9 @@ def real_dumps(build):
     return dumps
 
 
-def make_dump(records, count=None, dump_ms=1735689600000, version=1,
+def make_dump(records, count=None, dump_ms=1735689600000, version=2,
               flags=0):
+    """A dump of records (made by rec() with the same version)."""
     body = b'KVDUMP\0\0' + struct.pack('<IIQ', version, flags, dump_ms)
     body += b''.join(records)
     body += struct.pack('<IQ', 0xFFFFFFFF,
@@ -141,9 +156,37 @@ def rehash(d):
     return body + struct.pack('<Q', xxh64(body))
 
 
-def rec(k, v, ttl=-1, klen=None, vlen=None):
-    return struct.pack('<IIq', len(k) if klen is None else klen,
-                       len(v) if vlen is None else vlen, ttl) + k + v
+def rec(k, v, ttl=-1, klen=None, vlen=None, flags=0, version=2):
+    """One record: u32 klen, u32 vlen, i64 ttl_ms, then (version 2) u32
+    client_flags, key, value."""
+    head = struct.pack('<IIq', len(k) if klen is None else klen,
+                       len(v) if vlen is None else vlen, ttl)
+    if version != 1:
+        head += struct.pack('<I', flags)
+    return head + k + v
+
+
+def records(d):
+    """The (key, value, ttl, flags) of each record of a sound version-2
+    dump."""
+    assert struct.unpack_from('<I', d, 8)[0] == 2
+    out, off = [], 24
+    while struct.unpack_from('<I', d, off)[0] != 0xFFFFFFFF:
+        klen, vlen, ttl, flags = struct.unpack_from('<IIqI', d, off)
+        k = d[off + 20:off + 20 + klen]
+        out.append((k, d[off + 20 + klen:off + 20 + klen + vlen], ttl,
+                    flags))
+        off += 20 + klen + vlen
+    return out
+
+
+def as_v1(d):
+    """A sound version-2 dump as kv wrote it in version 1: the same
+    header but for the version, records without client flags."""
+    dump_ms = struct.unpack_from('<Q', d, 16)[0]
+    return make_dump([rec(k, v, ttl, version=1)
+                      for k, v, ttl, _ in records(d)],
+                     dump_ms=dump_ms, version=1)
 
 
 def dump_seeds(build):
@@ -152,18 +195,26 @@ def dump_seeds(build):
     for name, data in real.items():
         write(d, 'kv-' + name, data)
     one, ttl = real['one'], real['ttl']
-    # Cut short: in the magic, the header, a record header, a key, the
-    # end record; and a bare magic.
+    # Cut short: in the magic, the header, a record header (in its ttl_ms,
+    # then in its client_flags), a key, the end record; and a bare magic.
     write(d, 'trunc-magic', one[:5])
     write(d, 'trunc-header', one[:20])
     write(d, 'trunc-record-head', ttl[:24 + 10])
-    write(d, 'trunc-record-body', ttl[:24 + 16 + 3])
+    write(d, 'trunc-record-flags', ttl[:24 + 18])
+    write(d, 'trunc-record-body', ttl[:24 + 20 + 3])
     write(d, 'trunc-end', one[:-5])
     write(d, 'trunc-mark', one[:-19])
     write(d, 'empty-file', b'')
-    # The header's checks.
+    # The header's checks: versions never defined, and a version-2 dump
+    # called version 1 and the other way round.
     write(d, 'bad-magic', b'KVDUMQ' + one[6:])
-    write(d, 'version-2', one[:8] + struct.pack('<I', 2) + one[12:])
+    for name, v in (('version-0', 0), ('version-3', 3),
+                    ('version-max', 0xFFFFFFFF)):
+        write(d, name, rehash(one[:8] + struct.pack('<I', v) + one[12:]))
+    write(d, 'v2-called-v1', rehash(ttl[:8] + struct.pack('<I', 1) + ttl[12:]))
+    v1_ttl = as_v1(ttl)
+    write(d, 'v1-called-v2',
+          rehash(v1_ttl[:8] + struct.pack('<I', 2) + v1_ttl[12:]))
     write(d, 'flags-1', one[:12] + struct.pack('<I', 1) + one[16:])
     # Records that cannot be.
     write(d, 'klen-0', make_dump([rec(b'', b'v')]))
@@ -174,14 +225,21 @@ def dump_seeds(build):
     write(d, 'ttl-max', make_dump([rec(b'k', b'v', ttl=2**63 - 1)]))
     write(d, 'ttl-zero', make_dump([rec(b'k', b'v', ttl=0)]))
     write(d, 'klen-overflow', make_dump([rec(b'k', b'', klen=0xFFFFFFFE)]))
+    # Any client flags are fine, an end mark among them too.
+    write(d, 'client-flags', make_dump([
+        rec(b'a', b'1', flags=0xFFFFFFFF), rec(b'b', b'', flags=0x80000000),
+        rec(b'c', b'3', ttl=5000, flags=1)]))
     # The end record's checks.
     bad = bytearray(ttl)
     bad[30] ^= 0x40
     write(d, 'checksum-flip', bytes(bad))
+    bad = bytearray(real['flags'])
+    bad[24 + 17] ^= 0x01
+    write(d, 'checksum-flip-flags', bytes(bad))
     write(d, 'count-wrong', make_dump([rec(b'a', b'1')], count=2))
     write(d, 'count-huge', make_dump([rec(b'a', b'1')], count=2**64 - 1))
     write(d, 'trailing', one + b'\0')
-    write(d, 'two-ends', one + one[24 + 18:])
+    write(d, 'two-ends', one + one[24 + 22:])
     # The store's limits: a long key and a big value, then a good record.
     write(d, 'limits', make_dump([rec(b'a', b'1'), rec(b'k' * 300, b'v' * 70),
                                   rec(b'b', b'2', ttl=5000)]))
@@ -190,6 +248,31 @@ def dump_seeds(build):
                                         dump_ms=2**64 - 1))
     # Truncated after whole records, so --partial would keep some.
     write(d, 'partial', rehash(real['binary'])[:len(real['binary']) // 2])
+
+    # Version 1, as kv wrote it before client flags: the real dumps
+    # without them, docs/dump-format.md's example, and the variants
+    # whose offsets differ from version 2's.
+    for name in ('one', 'ttl', 'binary', 'nul-key', 'big', 'flags'):
+        write(d, 'v1-kv-' + name, as_v1(real[name]))
+    write(d, 'v1-example', make_dump([rec(b'a', b'1', version=1)],
+                                     version=1))
+    v1_one = as_v1(one)
+    write(d, 'v1-trunc-record-head', v1_ttl[:24 + 10])
+    write(d, 'v1-trunc-record-body', v1_ttl[:24 + 16 + 3])
+    write(d, 'v1-trunc-end', v1_one[:-5])
+    write(d, 'v1-klen-0', make_dump([rec(b'', b'v', version=1)], version=1))
+    write(d, 'v1-vlen-huge', make_dump(
+        [rec(b'k', b'', vlen=64 * 1024 * 1024 + 1, version=1)], version=1))
+    write(d, 'v1-ttl-minus-2', make_dump([rec(b'k', b'v', ttl=-2, version=1)],
+                                         version=1))
+    write(d, 'v1-count-wrong', make_dump([rec(b'a', b'1', version=1)],
+                                         count=2, version=1))
+    write(d, 'v1-two-ends', v1_one + v1_one[24 + 18:])
+    write(d, 'v1-limits', make_dump(
+        [rec(b'a', b'1', version=1), rec(b'k' * 300, b'v' * 70, version=1),
+         rec(b'b', b'2', ttl=5000, version=1)], version=1))
+    v1_bin = as_v1(real['binary'])
+    write(d, 'v1-partial', rehash(v1_bin)[:len(v1_bin) // 2])
 
 
 # ---------------------------------------------------------------------------

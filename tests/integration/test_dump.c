@@ -1,10 +1,12 @@
 /*
  * test_dump.c - "kv dump" and "kv load" (docs/dump-format.md): round trips
- * of large and binary data into another store with every byte and TTL
- * compared; truncated and corrupt dumps refused with the target untouched;
- * --partial; --nx; TTLs that run out before a load; a known-answer dump
- * built here byte by byte; refusal to write binary to a terminal; how a
- * dump FILE is replaced.
+ * of large and binary data into another store with every byte, TTL and
+ * client flag compared; truncated and corrupt dumps refused with the
+ * target untouched; --partial; --nx; TTLs that run out before a load; a
+ * known-answer dump built here byte by byte; version-1 dumps (no client
+ * flags) still loaded, unknown versions refused; value, TTL and flags of
+ * a record from one read while a writer changes them; refusal to write
+ * binary to a terminal; how a dump FILE is replaced.
  *
  * This file parses and builds dumps with its own code, not kv's, so a
  * mistake shared by the writer and the reader in cli/dump.c still fails.
@@ -12,6 +14,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +30,9 @@
 #define MAGIC "KVDUMP\0\0"
 #define HEADER_LEN 24
 #define END_LEN 20
+#define VERSION 2     /* what kv dump writes */
+#define REC_LEN 20    /* klen, vlen, ttl_ms, client_flags */
+#define REC_LEN_V1 16 /* klen, vlen, ttl_ms */
 
 static const char *serve(const char *tag, const char *size)
 {
@@ -109,7 +116,7 @@ static size_t parse_dump(const unsigned char *b, size_t len, size_t *off,
 
 	assert_true(len >= HEADER_LEN + END_LEN);
 	assert_memory_equal(b, MAGIC, 8);
-	assert_int_equal(le32(b + 8), 1);
+	assert_int_equal(le32(b + 8), VERSION);
 	assert_int_equal(le32(b + 12), 0);
 	while (le32(b + pos) != 0xFFFFFFFFu) {
 		uint32_t klen = le32(b + pos), vlen = le32(b + pos + 4);
@@ -119,7 +126,7 @@ static size_t parse_dump(const unsigned char *b, size_t len, size_t *off,
 		assert_true(ttl == -1 || ttl > 0);
 		if (off != NULL && n < max)
 			off[n] = pos;
-		pos += 16 + (size_t)klen + vlen;
+		pos += REC_LEN + (size_t)klen + vlen;
 		assert_true(pos + END_LEN <= len);
 		n++;
 	}
@@ -137,11 +144,130 @@ static void fill_bytes(unsigned char *p, size_t n, uint32_t seed)
 	}
 }
 
+/* One record of a dump built here. */
+struct rec {
+	const char *key;
+	size_t klen; /* 0: strlen(key) */
+	const char *val;
+	size_t vlen; /* 0 with val not NULL: strlen(val) */
+	int64_t ttl;
+	uint32_t flags; /* client flags; not written in version 1 */
+};
+
+/* A whole dump of the given version (1 or 2, or any other number for the
+ * version field alone, laid out as 2), made at dump_ms, of n records, with
+ * the right count and checksum; h_alloc'd. */
+static unsigned char *build_dump(uint32_t version, uint64_t dump_ms,
+                                 const struct rec *r, size_t n, size_t *len)
+{
+	size_t rl = version == 1 ? REC_LEN_V1 : REC_LEN, total = HEADER_LEN;
+	size_t pos = HEADER_LEN;
+	unsigned char *b;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t k = r[i].klen ? r[i].klen : strlen(r[i].key);
+		size_t v = r[i].vlen || r[i].val == NULL ? r[i].vlen
+		                                         : strlen(r[i].val);
+
+		total += rl + k + v;
+	}
+	total += END_LEN;
+	b = h_alloc(total);
+	memcpy(b, MAGIC, 8);
+	set32(b + 8, version);
+	set32(b + 12, 0);
+	set64(b + 16, dump_ms);
+	for (size_t i = 0; i < n; i++) {
+		size_t k = r[i].klen ? r[i].klen : strlen(r[i].key);
+		size_t v = r[i].vlen || r[i].val == NULL ? r[i].vlen
+		                                         : strlen(r[i].val);
+
+		set32(b + pos, (uint32_t)k);
+		set32(b + pos + 4, (uint32_t)v);
+		set64(b + pos + 8, (uint64_t)r[i].ttl);
+		if (rl == REC_LEN)
+			set32(b + pos + 16, r[i].flags);
+		memcpy(b + pos + rl, r[i].key, k);
+		if (v > 0)
+			memcpy(b + pos + rl + k, r[i].val, v);
+		pos += rl + k + v;
+	}
+	set32(b + pos, 0xFFFFFFFFu);
+	set64(b + pos + 4, n);
+	set64(b + pos + 12, XXH64(b, pos + 12, 0));
+	*len = pos + END_LEN;
+	assert_int_equal(*len, total);
+	return b;
+}
+
+/* kv_put with a TTL (0: none) and client flags, failing the test on any
+ * error. */
+static void put_flags(kv_t *kv, const void *key, size_t klen,
+                      const void *val, size_t vlen, uint64_t ttl_ms,
+                      uint32_t flags)
+{
+	struct kv_put_opts po;
+
+	memset(&po, 0, sizeof po);
+	po.ttl_ms = ttl_ms;
+	po.client_flags = flags;
+	assert_int_equal(kv_put(kv, key, klen, val, vlen, &po), KV_OK);
+}
+
+/* kv_get_info of a key that must be there: its value (malloc'd; free it),
+ * length and info. */
+static char *info_of(kv_t *kv, const void *key, size_t klen, size_t *vlen,
+                     struct kv_item_info *info)
+{
+	char *buf = NULL;
+	size_t cap = 0;
+	int rc;
+
+	for (int tries = 0; tries < 16; tries++) {
+		rc = kv_get_info(kv, key, klen, buf, cap, vlen, info);
+		if (rc != KV_ERANGE)
+			break;
+		free(buf);
+		cap = *vlen;
+		buf = malloc(cap);
+		assert_non_null(buf);
+	}
+	if (rc != KV_OK)
+		fail_msg("kv_get_info of a key of %zu bytes: %s", klen,
+		         kv_strerror(rc));
+	return buf != NULL ? buf : malloc(1);
+}
+
+/* Every key of store a has the same client flags in store b (the values
+ * and TTLs compare_stores checks). */
+static void compare_flags(const char *a, const char *b)
+{
+	kv_t *ka = attach(a), *kb = attach(b);
+	struct keylist l;
+
+	all_keys(ka, &l);
+	for (size_t i = 0; i < l.n; i++) {
+		struct kv_item_info ia, ib;
+		size_t va, vb;
+
+		free(info_of(ka, l.k[i], l.len[i], &va, &ia));
+		free(info_of(kb, l.k[i], l.len[i], &vb, &ib));
+		if (ia.client_flags != ib.client_flags)
+			fail_msg("key %zu: client flags 0x%" PRIx32 " in %s, "
+			         "0x%" PRIx32 " in %s", i, ia.client_flags, a,
+			         ib.client_flags, b);
+	}
+	keylist_free(&l);
+	kv_close(ka);
+	kv_close(kb);
+}
+
 /* ------------------------------------------------------------------------ */
 
-/* 2000 keys, some with 500 KiB values, some with TTLs, and binary keys and
- * values (NUL, every byte value, empty): dump to a file and load into
- * another store, and pipe a dump straight into a third. */
+/* 2000 keys, some with 500 KiB values, some with TTLs, most with client
+ * flags, and binary keys and values (NUL, every byte value, empty): dump
+ * to a file and load into another store, and pipe a dump straight into a
+ * third. */
 static void test_round_trip(void **state)
 {
 	const char *src = serve("src", "64M");
@@ -165,7 +291,8 @@ static void test_round_trip(void **state)
 		uint64_t ttl = i % 3 == 0 ? 3600000 : i % 7 == 0 ? 600000 : 0;
 
 		fill_bytes(v, vlen, (uint32_t)i);
-		lib_put(kv, key, (size_t)n, v, vlen, ttl);
+		put_flags(kv, key, (size_t)n, v, vlen, ttl,
+		          i % 5 == 0 ? 0 : (uint32_t)i * 2654435761u);
 	}
 	for (int i = 0; i < 256; i++)
 		all[i] = (unsigned char)i;
@@ -173,7 +300,7 @@ static void test_round_trip(void **state)
 		allv[i] = (unsigned char)(255 - i % 256);
 	memset(nuls, 0, sizeof nuls);
 	lib_put(kv, all, sizeof all, allv, sizeof allv, 0);
-	lib_put(kv, "\0", 1, "\0", 1, 0);
+	put_flags(kv, "\0", 1, "\0", 1, 0, 0xffffffffu);
 	lib_put(kv, "\n", 1, "line\nfeed\r\n", 11, 120000);
 	lib_put(kv, "empty", 5, "", 0, 0);
 	lib_put(kv, "empty-ttl", 9, "", 0, 5000);
@@ -199,6 +326,7 @@ static void test_round_trip(void **state)
 	assert_string_equal(r.err, "loaded 2007 keys\n");
 	h_result_free(&r);
 	compare_stores(src, dst, 3000);
+	compare_flags(src, dst);
 	KV(&r, dst, "check");
 	H_ASSERT_EXIT(&r, 0);
 	h_result_free(&r);
@@ -217,53 +345,76 @@ static void test_round_trip(void **state)
 		h_result_free(&r);
 	}
 	compare_stores(src, pipe_dst, 3000);
+	compare_flags(src, pipe_dst);
 	h_free(v);
 }
 
-/* A dump of a store with one key, a = 1: exactly the bytes of the example
- * in docs/dump-format.md but for the time and the checksum. And that
- * example, built here byte by byte, loads. */
+/* The version-1 example of docs/dump-format.md ("Version 1"): a = 1, no
+ * TTL, made at 2025-01-01T00:00:00Z. */
+static const unsigned char example_v1[62] = {
+	0x4b, 0x56, 0x44, 0x55, 0x4d, 0x50, 0x00, 0x00, /* magic */
+	0x01, 0x00, 0x00, 0x00,                         /* version 1 */
+	0x00, 0x00, 0x00, 0x00,                         /* flags */
+	0x00, 0x7c, 0x29, 0x1f, 0x94, 0x01, 0x00, 0x00, /* time */
+	0x01, 0x00, 0x00, 0x00,                         /* klen */
+	0x01, 0x00, 0x00, 0x00,                         /* vlen */
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, /* ttl -1 */
+	0x61, 0x31,                                     /* "a" "1" */
+	0xff, 0xff, 0xff, 0xff,                         /* end */
+	0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* count */
+	0x18, 0x20, 0xae, 0x0b, 0xd9, 0x03, 0x69, 0x7b, /* XXH64 */
+};
+
+/* A dump of a store with one key, a = 1 with client flags 42: exactly the
+ * bytes of the example in docs/dump-format.md but for the time and the
+ * checksum. And that example, built here byte by byte, loads. */
 static void test_known_answer(void **state)
 {
-	static const unsigned char example[62] = {
+	static const unsigned char example[66] = {
 		0x4b, 0x56, 0x44, 0x55, 0x4d, 0x50, 0x00, 0x00, /* magic */
-		0x01, 0x00, 0x00, 0x00,                         /* version */
+		0x02, 0x00, 0x00, 0x00,                         /* version */
 		0x00, 0x00, 0x00, 0x00,                         /* flags */
 		0x00, 0x7c, 0x29, 0x1f, 0x94, 0x01, 0x00, 0x00, /* time */
 		0x01, 0x00, 0x00, 0x00,                         /* klen */
 		0x01, 0x00, 0x00, 0x00,                         /* vlen */
 		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, /* ttl -1 */
+		0x2a, 0x00, 0x00, 0x00,                         /* client 42 */
 		0x61, 0x31,                                     /* "a" "1" */
 		0xff, 0xff, 0xff, 0xff,                         /* end */
 		0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* count */
-		0x18, 0x20, 0xae, 0x0b, 0xd9, 0x03, 0x69, 0x7b, /* XXH64 */
+		0xfa, 0xb6, 0xda, 0xc8, 0xad, 0x77, 0xb6, 0xb3, /* XXH64 */
 	};
 	const char *src = serve("kat", "4M");
 	const char *dst = serve("katdst", "4M");
 	const char *dir = h_tmpdir("kat");
-	char path[256];
+	struct kv_item_info info;
+	char path[256], *val;
 	struct h_result r;
 	uint64_t before, after, t;
+	size_t vlen;
+	kv_t *kv;
 
 	(void)state;
-	/* The checksum in the document is XXH64 of the bytes before it. */
-	assert_int_equal(XXH64(example, 54, 0), 0x7b6903d90bae2018ull);
-	assert_int_equal(le64(example + 54), 0x7b6903d90bae2018ull);
+	/* The checksums in the document are XXH64 of the bytes before. */
+	assert_int_equal(XXH64(example, 58, 0), 0xb3b677adc8dab6faull);
+	assert_int_equal(le64(example + 58), 0xb3b677adc8dab6faull);
+	assert_int_equal(XXH64(example_v1, 54, 0), 0x7b6903d90bae2018ull);
+	assert_int_equal(le64(example_v1 + 54), 0x7b6903d90bae2018ull);
 
-	KV(&r, src, "put", "a", "1");
-	H_ASSERT_EXIT(&r, 0);
-	h_result_free(&r);
+	kv = attach(src);
+	put_flags(kv, "a", 1, "1", 1, 0, 42);
+	kv_close(kv);
 	before = wall_ms();
 	KV(&r, src, "dump");
 	after = wall_ms();
 	H_ASSERT_EXIT(&r, 0);
-	assert_int_equal(r.out_len, 62);
+	assert_int_equal(r.out_len, 66);
 	assert_memory_equal(r.out, example, 16);
 	t = le64((unsigned char *)r.out + 16);
 	assert_true(t >= before - 1 && t <= after + 1);
-	assert_memory_equal(r.out + 24, example + 24, 54 - 24);
-	assert_int_equal(le64((unsigned char *)r.out + 54),
-	                 XXH64(r.out, 54, 0));
+	assert_memory_equal(r.out + 24, example + 24, 58 - 24);
+	assert_int_equal(le64((unsigned char *)r.out + 58),
+	                 XXH64(r.out, 58, 0));
 	h_result_free(&r);
 
 	snprintf(path, sizeof path, "%s/example.kvdump", dir);
@@ -276,6 +427,12 @@ static void test_known_answer(void **state)
 	H_ASSERT_EXIT(&r, 0);
 	H_ASSERT_OUT_STR(&r, "1");
 	h_result_free(&r);
+	kv = attach(dst);
+	val = info_of(kv, "a", 1, &vlen, &info);
+	assert_int_equal(info.client_flags, 42);
+	assert_int_equal(info.ttl_ms, -1);
+	free(val);
+	kv_close(kv);
 
 	/* An empty store: header and end record, 44 bytes. */
 	KV(&r, dst, "del", "a");
@@ -288,6 +445,152 @@ static void test_known_answer(void **state)
 	                 0);
 	H_ASSERT_ERR_HAS(&r, "dumped 0 keys");
 	h_result_free(&r);
+}
+
+/* Items with client flags 0, 1 and 0xffffffff, each with and without a
+ * TTL (and a binary key, an empty value): the dump holds each one's flags
+ * in its record (read here with this file's own parser), and a load into
+ * a fresh store gives every key its value, TTL and flags back, as
+ * kv_get_info reads them. A load over existing keys replaces their flags;
+ * with --nx it keeps them. */
+static void test_round_trip_flags(void **state)
+{
+	static const uint32_t flags[] = {0, 1, 0xffffffffu};
+	const char *src = serve("flsrc", "4M");
+	const char *dst = serve("fldst", "4M");
+	const char *dst2 = serve("fldst2", "4M");
+	const char *dir = h_tmpdir("flags");
+	struct {
+		char key[16];
+		size_t klen;
+		uint64_t ttl;
+		uint32_t flags;
+		bool seen;
+	} item[8];
+	size_t n = 0, len, off[16], nrec;
+	char path[256];
+	struct h_result r;
+	unsigned char *b;
+	kv_t *kv;
+
+	(void)state;
+	memset(item, 0, sizeof item);
+	for (size_t i = 0; i < 3; i++)
+		for (int ttl = 0; ttl < 2; ttl++) {
+			item[n].klen = (size_t)snprintf(item[n].key,
+			                                sizeof item[n].key,
+			                                "f%zu-%s", i,
+			                                ttl ? "ttl" : "forever");
+			item[n].ttl = ttl ? 3600000 : 0;
+			item[n].flags = flags[i];
+			n++;
+		}
+	memcpy(item[n].key, "\0bin\xff", 6);
+	item[n].klen = 6;
+	item[n].ttl = 600000;
+	item[n].flags = 0x80000000u;
+	n++;
+	memcpy(item[n].key, "empty", 5);
+	item[n].klen = 5;
+	item[n].ttl = 0;
+	item[n].flags = 0xfffffffeu;
+	n++;
+	kv = attach(src);
+	for (size_t i = 0; i < n; i++)
+		put_flags(kv, item[i].key, item[i].klen,
+		          i == n - 1 ? "" : item[i].key,
+		          i == n - 1 ? 0 : item[i].klen, item[i].ttl,
+		          item[i].flags);
+	kv_close(kv);
+
+	snprintf(path, sizeof path, "%s/flags.kvdump", dir);
+	KV(&r, src, "dump", path);
+	H_ASSERT_EXIT(&r, 0);
+	h_result_free(&r);
+
+	/* Each record's client_flags field, at offset 16 of its header. */
+	b = read_file(path, &len);
+	nrec = parse_dump(b, len, off, 16);
+	assert_int_equal(nrec, n);
+	for (size_t j = 0; j < nrec; j++) {
+		const unsigned char *rec = b + off[j];
+		size_t i;
+
+		for (i = 0; i < n; i++)
+			if (le32(rec) == item[i].klen &&
+			    memcmp(rec + REC_LEN, item[i].key, item[i].klen) ==
+			        0)
+				break;
+		assert_true(i < n);
+		assert_false(item[i].seen);
+		item[i].seen = true;
+		assert_int_equal(le32(rec + 16), item[i].flags);
+		if (item[i].ttl == 0)
+			assert_int_equal((int64_t)le64(rec + 8), -1);
+		else
+			assert_true((int64_t)le64(rec + 8) > 0);
+	}
+	h_free(b);
+
+	KV(&r, dst, "load", path);
+	H_ASSERT_EXIT(&r, 0);
+	assert_string_equal(r.err, "loaded 8 keys\n");
+	h_result_free(&r);
+	compare_stores(src, dst, 3000);
+	kv = attach(dst);
+	for (size_t i = 0; i < n; i++) {
+		struct kv_item_info info;
+		size_t vlen;
+		char *val = info_of(kv, item[i].key, item[i].klen, &vlen,
+		                    &info);
+
+		if (info.client_flags != item[i].flags)
+			fail_msg("key %zu: client flags 0x%" PRIx32 " after "
+			         "the load, want 0x%" PRIx32, i,
+			         info.client_flags, item[i].flags);
+		if (item[i].ttl == 0)
+			assert_int_equal(info.ttl_ms, -1);
+		else
+			assert_true(info.ttl_ms > 0 &&
+			            info.ttl_ms <= (int64_t)item[i].ttl);
+		assert_int_equal(vlen, i == n - 1 ? 0 : item[i].klen);
+		assert_memory_equal(val, item[i].key, vlen);
+		free(val);
+	}
+	kv_close(kv);
+
+	/* Over keys that exist with other flags: a load replaces them, a
+	 * load --nx keeps them. */
+	kv = attach(dst2);
+	put_flags(kv, "f1-forever", 10, "old", 3, 0, 7);
+	put_flags(kv, "f2-ttl", 6, "old", 3, 0, 7);
+	kv_close(kv);
+	KV(&r, dst2, "load", "--nx", path);
+	H_ASSERT_EXIT(&r, 0);
+	assert_string_equal(r.err, "loaded 6 keys (2 existing kept by --nx)\n");
+	h_result_free(&r);
+	kv = attach(dst2);
+	for (int pass = 0; pass < 2; pass++) {
+		struct kv_item_info i1, i2;
+		size_t v1, v2;
+		char *x = info_of(kv, "f1-forever", 10, &v1, &i1);
+		char *y = info_of(kv, "f2-ttl", 6, &v2, &i2);
+
+		assert_int_equal(i1.client_flags, pass == 0 ? 7 : 1);
+		assert_int_equal(i2.client_flags, pass == 0 ? 7 : 0xffffffffu);
+		assert_int_equal(v1, pass == 0 ? 3 : 10);
+		assert_int_equal(v2, pass == 0 ? 3 : 6);
+		free(x);
+		free(y);
+		if (pass == 0) {
+			KV(&r, dst2, "load", path);
+			H_ASSERT_EXIT(&r, 0);
+			assert_string_equal(r.err, "loaded 8 keys\n");
+			h_result_free(&r);
+		}
+	}
+	kv_close(kv);
+	compare_flags(src, dst2);
 }
 
 /* A small source store and its dump, for the damage tests. */
@@ -380,15 +683,40 @@ static void test_corrupt(void **state)
 	memcpy(c, b, len);
 	c[0] = 'X';
 	expect_refused(dst, path, c, len, "bad magic", "a bad magic");
+	/* Versions this kv does not read, the checksum made right. */
+	{
+		static const uint32_t bad[] = {0, 3, 0x102, 0xffffffffu};
+
+		for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+			char want[64];
+
+			memcpy(c, b, len);
+			set32(c + 8, bad[i]);
+			set64(c + len - 8, XXH64(c, len - 8, 0));
+			snprintf(want, sizeof want,
+			         "dump format version %" PRIu32 " is not "
+			         "supported", bad[i]);
+			expect_refused(dst, path, c, len, want, want);
+		}
+	}
+	/* A version-2 dump called version 1: its records are misread, and
+	 * the checks must refuse it whichever they meet first. */
 	memcpy(c, b, len);
-	c[8] = 2;
-	expect_refused(dst, path, c, len, "version 2", "version 2");
+	c[8] = 1;
+	expect_refused(dst, path, c, len, NULL, "version 2 called 1");
+	set64(c + len - 8, XXH64(c, len - 8, 0));
+	expect_refused(dst, path, c, len, NULL,
+	               "version 2 called 1, checksum made right");
 	memcpy(c, b, len);
 	c[12] = 1;
 	expect_refused(dst, path, c, len, "flags", "unknown flags");
 	memcpy(c, b, len);
-	c[off[1] + 16 + 2] ^= 0x20; /* a key byte */
+	c[off[1] + REC_LEN + 2] ^= 0x20; /* a key byte */
 	expect_refused(dst, path, c, len, "checksum mismatch", "a key byte");
+	memcpy(c, b, len);
+	c[off[2] + 16 + 3] ^= 0x80; /* a client flags byte */
+	expect_refused(dst, path, c, len, "checksum mismatch",
+	               "a client flags byte");
 	memcpy(c, b, len);
 	c[len - 12 - 20 + 3] ^= 1; /* a value byte of the last record */
 	expect_refused(dst, path, c, len, "checksum mismatch", "a value byte");
@@ -450,7 +778,7 @@ static void test_partial(void **state)
 	assert_int_equal(parse_dump(b, len, off, 64), 50);
 	snprintf(path, sizeof path, "%s/cut.kvdump", dir);
 	/* Cut in the middle of record 31. */
-	write_file(path, b, off[30] + 20);
+	write_file(path, b, off[30] + REC_LEN + 2);
 	KV(&r, dst, "load", "--partial", path);
 	H_ASSERT_EXIT(&r, 2);
 	H_ASSERT_ERR_LINE(&r, "kv: load: ");
@@ -464,12 +792,12 @@ static void test_partial(void **state)
 	for (int i = 0; i < 30; i++) {
 		const unsigned char *rec = b + off[i];
 		size_t klen = le32(rec), vlen = 0;
-		char *x = get_value(kd, rec + 16, klen, &vlen);
+		char *x = get_value(kd, rec + REC_LEN, klen, &vlen);
 		char *y;
 		size_t ylen = 0;
 
 		assert_non_null(x);
-		y = get_value(ks, rec + 16, klen, &ylen);
+		y = get_value(ks, rec + REC_LEN, klen, &ylen);
 		assert_int_equal(vlen, ylen);
 		assert_memory_equal(x, y, vlen);
 		free(x);
@@ -487,14 +815,14 @@ static void test_partial(void **state)
 	assert_int_equal(count_keys(dst2), 0);
 
 	/* Checksum damage cannot be located: nothing, even with --partial. */
-	b[off[40] + 17] ^= 1;
+	b[off[40] + REC_LEN + 1] ^= 1;
 	write_file(path, b, len);
 	KV(&r, dst2, "load", "--partial", path);
 	H_ASSERT_FAILS(&r, 2, "kv: load: ", "checksum mismatch");
 	H_ASSERT_ERR_HAS(&r, "cannot be located");
 	h_result_free(&r);
 	assert_int_equal(count_keys(dst2), 0);
-	b[off[40] + 17] ^= 1;
+	b[off[40] + REC_LEN + 1] ^= 1;
 
 	/* An intact dump with --partial is an ordinary load. */
 	write_file(path, b, len);
@@ -553,39 +881,26 @@ static void test_load_ttl(void **state)
 {
 	const char *dst = serve("ttldst", "4M");
 	const char *dir = h_tmpdir("ttl");
-	static const struct {
-		const char *key;
-		int64_t ttl;
-	} recs[] = {{"old", 5000}, {"fresh", 60000}, {"forever", -1},
-	            {"edge", 10000}};
-	unsigned char buf[512];
-	size_t pos = HEADER_LEN;
-	char path[256];
+	static const struct rec recs[] = {
+		{"old", 0, "v", 0, 5000, 1},
+		{"fresh", 0, "v", 0, 60000, 2},
+		{"forever", 0, "v", 0, -1, 3},
+		{"edge", 0, "v", 0, 10000, 4},
+	};
+	struct kv_item_info info;
+	char path[256], *val;
 	struct h_result r;
+	size_t len, vlen;
+	unsigned char *b;
 	kv_t *kv;
 	int64_t t;
 
 	(void)state;
-	memcpy(buf, MAGIC, 8);
-	set32(buf + 8, 1);
-	set32(buf + 12, 0);
-	set64(buf + 16, wall_ms() - 10000); /* ten seconds ago */
-	for (size_t i = 0; i < sizeof recs / sizeof recs[0]; i++) {
-		size_t k = strlen(recs[i].key);
-
-		set32(buf + pos, (uint32_t)k);
-		set32(buf + pos + 4, 1);
-		set64(buf + pos + 8, (uint64_t)recs[i].ttl);
-		memcpy(buf + pos + 16, recs[i].key, k);
-		buf[pos + 16 + k] = 'v';
-		pos += 16 + k + 1;
-	}
-	set32(buf + pos, 0xFFFFFFFFu);
-	set64(buf + pos + 4, 4);
-	set64(buf + pos + 12, XXH64(buf, pos + 12, 0));
-	pos += END_LEN;
+	/* Made ten seconds ago. */
+	b = build_dump(VERSION, wall_ms() - 10000, recs, 4, &len);
 	snprintf(path, sizeof path, "%s/ttl.kvdump", dir);
-	write_file(path, buf, pos);
+	write_file(path, b, len);
+	h_free(b);
 
 	KV(&r, dst, "load", path);
 	H_ASSERT_EXIT(&r, 0);
@@ -594,12 +909,128 @@ static void test_load_ttl(void **state)
 	kv = attach(dst);
 	assert_int_equal(kv_ttl(kv, "old", 3, &t), KV_ENOTFOUND);
 	assert_int_equal(kv_ttl(kv, "edge", 4, &t), KV_ENOTFOUND);
-	assert_int_equal(kv_ttl(kv, "forever", 7, &t), KV_OK);
-	assert_int_equal(t, -1);
-	assert_int_equal(kv_ttl(kv, "fresh", 5, &t), KV_OK);
+	val = info_of(kv, "forever", 7, &vlen, &info);
+	assert_int_equal(info.ttl_ms, -1);
+	assert_int_equal(info.client_flags, 3);
+	free(val);
+	val = info_of(kv, "fresh", 5, &vlen, &info);
+	assert_int_equal(info.client_flags, 2);
+	free(val);
+	t = info.ttl_ms;
 	if (t <= 45000 || t > 50000)
 		fail_msg("fresh: %" PRId64 " ms left, want about 50000", t);
 	kv_close(kv);
+}
+
+/* A version-1 dump (records without client flags), built here byte by
+ * byte, is checked as strictly as a version-2 one and loads with client
+ * flags 0, replacing the flags of a key that had some. */
+static void test_load_version1(void **state)
+{
+	const char *dst = serve("v1dst", "4M");
+	const char *dst2 = serve("v1dst2", "4M");
+	const char *dir = h_tmpdir("v1");
+	const struct rec recs[] = {
+		{"forever", 0, "plain", 0, -1, 0},
+		{"hour", 0, "with a ttl", 0, 3600000, 0},
+		{"nul\0key", 7, "\0\1\2", 3, -1, 0},
+		{"empty", 0, NULL, 0, -1, 0},
+		{"gone", 0, "expired", 0, 1000, 0},
+	};
+	const size_t nrecs = sizeof recs / sizeof recs[0];
+	struct kv_item_info info;
+	char path[256], what[96], *val;
+	struct h_result r;
+	size_t len, vlen;
+	unsigned char *b;
+	kv_t *kv;
+
+	(void)state;
+	/* The document's version-1 example. */
+	snprintf(path, sizeof path, "%s/example1.kvdump", dir);
+	write_file(path, example_v1, sizeof example_v1);
+	kv = attach(dst);
+	put_flags(kv, "a", 1, "old", 3, 0, 99);
+	put_flags(kv, "hour", 4, "old", 3, 0, 0xffffffffu);
+	KV(&r, dst, "load", path);
+	H_ASSERT_EXIT(&r, 0);
+	assert_string_equal(r.err, "loaded 1 key\n");
+	h_result_free(&r);
+	val = info_of(kv, "a", 1, &vlen, &info);
+	assert_int_equal(vlen, 1);
+	assert_memory_equal(val, "1", 1);
+	assert_int_equal(info.client_flags, 0);
+	assert_int_equal(info.ttl_ms, -1);
+	free(val);
+
+	/* Several records, made ten seconds ago: "gone" has run out. */
+	b = build_dump(1, wall_ms() - 10000, recs, nrecs, &len);
+	snprintf(path, sizeof path, "%s/v1.kvdump", dir);
+	write_file(path, b, len);
+	KV(&r, dst, "load", path);
+	H_ASSERT_EXIT(&r, 0);
+	assert_string_equal(r.err, "loaded 4 keys (1 expired)\n");
+	h_result_free(&r);
+	for (size_t i = 0; i < nrecs - 1; i++) {
+		size_t k = recs[i].klen ? recs[i].klen : strlen(recs[i].key);
+		size_t v = recs[i].vlen || recs[i].val == NULL
+		               ? recs[i].vlen : strlen(recs[i].val);
+
+		val = info_of(kv, recs[i].key, k, &vlen, &info);
+		assert_int_equal(vlen, v);
+		assert_memory_equal(val, recs[i].val ? recs[i].val : "", v);
+		if (info.client_flags != 0)
+			fail_msg("%s: client flags 0x%" PRIx32 " from a "
+			         "version-1 dump", recs[i].key,
+			         info.client_flags);
+		if (recs[i].ttl < 0)
+			assert_int_equal(info.ttl_ms, -1);
+		else if (info.ttl_ms <= 3585000 || info.ttl_ms > 3590000)
+			fail_msg("%s: %" PRId64 " ms left, want about 3590000",
+			         recs[i].key, info.ttl_ms);
+		free(val);
+	}
+	assert_int_equal(kv_get_info(kv, "gone", 4, NULL, 0, &vlen, &info),
+	                 KV_ENOTFOUND);
+	kv_close(kv);
+	h_free(b);
+
+	/* An impossible record: klen 0 in the second one. */
+	{
+		const struct rec bad[] = {{"k", 0, "v", 0, -1, 0},
+		                          {"x", 0, "v", 0, -1, 0}};
+		char want[64];
+
+		b = build_dump(1, wall_ms(), bad, 2, &len);
+		set32(b + HEADER_LEN + REC_LEN_V1 + 2, 0);
+		set64(b + len - 8, XXH64(b, len - 8, 0));
+		snprintf(want, sizeof want, "record 2 at byte %d is corrupt",
+		         HEADER_LEN + REC_LEN_V1 + 2);
+		expect_refused(dst2, path, b, len, want, "a v1 klen 0");
+		h_free(b);
+	}
+	b = build_dump(1, wall_ms() - 10000, recs, nrecs, &len);
+
+	/* The same checks as version 2: a cut anywhere refused, nothing
+	 * loaded (every cut in the header, the first two records and the
+	 * end record, a sample of the rest); with --partial, the whole
+	 * records before a cut load. */
+	for (size_t cut = 1; cut < len; cut++) {
+		size_t two = HEADER_LEN + 2 * REC_LEN_V1 + 7 + 5 + 4 + 10;
+
+		if (cut > two && cut < len - END_LEN && cut % 5 != 0)
+			continue;
+		snprintf(what, sizeof what, "a version-1 dump cut at %zu of %zu",
+		         cut, len);
+		expect_refused(dst2, path, b, cut, "truncated", what);
+	}
+	write_file(path, b, HEADER_LEN + 2 * REC_LEN_V1 + 7 + 5 + 4 + 10 + 3);
+	KV(&r, dst2, "load", "--partial", path);
+	H_ASSERT_FAILS(&r, 2, "kv: load: ", "truncated");
+	H_ASSERT_ERR_HAS(&r, "--partial: loaded 2 keys");
+	h_result_free(&r);
+	assert_int_equal(count_keys(dst2), 2);
+	h_free(b);
 }
 
 /* Keys that expire before the dump reads them are not in it. */
@@ -673,6 +1104,127 @@ static void test_load_nx(void **state)
 	KV(&r, dst, "get", "a");
 	H_ASSERT_OUT_STR(&r, "new");
 	h_result_free(&r);
+}
+
+/* Keys a writer thread of test_dump_one_read keeps putting. Put number n
+ * goes to key hot<n % HOT_KEYS> with a value of n in decimal padded with
+ * (n % 5) * 300 bytes, client flags n, and a TTL of an hour when n is
+ * even, none when it is odd. */
+#define HOT_KEYS 8
+
+struct hot_writer {
+	kv_t *kv;
+	atomic_bool stop;
+	atomic_uint_fast64_t puts;
+	int rc; /* the put that failed, read after the join */
+};
+
+static size_t hot_value(uint32_t n, char *val, size_t cap)
+{
+	size_t len = (size_t)snprintf(val, cap, "%" PRIu32 ";", n);
+	size_t pad = (size_t)(n % 5) * 300;
+
+	assert_true(len + pad <= cap);
+	memset(val + len, 'p', pad);
+	return len + pad;
+}
+
+static int hot_put(kv_t *kv, uint32_t n)
+{
+	char key[16], val[1600];
+	int k = snprintf(key, sizeof key, "hot%" PRIu32, n % HOT_KEYS);
+	size_t vlen = hot_value(n, val, sizeof val);
+	struct kv_put_opts po;
+
+	memset(&po, 0, sizeof po);
+	po.client_flags = n;
+	po.ttl_ms = n % 2 ? 0 : 3600000;
+	return kv_put(kv, key, (size_t)k, val, vlen, &po);
+}
+
+static void *hot_write(void *arg)
+{
+	struct hot_writer *w = arg;
+
+	for (uint32_t n = HOT_KEYS + 1; !atomic_load(&w->stop); n++) {
+		w->rc = hot_put(w->kv, n);
+		if (w->rc != KV_OK)
+			break;
+		atomic_fetch_add(&w->puts, 1);
+	}
+	return NULL;
+}
+
+static bool hot_started(void *ctx)
+{
+	struct hot_writer *w = ctx;
+
+	return atomic_load(&w->puts) > 0 || w->rc != KV_OK;
+}
+
+/* Each record's value, TTL and client flags come from one read of its
+ * key, so they belong to the same put even while a writer replaces the
+ * key over and over with values, TTLs and flags that differ from put to
+ * put (as separate reads of value and TTL would not). Every hot key is in
+ * each dump exactly once. */
+static void test_dump_one_read(void **state)
+{
+	const char *src = serve("oneread", "8M");
+	struct hot_writer w;
+	pthread_t t;
+	char want[1600];
+	int rounds;
+
+	(void)state;
+	memset(&w, 0, sizeof w);
+	w.kv = attach(src);
+	atomic_init(&w.stop, false);
+	atomic_init(&w.puts, 0);
+	for (uint32_t n = 1; n <= HOT_KEYS; n++)
+		assert_int_equal(hot_put(w.kv, n), KV_OK);
+	assert_int_equal(pthread_create(&t, NULL, hot_write, &w), 0);
+	(void)h_wait_for(hot_started, &w, H_TIMEOUT_MS);
+	for (rounds = 0; rounds < 6; rounds++) {
+		struct h_result r;
+		const unsigned char *b;
+		size_t pos = HEADER_LEN, hot = 0;
+
+		KV(&r, src, "dump");
+		H_ASSERT_EXIT(&r, 0);
+		b = (const unsigned char *)r.out;
+		assert_int_equal(parse_dump(b, r.out_len, NULL, 0), HOT_KEYS);
+		while (le32(b + pos) != 0xFFFFFFFFu) {
+			uint32_t klen = le32(b + pos), vlen = le32(b + pos + 4);
+			int64_t ttl = (int64_t)le64(b + pos + 8);
+			uint32_t n = le32(b + pos + 16);
+			char key[16];
+			int k = snprintf(key, sizeof key, "hot%" PRIu32,
+			                 n % HOT_KEYS);
+			size_t wlen = hot_value(n, want, sizeof want);
+
+			/* The flags say which put; the rest must agree. */
+			if (klen != (uint32_t)k ||
+			    memcmp(b + pos + REC_LEN, key, klen) != 0 ||
+			    vlen != wlen ||
+			    memcmp(b + pos + REC_LEN + klen, want, wlen) != 0 ||
+			    (n % 2 ? ttl != -1 : ttl <= 0))
+				fail_msg("dump %d, record at byte %zu: client "
+				         "flags %" PRIu32 " but another put's "
+				         "key, value or TTL (ttl %" PRId64 ")",
+				         rounds, pos, n, ttl);
+			hot++;
+			pos += REC_LEN + (size_t)klen + vlen;
+		}
+		assert_int_equal(hot, HOT_KEYS);
+		h_result_free(&r);
+	}
+	atomic_store(&w.stop, true);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	if (w.rc != KV_OK)
+		fail_msg("the writer's put failed: %s", kv_strerror(w.rc));
+	print_message("dump one read: %d dumps while the writer made %" PRIu64
+	              " puts\n", rounds, (uint64_t)atomic_load(&w.puts));
+	kv_close(w.kv);
 }
 
 /* Binary on a terminal is refused unless --force. */
@@ -885,13 +1437,14 @@ static void test_dump_while_writing(void **state)
 			const unsigned char *rec = (unsigned char *)r.out + pos;
 			uint32_t klen = le32(rec), vlen = le32(rec + 4);
 
-			if (klen > 6 && memcmp(rec + 16, "stable", 6) == 0) {
+			if (klen > 6 && memcmp(rec + REC_LEN, "stable", 6) ==
+			                    0) {
 				assert_int_equal(vlen, klen);
-				assert_memory_equal(rec + 16, rec + 16 + klen,
-				                    klen);
+				assert_memory_equal(rec + REC_LEN,
+				                    rec + REC_LEN + klen, klen);
 				stable++;
 			}
-			pos += 16 + (size_t)klen + vlen;
+			pos += REC_LEN + (size_t)klen + vlen;
 		}
 		assert_int_equal(stable, 1000);
 		h_result_free(&r);
@@ -935,6 +1488,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_round_trip, h_teardown),
 		cmocka_unit_test_teardown(test_known_answer, h_teardown),
+		cmocka_unit_test_teardown(test_round_trip_flags, h_teardown),
+		cmocka_unit_test_teardown(test_load_version1, h_teardown),
 		cmocka_unit_test_teardown(test_truncated, h_teardown),
 		cmocka_unit_test_teardown(test_corrupt, h_teardown),
 		cmocka_unit_test_teardown(test_partial, h_teardown),
@@ -942,6 +1497,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_load_ttl, h_teardown),
 		cmocka_unit_test_teardown(test_dump_skips_expired, h_teardown),
 		cmocka_unit_test_teardown(test_load_nx, h_teardown),
+		cmocka_unit_test_teardown(test_dump_one_read, h_teardown),
 		cmocka_unit_test_teardown(test_dump_terminal, h_teardown),
 		cmocka_unit_test_teardown(test_dump_file, h_teardown),
 		cmocka_unit_test_teardown(test_dump_while_writing, h_teardown),
