@@ -44,6 +44,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -99,6 +102,8 @@ struct options {
 	uint64_t writer_rate;         /* puts/s beside the readers; 0 = none */
 	double min_cpu;               /* rerun a timed row below this share */
 	bool open_rdwr, open_rdonly;  /* how readers attach */
+	uint64_t store_mib;           /* main store at least this big */
+	bool huge;                    /* KV_CREATE_HUGE */
 };
 
 static void usage(FILE *f)
@@ -119,7 +124,7 @@ static void usage(FILE *f)
 	    "  --csv FILE        also write the results as CSV to FILE\n"
 	    "  --phases LIST     comma-separated phases to run (default all):\n"
 	    "                    load put-replace get-hit get-miss mixed mget\n"
-	    "                    memory-latency readers get-hit-10k del\n"
+	    "                    memory-latency readers fresh get-hit-10k del\n"
 	    "                    (load always runs; the others need it)\n"
 	    "  --batch LIST      keys per kv_mget call for mget (default 16,64)\n"
 	    "  --readers LIST    reader processes for the readers phase, e.g.\n"
@@ -133,6 +138,10 @@ static void usage(FILE *f)
 	    "                    never)\n"
 	    "  --cpu N           pin the main process to CPU N\n"
 	    "  --seed N          RNG seed (default 1)\n"
+	    "  --store-mib N     make the main store at least N MiB (default:\n"
+	    "                    as small as the keys allow)\n"
+	    "  --huge-pages      back the stores with 2 MiB pages\n"
+	    "                    (KV_CREATE_HUGE; /dev/shm mounted huge=advise)\n"
 	    "  --quiet           no progress on stderr\n"
 	    "  --help            this text\n");
 }
@@ -154,6 +163,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"min-cpu", required_argument, NULL, 'm'},
 		{"cpu", required_argument, NULL, 'C'},
 		{"seed", required_argument, NULL, 'S'},
+		{"store-mib", required_argument, NULL, 'M'},
+		{"huge-pages", no_argument, NULL, 'H'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -234,6 +245,15 @@ static int parse_options(int argc, char **argv, struct options *o)
 			} else {
 				goto bad;
 			}
+			break;
+		case 'H':
+			o->huge = true;
+			break;
+		case 'M':
+			if (bench_parse_u64(optarg, &v) || v == 0 ||
+			    v > (UINT64_C(1) << 20))
+				goto bad;
+			o->store_mib = v;
 			break;
 		case 'w':
 			if (bench_parse_u64(optarg, &v) || v > 100000000u)
@@ -333,6 +353,11 @@ static uint64_t arena_need(uint64_t n, unsigned klen, unsigned vlen,
 	return pages * page;
 }
 
+/* The main store's least size (--store-mib), 0: as the keys need; and
+ * extra KV_CREATE_ flags (--huge-pages). */
+static uint64_t min_store_bytes;
+static uint32_t create_flags;
+
 static int create_store(const char *name, uint64_t n, uint64_t max_items,
                         unsigned klen, unsigned vlen, kv_t **kv)
 {
@@ -340,11 +365,13 @@ static int create_store(const char *name, uint64_t n, uint64_t max_items,
 	uint64_t page = (maxv ? maxv : KV_DEFAULT_MAX_VALUE) + 2 * KV_MAX_KEY;
 	struct kv_options ko = {
 		.max_items = max_items, .max_value = maxv,
-		.flags = KV_CREATE_EXCL,
+		.flags = KV_CREATE_EXCL | create_flags,
 		.size = (1u << 20) + n * 32 + arena_need(n, klen, vlen, page),
 	};
 	int rc = KV_OK;
 
+	if (max_items >= n && ko.size < min_store_bytes && n > SMALL_KEYS)
+		ko.size = min_store_bytes;
 	*kv = NULL;
 	for (int tries = 0; tries < 8; tries++) {
 		struct kv_stats st;
@@ -662,6 +689,7 @@ enum workload_kind {
 	WL_MGET,    /* kv_mget, one row per --batch size */
 	WL_MEMLAT,  /* the memory yardstick, not a store op */
 	WL_READERS, /* reader processes (and a paced writer): team.c */
+	WL_FRESH,   /* one new reader process, cold then steady */
 };
 
 struct workload {
@@ -691,6 +719,8 @@ static const struct workload workloads[] = {
 	 "pointer chase and random lines over a buffer of map_size bytes"},
 	{"readers", OP_GET_HIT, KEYS_HIT, MAIN_STORE, true, WL_READERS,
 	 "get-hit in --readers processes, then beside a paced writer"},
+	{"fresh", OP_GET_HIT, KEYS_HIT, MAIN_STORE, true, WL_FRESH,
+	 "a new process attaches and gets: its first --seconds, then more"},
 	{"get-hit-10k", OP_GET_HIT, KEYS_HIT, SMALL_STORE, true, WL_OPS,
 	 "get uniform random keys of a 10000-key store"},
 	{"del", OP_DEL, KEYS_SHUFFLED, MAIN_STORE, true, WL_OPS,
@@ -1061,6 +1091,164 @@ static int run_readers(const struct options *o, const char *store,
 /* ------------------------------------------------------------------------
  * Reporting helpers.
  */
+/* The fresh phase: what a process that has just attached gets. A new
+ * process (forked before it attaches, so it shares none of this
+ * process's page tables for the mapping) draws its keys, then attaches
+ * with kv_open and at once gets uniform random present keys for
+ * --seconds: the "fresh" row. It goes on for --seconds more: the
+ * "steady" row, the same process once warm. The attach time is printed
+ * below the table. */
+struct fresh_out {
+	struct bench_result r[3]; /* first 250 ms, first --seconds, steady */
+	double attach_ms;
+	long faults[2];    /* minor page faults: first --seconds, steady */
+	int status;
+	char err[160];
+};
+
+#define FRESH_EARLY 0.25 /* seconds of the first row */
+
+static void fresh_child(const struct options *o, const char *store,
+                        struct fresh_out *out)
+{
+	struct bench_report quiet = {.quiet = true};
+	struct bench_keyset ks = {0};
+	struct bench_samples smp = {0};
+	size_t cap = o->value_size ? o->value_size : 1;
+	uint8_t *buf = malloc(cap);
+	uint64_t *early = malloc(BENCH_SAMPLE_MAX * sizeof *early);
+	kv_t *kv = NULL;
+	int status = KV_OK;
+	static const char *const names[3] = {"get-hit first 250ms", "",
+	                                     "get-hit steady"};
+
+	out->status = -1;
+	if (buf == NULL || early == NULL || bench_samples_init(&smp) != 0 ||
+	    make_keys(&ks, KEYS_HIT, o->keys, o->key_size,
+	              o->seed * 1000003u + 4242u) != 0) {
+		snprintf(out->err, sizeof out->err, "out of memory");
+		goto done;
+	}
+	/* The samples' pages, so that no fault of ours is the first row's. */
+	memset(smp.t, 0, BENCH_SAMPLE_MAX * sizeof *smp.t);
+	memset(early, 0, BENCH_SAMPLE_MAX * sizeof *early);
+	uint64_t t0 = bench_now_ns();
+	int rc = kv_open(store, o->open_rdonly && !o->open_rdwr ? KV_RDONLY
+	                                                       : KV_RDWR,
+	                 &kv);
+	out->attach_ms = (double)(bench_now_ns() - t0) / 1e6;
+	if (rc != KV_OK) {
+		snprintf(out->err, sizeof out->err, "kv_open %s: %s", store,
+		         kv_strerror(rc));
+		goto done;
+	}
+	struct bench_ctx c = {.kv = kv, .buf = buf, .vlen = o->value_size,
+	                      .cap = cap, .rep = &quiet};
+	double early_s = o->seconds < FRESH_EARLY ? o->seconds / 2
+	                                          : FRESH_EARLY;
+	/* Three loops: the first early_s, the rest of the first --seconds
+	 * (its samples added to the first's), then --seconds more. */
+	double len[3] = {early_s, o->seconds - early_s, o->seconds};
+	struct rusage ru[3];
+	getrusage(RUSAGE_SELF, &ru[0]);
+	for (int i = 0; i < 3; i++) {
+		struct bench_result lr = {0};
+		uint64_t cpu0 = bench_cpu_ns();
+		if (i == 2) {
+			getrusage(RUSAGE_SELF, &ru[1]);
+			smp.n = 0;
+		}
+		loop(&c, OP_GET_HIT, &ks, 0, len[i], "fresh", &smp, &lr,
+		     &status);
+		if (status != KV_OK) {
+			snprintf(out->err, sizeof out->err, "get-hit: %s",
+			         status > 0 ? "a get found an absent key"
+			                    : kv_strerror(status));
+			goto done;
+		}
+		struct bench_result *r = &out->r[i];
+		if (i == 1) {
+			/* The first --seconds: both loops. */
+			*r = out->r[0];
+			r->ops += lr.ops;
+			r->secs += lr.secs;
+			r->cpu_secs += (double)(bench_cpu_ns() - cpu0) / 1e9;
+			bench_percentiles(&smp, r);
+		} else {
+			*r = lr;
+			r->cpu_secs = (double)(bench_cpu_ns() - cpu0) / 1e9;
+			size_t n = smp.n < BENCH_SAMPLE_MAX ? smp.n
+			                                    : BENCH_SAMPLE_MAX;
+			memcpy(early, smp.t, n * sizeof *early);
+			bench_percentiles_of(early, n, r);
+		}
+		snprintf(r->phase, sizeof r->phase, "%s", names[i]);
+		if (i == 1)
+			snprintf(r->phase, sizeof r->phase, "get-hit first %gs",
+			         o->seconds);
+		snprintf(r->mode, sizeof r->mode, "new-proc");
+		snprintf(r->unit, sizeof r->unit, "op");
+		r->keys = o->keys;
+		r->procs = 1;
+	}
+	getrusage(RUSAGE_SELF, &ru[2]);
+	out->faults[0] = ru[1].ru_minflt - ru[0].ru_minflt;
+	out->faults[1] = ru[2].ru_minflt - ru[1].ru_minflt;
+	out->status = 0;
+done:
+	kv_close(kv);
+	bench_keys_free(&ks);
+	bench_samples_free(&smp);
+	free(early);
+	free(buf);
+}
+
+static int run_fresh(const struct options *o, const char *store,
+                     struct bench_report *rep)
+{
+	struct fresh_out *out = mmap(NULL, sizeof *out,
+	                             PROT_READ | PROT_WRITE,
+	                             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int ret = -1, st;
+
+	if (out == MAP_FAILED) {
+		perror("kv-bench: mmap");
+		return -1;
+	}
+	memset(out, 0, sizeof *out);
+	out->status = -1;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("kv-bench: fork");
+		goto out;
+	}
+	if (pid == 0) {
+		fresh_child(o, store, out);
+		_exit(out->status == 0 ? 0 : 1);
+	}
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (out->status != 0) {
+		fprintf(stderr, "kv-bench: fresh: %s\n",
+		        out->err[0] ? out->err : "the reader process failed");
+		goto out;
+	}
+	for (int i = 0; i < 3; i++)
+		bench_report_row(rep, &out->r[i]);
+	printf("# fresh: kv_open took %.2f ms; minor faults %ld in the first "
+	       "%g s, %ld after (the process's, warm-up included); p99 of "
+	       "the first %g s / steady p99: %.2fx (goal: <= 2x)\n",
+	       out->attach_ms, out->faults[0], o->seconds, out->faults[1],
+	       o->seconds,
+	       out->r[2].p99_ns > 0 ? out->r[1].p99_ns / out->r[2].p99_ns
+	                            : 0.0);
+	ret = 0;
+out:
+	munmap(out, sizeof *out);
+	return ret;
+}
+
 static void print_environment(const struct options *o)
 {
 	char model[128] = "unknown";
@@ -1115,6 +1303,9 @@ static void print_memory(const struct kv_stats *st, unsigned klen,
 	double used = (double)st->data_used;
 	double hdr = (double)st->items * item_hdr;
 
+	printf("# memory pages backing the store: %" PRIu64 " KiB%s\n",
+	       st->mem_page_size / 1024,
+	       st->mem_page_size >= 2u << 20 ? " (huge pages)" : "");
 	printf("# memory after load: %" PRIu64 " items of %u+%u B; "
 	       "map %.1f MiB, index %.1f MiB (%" PRIu64 " buckets, "
 	       "%.0f%% of slots used), arena used %.1f MiB of %.1f MiB\n",
@@ -1184,6 +1375,8 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (parse_options(argc, argv, &o) != 0 || check_phases(o.phases) != 0)
 		return 2;
+	min_store_bytes = o.store_mib << 20;
+	create_flags = o.huge ? KV_CREATE_HUGE : 0;
 
 	struct sigaction sa = {0};
 	sa.sa_handler = on_signal;
@@ -1289,6 +1482,11 @@ int main(int argc, char **argv)
 				continue;
 			}
 			if (run_readers(&o, name, &rep) != 0)
+				goto out;
+			continue;
+		}
+		if (wl->kind == WL_FRESH) {
+			if (run_fresh(&o, name, &rep) != 0)
 				goto out;
 			continue;
 		}

@@ -550,7 +550,7 @@ int cli_check(const struct cli *cli)
 	/* Read-write lets kv_check hold the writer lock for an exact walk
 	 * (and recover a dead writer first); read permission alone still
 	 * gets a walk of the live store. */
-	if (kv_open(cli->store, KV_RDWR, &kv) != KV_OK &&
+	if (kv_open(cli->store, KV_RDWR | KV_NOWARM, &kv) != KV_OK &&
 	    cli_open(cli, KV_RDONLY, &kv) != KV_OK)
 		goto out;
 	cli_quote(cli->store, true, q);

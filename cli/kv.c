@@ -300,7 +300,9 @@ const char *cli_quote(const char *s, bool always, char buf[CLI_QUOTE_MAX])
 int cli_open(const struct cli *cli, unsigned flags, kv_t **kv)
 {
 	char q[CLI_QUOTE_MAX];
-	int rc = kv_open(cli->store, flags, kv);
+	/* A command makes a few calls and exits: warming its page tables
+	 * in the background (kv_open) would only cost it a thread. */
+	int rc = kv_open(cli->store, flags | KV_NOWARM, kv);
 
 	/* Attaching to a store marked destroyed fails only when its
 	 * destroyer died before removing the name: say how to finish. */

@@ -29,7 +29,8 @@
  * everything before probe_hist, which is printed on its own (an array);
  * add the new field to one or the other. */
 static_assert(offsetof(struct kv_stats, probe_hist) == 216 &&
-                  sizeof(struct kv_stats) == 280,
+                  offsetof(struct kv_stats, mem_page_size) == 280 &&
+                  sizeof(struct kv_stats) == 288,
               "struct kv_stats changed: update fields[] in cli/stats.c");
 static_assert(offsetof(struct kv_class_stats, reserved) == 32 &&
                   sizeof(struct kv_class_stats) == 64,
@@ -67,6 +68,7 @@ static const struct field fields[] = {
 	U32(evict, POLICY),         U64(hits, COUNT),
 	U64(misses, COUNT),         U64(sweeps, COUNT),
 	U64(sweep_ns, NS),          U64(lock_repairs, COUNT),
+	U64(mem_page_size, BYTES),
 };
 
 #define NFIELDS (sizeof fields / sizeof fields[0])

@@ -109,6 +109,17 @@ static void fail_create(const struct kvd_config *cfg, int rc, int err)
 	default:
 		kvd_fail("store '%s': %s", cfg->store, kv_strerror(rc));
 		break;
+	case KV_ENOHUGE: {
+		char why[256];
+		if (strchr(cfg->store, '/') != NULL)
+			snprintf(why, sizeof why, "huge pages are for "
+			         "shared-memory stores, and this one is a file");
+		else
+			kvd_sys_huge_hint(why, sizeof why);
+		kvd_fail("store '%s': %s: %s", cfg->store, kv_strerror(rc),
+		         why);
+		break;
+	}
 	case KV_EDESTROYED:
 		/* Its destroyer died before removing the name. */
 		kvd_fail("store '%s': %s; its name is left over: remove it "
@@ -167,6 +178,12 @@ static void warn_kept(const struct kvd_config *cfg,
 	if (cfg->size_given) {
 		uint64_t want_size =
 		    cfg->opts.size / KV_SIZE_ALIGN * KV_SIZE_ALIGN;
+		const uint64_t huge = 2u * 1024 * 1024;
+
+		/* With huge pages, whole ones (kv.h, KV_CREATE_HUGE). */
+		if ((cfg->opts.flags & KV_CREATE_HUGE) &&
+		    cfg->opts.size <= UINT64_MAX - huge)
+			want_size = (cfg->opts.size + huge - 1) / huge * huge;
 
 		if (st->map_size != want_size) {
 			kvd_fmt_bytes(st->map_size, have, sizeof(have));
@@ -178,6 +195,13 @@ static void warn_kept(const struct kvd_config *cfg,
 			        cfg->store, have, want);
 		}
 	}
+	if ((cfg->opts.flags & KV_CREATE_HUGE) &&
+	    st->mem_page_size < 2u * 1024 * 1024)
+		kvd_log(KVD_WARN,
+		        "store '%s' exists and is not backed by huge pages: "
+		        "keeping it (--huge-pages ignored; remove the store to "
+		        "have them)",
+		        cfg->store);
 	if (cfg->max_value_given && st->max_value != cfg->opts.max_value) {
 		kvd_fmt_bytes(st->max_value, have, sizeof(have));
 		kvd_fmt_bytes(cfg->opts.max_value, want, sizeof(want));
@@ -245,10 +269,12 @@ static int inspect_store(const struct kvd_config *cfg, struct served *s,
 	kvd_fmt_bytes(st.max_value, maxval, sizeof(maxval));
 	kvd_log(KVD_INFO,
 	        "%s store '%s' at %s: size %s, max value %s, %" PRIu64
-	        " buckets / %" PRIu64 " slots%s, %" PRIu64 " item%s",
+	        " buckets / %" PRIu64 " slots%s, %" PRIu64 " item%s%s",
 	        created ? "created" : "adopted", cfg->store, path, size, maxval,
 	        st.buckets, st.slots, shown_mode, st.items,
-	        st.items == 1 ? "" : "s");
+	        st.items == 1 ? "" : "s",
+	        st.mem_page_size >= 2u * 1024 * 1024 ? ", 2 MiB huge pages"
+	                                             : "");
 	if (!created)
 		warn_kept(cfg, &st, has_mode ? &mode : NULL);
 	return 0;

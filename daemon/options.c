@@ -44,6 +44,7 @@ enum {
 	OPT_MAX_CONNS,
 	OPT_IDLE_TIMEOUT,
 	OPT_AUTH_FILE,
+	OPT_HUGE_PAGES,
 };
 
 /* The short options, for getopt_long (after its ':'). */
@@ -66,6 +67,7 @@ static const struct option long_options[] = {
 	{"group", required_argument, NULL, OPT_GROUP},
 	{"max-value", required_argument, NULL, OPT_MAX_VALUE},
 	{"max-items", required_argument, NULL, OPT_MAX_ITEMS},
+	{"huge-pages", no_argument, NULL, OPT_HUGE_PAGES},
 	{"daemon", no_argument, NULL, 'd'},
 	{"pidfile", required_argument, NULL, OPT_PIDFILE},
 	{"sweep-buckets", required_argument, NULL, OPT_SWEEP_BUCKETS},
@@ -93,6 +95,9 @@ static void usage(FILE *out)
 	    "      --max-value BYTES  largest value (default 1M; size/64 under 64M)\n"
 	    "      --max-items N      size the index for N keys (default: from\n"
 	    "                         --size)\n"
+	    "      --huge-pages       back a new store with 2 MiB huge pages\n"
+	    "                         (Linux; /dev/shm must be mounted with\n"
+	    "                         huge=advise); an error if none are given\n"
 	    KVD_SYS_HELP_DAEMON
 	    "      --sweep-buckets N  every tick (10 ms), remove the expired keys\n"
 	    "                         of the next N index buckets (default 1024;\n"
@@ -502,6 +507,9 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 				goto bad_value;
 			cfg->opts.size = v;
 			cfg->size_given = true;
+			break;
+		case OPT_HUGE_PAGES:
+			cfg->opts.flags |= KV_CREATE_HUGE;
 			break;
 		case OPT_MODE:
 			if (kvd_parse_mode(optarg, &cfg->opts.mode, &why) != 0)

@@ -68,6 +68,10 @@ void kvd_sys_utc_stamp(char *buf, size_t cap);
  * -1 with errno set. */
 int kvd_sys_store_mode(const char *path, unsigned *mode);
 
+/* Why a store cannot have huge pages here, and the setting to change, in
+ * words for kvd's error line (KV_ENOHUGE). */
+void kvd_sys_huge_hint(char *buf, size_t cap);
+
 /* ------------------------------------------------------------------------
  * The command line: inline, one header per platform. Each provides
  *

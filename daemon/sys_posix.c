@@ -108,3 +108,72 @@ int kvd_sys_store_mode(const char *path, unsigned *mode)
 	*mode = (unsigned)sb.st_mode & 07777;
 	return 0;
 }
+
+/* The tmpfs mount holding /dev/shm and its huge= option, from
+ * /proc/self/mountinfo: "huge=never" when the option is absent (the
+ * default), "" when /dev/shm is not found. */
+static void shm_huge_option(char *out, size_t cap)
+{
+	char line[1024];
+	size_t best = 0;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	snprintf(out, cap, "%s", "");
+	if (f == NULL)
+		return;
+	while (fgets(line, sizeof line, f) != NULL) {
+		/* id parent major:minor root mountpoint opts... - type src
+		 * superopts */
+		char mnt[512], *sep, *h;
+		if (sscanf(line, "%*s %*s %*s %*s %511s", mnt) != 1)
+			continue;
+		size_t n = strlen(mnt);
+		if (strncmp("/dev/shm", mnt, n) != 0 || n < best ||
+		    (n > 1 && "/dev/shm"[n] != '\0' && "/dev/shm"[n] != '/'))
+			continue;
+		sep = strstr(line, " - ");
+		if (sep == NULL)
+			continue;
+		best = n;
+		h = strstr(sep, "huge=");
+		if (h == NULL) {
+			snprintf(out, cap, "%s", "huge=never");
+		} else {
+			size_t l = strcspn(h, ", \n");
+			snprintf(out, cap, "%.*s", (int)l, h);
+		}
+	}
+	fclose(f);
+}
+
+void kvd_sys_huge_hint(char *buf, size_t cap)
+{
+	char opt[64], sys[128] = "";
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled",
+	                "re");
+
+	if (f != NULL) {
+		if (fgets(sys, sizeof sys, f) == NULL)
+			sys[0] = '\0';
+		fclose(f);
+	}
+	shm_huge_option(opt, sizeof opt);
+	if (f == NULL)
+		snprintf(buf, cap, "this kernel has no transparent huge pages "
+		         "(no /sys/kernel/mm/transparent_hugepage)");
+	else if (strstr(sys, "[deny]") != NULL)
+		snprintf(buf, cap, "/sys/kernel/mm/transparent_hugepage/"
+		         "shmem_enabled is 'deny': set it to 'advise'");
+	else if (opt[0] != '\0' && strcmp(opt, "huge=never") == 0)
+		snprintf(buf, cap, "/dev/shm is mounted with %s: remount it "
+		         "with 'mount -o remount,huge=advise /dev/shm' (or set "
+		         "huge=advise for /dev/shm in /etc/fstab)", opt);
+	else if (opt[0] != '\0')
+		snprintf(buf, cap, "/dev/shm is mounted with %s but the "
+		         "kernel gave no huge page (memory too fragmented, or "
+		         "/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/"
+		         "shmem_enabled is 'never')", opt);
+	else
+		snprintf(buf, cap, "huge pages are for stores in /dev/shm, "
+		         "and /dev/shm is not mounted");
+}

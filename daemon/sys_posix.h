@@ -106,9 +106,9 @@ static inline const char *kvd_sys_run_dir(void)
 
 /* Ends the sentence "... e.g. 64M, 4G, 512KiB. " */
 #define KVD_SYS_HELP_CREATE                                                   \
-	"--size, --mode, --group, --max-value\n"                              \
-	"and --max-items apply when the store is created; an existing store\n" \
-	"keeps its own.\n"
+	"--size, --mode, --group, --max-value,\n"                             \
+	"--max-items and --huge-pages apply when the store is created; an\n"  \
+	"existing store keeps its own.\n"
 
 #define KVD_SYS_HELP_STOP                                                     \
 	"Signals: SIGTERM, SIGINT stop kvd (the store stays); SIGHUP logs\n"   \

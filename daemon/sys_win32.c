@@ -263,3 +263,9 @@ void kvd_net_stop(struct kvd_net *net)
 {
 	(void)net;
 }
+
+void kvd_sys_huge_hint(char *buf, size_t cap)
+{
+	snprintf(buf, cap, "kvd does not back stores with large pages on "
+	         "Windows");
+}

@@ -97,7 +97,8 @@ extern "C" {
 	XX(EWORLD, -29, "store is world-writable")                             \
 	XX(EOWNER, -30, "store is owned by another user")                      \
 	XX(ESYMLINK, -31, "store path is a symbolic link")                     \
-	XX(EDESTROYED, -32, "store was destroyed; attach to it again")
+	XX(EDESTROYED, -32, "store was destroyed; attach to it again")         \
+	XX(ENOHUGE, -33, "huge pages are not available for the store")
 
 enum kv_status {
 	KV_OK = 0,
@@ -111,6 +112,8 @@ typedef struct kv kv_t;
 /* Flags for kv_open(). */
 #define KV_RDONLY 0x0u /* map read-only: gets only; needs read permission */
 #define KV_RDWR 0x1u   /* map read-write: gets, puts, deletes */
+#define KV_NOWARM 0x2u /* do not fill this process's page tables for the
+                        * store in the background (see kv_open) */
 
 /* A store's size is rounded down to a multiple of this. */
 #define KV_SIZE_ALIGN 4096u
@@ -133,6 +136,13 @@ struct kv_options {
                                 * of evicting least recently used items */
 #define KV_CREATE_GID 0x4u     /* give a new store the group opts->gid (the
                                 * creator must belong to it, or be root) */
+#define KV_CREATE_HUGE 0x8u    /* back a new shared-memory store with 2 MiB
+                                * huge pages (Linux: transparent huge pages
+                                * of tmpfs, so /dev/shm must be mounted with
+                                * huge=advise, within_size or always); the
+                                * size is rounded up to 2 MiB. KV_ENOHUGE
+                                * when the system gives none. Ignored when
+                                * an existing store is adopted */
 
 /* Options for kv_put(). Zero-initialise; NULL means all defaults. */
 struct kv_put_opts {
@@ -193,6 +203,10 @@ struct kv_stats {
 	/* Keys by distance from their home bucket: 0, 1, 2, 3, 4-7, 8-15,
 	 * 16-31, 32 or more buckets. A lookup reads distance + 1 buckets. */
 	uint64_t probe_hist[8];
+	/* Bytes per page of the memory that backs the store, as this
+	 * process maps it: 2097152 when huge pages back it, else the
+	 * system's page size. */
+	uint64_t mem_page_size;
 };
 
 /* Create a store, or adopt an existing compatible one with its data (unless
@@ -211,7 +225,14 @@ struct kv_stats {
 KV_API int kv_create(const char *name, const struct kv_options *opts,
                      kv_t **out);
 
-/* Attach to an existing store. flags is KV_RDONLY or KV_RDWR.
+/* Attach to an existing store. flags is KV_RDONLY or KV_RDWR, optionally
+ * with KV_NOWARM.
+ * On a store of 32 MiB or more, kv_open starts a background thread that
+ * maps the store's index and the pages in use into this process's page
+ * tables (about 50 ms per GiB), so that the first gets do not each pay a
+ * page fault; gets do not wait for it, and kv_close stops it. Pass
+ * KV_NOWARM (or set the environment variable KV_NOWARM) for a handle that
+ * makes a few calls and closes, or that must not start threads.
  * A store writable by every user is refused (KV_EWORLD).
  * Returns KV_OK; KV_ENAME, KV_ENOSTORE, KV_EPERM, KV_EVERSION, KV_ENOTSTORE,
  * KV_ETRUNCATED, KV_ECORRUPT, KV_ENOTREADY, KV_EWORLD, KV_ESYMLINK,

@@ -15,7 +15,6 @@
 #include "kv_internal.h"
 
 #define KV_MAX_MAP (UINT64_C(1) << KV_SLOT_OFF_BITS) /* 1 TiB */
-#define KV_DEFAULT_SIZE (UINT64_C(64) << 20)
 
 static uint64_t round_up(uint64_t v, uint64_t a)
 {

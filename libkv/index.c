@@ -59,14 +59,6 @@
 #define KV_RO_WAIT_MS 1000  /* read-only handles give up after this */
 #define KV_MAX_SHIFTS 32    /* keys one delete may move back */
 
-#if defined(__SANITIZE_THREAD__)
-#define KV_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define KV_TSAN 1
-#endif
-#endif
-
 /* The seqlock protocol reads bytes a writer may be changing and throws
  * them away if it was; ThreadSanitizer cannot know that, so the few
  * functions that do it are not instrumented, and copy byte by byte rather

@@ -82,7 +82,31 @@ struct kv {
 	uint64_t unsure_since;
 
 	char path[KV_PATH_MAX]; /* backing object, for messages */
+
+	/* The background warm-up of this handle's page tables, or NULL
+	 * (warm_posix.c). */
+	struct kv_warm *warm;
 };
+
+/* KV_TSAN: a ThreadSanitizer build. Code that reads the mapping racily
+ * by design (index.c, warm_posix.c) is then left uninstrumented. */
+#if defined(__SANITIZE_THREAD__)
+#define KV_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KV_TSAN 1
+#endif
+#endif
+
+#define KV_DEFAULT_SIZE (UINT64_C(64) << 20) /* kv_options.size 0 */
+#define KV_HUGE_PAGE (UINT64_C(2) << 20)     /* KV_CREATE_HUGE's pages */
+
+/* Warming (warm_posix.c; no-ops on Windows): stores smaller than this
+ * are not warmed. */
+#define KV_WARM_MIN (32u * 1024u * 1024u)
+void kv__warm_start(struct kv *kv);
+void kv__warm_stop(struct kv *kv);
+bool kv__warm_done(const struct kv *kv); /* finished, or never started */
 
 /* Has the store been destroyed under this handle? One load of a line that
  * nothing else writes. */

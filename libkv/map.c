@@ -191,7 +191,7 @@ fail:
 
 int kv_open(const char *name, unsigned flags, kv_t **out)
 {
-	if (out == NULL || (flags & ~KV_RDWR) != 0)
+	if (out == NULL || (flags & ~(KV_RDWR | KV_NOWARM)) != 0)
 		return KV_EINVAL;
 	*out = NULL;
 	int rc = kv_name_check(name);
@@ -202,7 +202,10 @@ int kv_open(const char *name, unsigned flags, kv_t **out)
 	rc = kv__os_open(name, rdonly, false, &o);
 	if (rc != KV_OK)
 		return rc;
-	return attach_obj(&o, name, rdonly, out);
+	rc = attach_obj(&o, name, rdonly, out);
+	if (rc == KV_OK && !(flags & KV_NOWARM))
+		kv__warm_start(*out);
+	return rc;
 }
 
 /* Lay out a fresh, zero-filled mapping. The magic goes in last. */
@@ -259,13 +262,23 @@ int kv_create(const char *name, const struct kv_options *opts, kv_t **out)
 	if (rc != KV_OK)
 		return rc;
 	if ((opts->flags &
-	     ~(KV_CREATE_EXCL | KV_CREATE_NOEVICT | KV_CREATE_GID)) != 0)
+	     ~(KV_CREATE_EXCL | KV_CREATE_NOEVICT | KV_CREATE_GID |
+	       KV_CREATE_HUGE)) != 0)
 		return KV_EINVAL;
 	uint32_t mode = opts->mode ? opts->mode : 0600;
 	if ((mode & ~0777u) != 0 || (mode & 0002) != 0 ||
 	    (mode & 0600) != 0600)
 		return KV_EINVAL;
-	rc = kv__geometry(opts->size, opts->max_value, opts->max_items, &g);
+	uint64_t size = opts->size;
+	if (opts->flags & KV_CREATE_HUGE) {
+		/* Whole huge pages: a mapping's last partial one would be
+		 * backed by small pages. */
+		uint64_t hp = KV_HUGE_PAGE, sz = size ? size : KV_DEFAULT_SIZE;
+		if (sz > UINT64_MAX - hp)
+			return KV_ETOOBIG;
+		size = (sz + hp - 1) / hp * hp;
+	}
+	rc = kv__geometry(size, opts->max_value, opts->max_items, &g);
 	if (rc != KV_OK)
 		return rc;
 
@@ -274,6 +287,7 @@ int kv_create(const char *name, const struct kv_options *opts, kv_t **out)
 		.mode = mode,
 		.set_gid = (opts->flags & KV_CREATE_GID) != 0,
 		.gid = opts->gid,
+		.huge = (opts->flags & KV_CREATE_HUGE) != 0,
 	};
 	uint64_t deadline = kv__os_mono_ms() + KV_READY_WAIT_MS;
 	struct kv_os o;
@@ -328,6 +342,7 @@ void kv_close(kv_t *kv)
 {
 	if (kv == NULL)
 		return;
+	kv__warm_stop(kv); /* before the mapping goes */
 	if (kv->daemon)
 		kv__daemon_release(kv);
 	if (kv->rstat != NULL)

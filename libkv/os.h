@@ -94,6 +94,7 @@ struct kv_os_create {
 	                  * others may read (mode & 0044) */
 	bool set_gid;
 	uint32_t gid;
+	bool huge;       /* back it with huge pages (KV_CREATE_HUGE) */
 };
 
 /* "/dev/shm/kv.NAME", "Local\kv.NAME" or the file's path, for messages. */
@@ -117,6 +118,9 @@ int kv__os_size(struct kv_os *o, uint64_t *size);
 
 int kv__os_map(struct kv_os *o, uint64_t size, bool rdonly, void **base);
 void kv__os_unmap(void *base, uint64_t size);
+/* Bytes per page backing [base, base + size) in this process: huge or
+ * not, as the kernel mapped the first bytes of it. */
+uint64_t kv__os_mem_page_size(const void *base, uint64_t size);
 void kv__os_close(struct kv_os *o);
 
 /* Remove the name. The memory goes when the last process detaches. */

@@ -164,11 +164,113 @@ int kv__os_remove_same(const char *name, const struct kv_os *o)
 	return kv__os_remove(name);
 }
 
+/* ------------------------------------------------------------------------
+ * Huge pages (KV_CREATE_HUGE): transparent huge pages of tmpfs.
+ *
+ * Why these: a store is a named object that any process opens by name,
+ * and /dev/shm's tmpfs gives 2 MiB pages to such objects without a
+ * reserved pool, a separate mount or a root-only setting per store, and
+ * it falls back to small pages, never to SIGBUS, when memory is too
+ * fragmented. hugetlbfs needs pages reserved ahead and a mount of its
+ * own, and a hugetlb memfd has no name another process can open.
+ *
+ * Whether tmpfs gives huge pages is the mount's huge= option (advise:
+ * to mappings that ask with MADV_HUGEPAGE; within_size, always: to all),
+ * overridden system-wide by /sys/kernel/mm/transparent_hugepage/
+ * shmem_enabled "deny" and "force". The creator asks, then allocates
+ * every page through a mapping that asked (MADV_POPULATE_WRITE, instead
+ * of posix_fallocate, which would allocate small pages under advise), so
+ * a full tmpfs is still an error here rather than a SIGBUS later; then
+ * it checks that the kernel really mapped huge pages. Every process that
+ * maps the object later gets them whole (the kernel aligns mappings of
+ * such objects to 2 MiB): nothing else changes, and the store format
+ * does not say how it is backed.
+ */
+
+/* Bytes of [base, base + len) mapped with huge pages, from
+ * /proc/self/smaps; -1 when it cannot be read. */
+static int64_t pmd_mapped(const void *base)
+{
+	char line[256];
+	FILE *f = fopen("/proc/self/smaps", "re");
+	bool in = false;
+	int64_t kb = -1;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof line, f) != NULL) {
+		unsigned long lo, hi;
+		long long v;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+			if (in)
+				break;
+			in = (uintptr_t)lo == (uintptr_t)base;
+			continue;
+		}
+		if (in && (sscanf(line, "ShmemPmdMapped: %lld kB", &v) == 1 ||
+		           sscanf(line, "FilePmdMapped: %lld kB", &v) == 1)) {
+			kb = (kb < 0 ? 0 : kb) + v;
+		}
+	}
+	fclose(f);
+	return kb < 0 ? -1 : kb * 1024;
+}
+
+uint64_t kv__os_mem_page_size(const void *base, uint64_t size)
+{
+	uint64_t small = (uint64_t)sysconf(_SC_PAGESIZE);
+	if (size < KV_HUGE_PAGE || ((uintptr_t)base & (KV_HUGE_PAGE - 1)))
+		return small;
+	/* The first byte is mapped (the header was read): a huge page
+	 * there is the whole first 2 MiB. */
+	(void)*(const volatile uint8_t *)base;
+	return pmd_mapped(base) >= (int64_t)KV_HUGE_PAGE ? KV_HUGE_PAGE
+	                                                 : small;
+}
+
+/* Size fd to size bytes of huge pages. 0, or a KV_ status (< 0). */
+static int huge_back(int fd, uint64_t size)
+{
+	int rc = KV_OK;
+
+	if (ftruncate(fd, (off_t)size) != 0)
+		return status_of_errno(errno);
+	void *m = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED,
+	               fd, 0);
+	if (m == MAP_FAILED)
+		return status_of_errno(errno);
+	if ((uintptr_t)m & (KV_HUGE_PAGE - 1) ||
+	    madvise(m, (size_t)size, MADV_HUGEPAGE) != 0) {
+		/* Not aligned: the mount gives no huge pages (the kernel
+		 * aligns only when it might); EINVAL: no THP at all. */
+		rc = KV_ENOHUGE;
+		goto out;
+	}
+	if (madvise(m, (size_t)size, MADV_POPULATE_WRITE) != 0) {
+		/* ENOMEM: tmpfs is full (or its size= is smaller); EFAULT
+		 * is the same seen through the mapping. EINVAL: a kernel
+		 * before 5.14. */
+		rc = errno == EINVAL ? KV_ENOHUGE
+		     : errno == ENOMEM || errno == EFAULT ? KV_ENOSPC
+		                                          : KV_ESYS;
+		goto out;
+	}
+	if (pmd_mapped(m) < (int64_t)KV_HUGE_PAGE)
+		rc = KV_ENOHUGE; /* asked for, not given: the mount says no */
+out:
+	munmap(m, (size_t)size);
+	return rc;
+}
+
 int kv__os_create(const char *name, const struct kv_os_create *c,
                   struct kv_os *o)
 {
 	mode_t mode = (mode_t)c->mode;
 	int rc;
+
+	/* A file's pages come from its file system, not tmpfs. */
+	if (c->huge && is_file_store(name))
+		return KV_ENOHUGE;
 
 	o->fd = open_object(name, O_RDWR | O_CREAT | O_EXCL, mode);
 	if (o->fd < 0)
@@ -183,7 +285,12 @@ int kv__os_create(const char *name, const struct kv_os_create *c,
 		rc = status_of_errno(errno);
 		goto fail;
 	}
-	int e = posix_fallocate(o->fd, 0, (off_t)c->size);
+	int e = c->huge ? huge_back(o->fd, c->size)
+	                : posix_fallocate(o->fd, 0, (off_t)c->size);
+	if (c->huge && e < 0) {
+		rc = e;
+		goto fail;
+	}
 	if (e != 0) {
 		rc = e == EINVAL || e == EOPNOTSUPP ? KV_ESYS
 		                                    : status_of_errno(e);

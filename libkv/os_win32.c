@@ -232,6 +232,10 @@ int kv__os_create(const char *name, const struct kv_os_create *c,
                   struct kv_os *o)
 {
 	init_os(o);
+	/* Large pages of a section need SeLockMemoryPrivilege and
+	 * SEC_LARGE_PAGES; not done. */
+	if (c->huge)
+		return KV_ENOHUGE;
 	PSECURITY_DESCRIPTOR sd = make_sd((c->mode & 0044) != 0);
 	SECURITY_ATTRIBUTES sa = {sizeof sa, sd, FALSE};
 	int rc = KV_OK;
@@ -426,6 +430,35 @@ void kv__os_unmap(void *base, uint64_t size)
 	(void)size;
 	if (base != NULL)
 		UnmapViewOfFile(base);
+}
+
+uint64_t kv__os_mem_page_size(const void *base, uint64_t size)
+{
+	SYSTEM_INFO si;
+	(void)base;
+	(void)size;
+	GetSystemInfo(&si);
+	return si.dwPageSize;
+}
+
+/* Warming (warm_posix.c) is not done on Windows: a view's pages are
+ * mapped on first touch and kept in the working set, and there is no
+ * cheap bulk call that fills the page tables without reading every
+ * page. KV_NOWARM is accepted and changes nothing. */
+void kv__warm_start(struct kv *kv)
+{
+	(void)kv;
+}
+
+void kv__warm_stop(struct kv *kv)
+{
+	(void)kv;
+}
+
+bool kv__warm_done(const struct kv *kv)
+{
+	(void)kv;
+	return true;
 }
 
 void kv__os_close(struct kv_os *o)

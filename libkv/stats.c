@@ -148,6 +148,7 @@ int kv_stats(kv_t *kv, struct kv_stats *out)
 	out->evict = (kv->hflags & KV_HF_NOEVICT) ? 0 : 1;
 	out->sweeps = ld(&h->sweeps);
 	out->sweep_ns = ld(&h->sweep_ns);
+	out->mem_page_size = kv__os_mem_page_size(kv->base, kv->size);
 	for (unsigned i = 0; i < 8; i++)
 		out->probe_hist[i] = ld(&h->probe_hist[i]);
 	out->hits = ld(&h->retired_hits) + ld(&kv->local_hits);

@@ -1132,6 +1132,7 @@ static PyObject *store_stats(pykv_store *s, PyObject *unused)
 	F(expired) F(recoveries) F(max_probe) F(created_ms) F(nclasses)
 	F(daemon_pid) F(evictions) F(page_moves) F(evict) F(item_header)
 	F(hits) F(misses) F(sweeps) F(sweep_ns) F(lock_repairs)
+	F(mem_page_size)
 #undef F
 	PyObject *hist = PyList_New(8);
 	if (hist == NULL)
