@@ -127,6 +127,12 @@ void cli_dump_verify(const unsigned char *buf, size_t len, uint32_t max_key,
 bool cli_dump_record_ttl(int64_t ttl, uint64_t dump_ms, uint64_t now,
                          uint64_t *ttl_ms);
 
+/* After "incompatible store format version": how to move the data. */
+#define CLI_EVERSION_HINT                                                      \
+	" (another version of kv made it: dump it with that version's "        \
+	"'kv dump FILE', then 'kv destroy --yes' and 'kv load FILE' with "      \
+	"this one)"
+
 /* Print "kv: <formatted>\n" on stderr: the one line of an error. */
 /* printf-style checking for mingw's C99 stdio too (__MINGW_PRINTF_FORMAT
  * is gnu_printf there). */

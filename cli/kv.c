@@ -305,12 +305,14 @@ int cli_open(const struct cli *cli, unsigned flags, kv_t **kv)
 	int rc = kv_open(cli->store, flags | KV_NOWARM, kv);
 
 	/* Attaching to a store marked destroyed fails only when its
-	 * destroyer died before removing the name: say how to finish. */
+	 * destroyer died before removing the name: say how to finish. A
+	 * store of another format: say how to carry its data over. */
 	if (rc != KV_OK)
 		cli_fail("store %s: %s%s", cli_quote(cli->store, true, q),
 		         kv_strerror(rc),
 		         rc == KV_EDESTROYED ? " (its name is left over: remove "
 		                               "it with 'kv destroy --yes')"
+		         : rc == KV_EVERSION ? CLI_EVERSION_HINT
 		                             : "");
 	return rc;
 }

@@ -120,6 +120,12 @@ static void fail_create(const struct kvd_config *cfg, int rc, int err)
 		         why);
 		break;
 	}
+	case KV_EVERSION:
+		kvd_fail("store '%s': %s (another version of kv made it: dump "
+		         "it with that version's 'kv dump FILE', remove it with "
+		         "'kv destroy --yes', start this kvd and 'kv load FILE')",
+		         cfg->store, kv_strerror(rc));
+		break;
 	case KV_EDESTROYED:
 		/* Its destroyer died before removing the name. */
 		kvd_fail("store '%s': %s; its name is left over: remove it "

@@ -174,6 +174,16 @@ static void test_bad_format_word(void **state)
 	other = word + (UINT32_C(1) << 24);
 	patch(path, 8, &other, sizeof(other));
 	expect_refused(s, "incompatible store format version");
+	/* And the way out is named, by kv and by kvd. */
+	expect_refused(s, "'kv dump FILE'");
+	{
+		struct h_result r;
+		h_kvd_run(&r, s, NULL);
+		H_ASSERT_EXIT(&r, 2);
+		H_ASSERT_ERR_HAS(&r, "incompatible store format version");
+		H_ASSERT_ERR_HAS(&r, "'kv dump FILE'");
+		h_result_free(&r);
+	}
 
 	/* Another build's mutex size or cache line: the same error. */
 	other = word ^ (UINT32_C(8) << 8);
