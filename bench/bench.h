@@ -200,8 +200,10 @@ static inline uint64_t bench_below(uint64_t *state, uint64_t n)
  *          holding the offset of the next; one dependent access at a time.
  *   indep: random lines whose addresses do not depend on earlier loads, so
  *          the core overlaps as many misses as it can.
+ * huge: back the buffer with 2 MiB pages, as a store made with
+ * KV_CREATE_HUGE (the size rounds up to them).
  */
-int bench_memlat(uint64_t bytes, double secs, uint64_t seed,
+int bench_memlat(uint64_t bytes, bool huge, double secs, uint64_t seed,
                  const volatile sig_atomic_t *stop,
                  struct bench_result *chase, struct bench_result *indep,
                  char *err, size_t errlen);

@@ -1461,7 +1461,7 @@ int main(int argc, char **argv)
 			kv_stats(kv, &st);
 			chase_bytes = st.buckets * 64 +
 			              st.pages_used * st.page_size;
-			if (bench_memlat(chase_bytes, o.seconds, o.seed,
+			if (bench_memlat(chase_bytes, o.huge, o.seconds, o.seed,
 			                 &stop, &chase, &ri, err,
 			                 sizeof err) != 0) {
 				fprintf(stderr, "kv-bench: %s: %s\n",

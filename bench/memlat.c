@@ -75,7 +75,7 @@ static void fill_result(struct bench_result *r, const char *phase,
 	r->p50_ns = r->p99_ns = r->p999_ns = NAN;
 }
 
-int bench_memlat(uint64_t bytes, double secs, uint64_t seed,
+int bench_memlat(uint64_t bytes, bool huge, double secs, uint64_t seed,
                  const volatile sig_atomic_t *stop,
                  struct bench_result *rc, struct bench_result *ri,
                  char *err, size_t errlen)
@@ -98,13 +98,34 @@ int bench_memlat(uint64_t bytes, double secs, uint64_t seed,
 	}
 	shm_unlink(name);
 	uint8_t *base = MAP_FAILED;
-	if ((errno = posix_fallocate(fd, 0, (off_t)bytes)) != 0) {
+	if (huge) {
+		/* As a store made with KV_CREATE_HUGE: 2 MiB pages of
+		 * /dev/shm, asked for before the first touch. */
+		uint64_t hp = 2u << 20;
+		bytes = (bytes + hp - 1) / hp * hp;
+		nlines = bytes / LINE;
+		if (ftruncate(fd, (off_t)bytes) != 0) {
+			snprintf(err, errlen, "size the buffer: %s",
+			         strerror(errno));
+			goto out;
+		}
+		base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+		            fd, 0);
+		if (base == MAP_FAILED ||
+		    madvise(base, bytes, MADV_HUGEPAGE) != 0 ||
+		    madvise(base, bytes, MADV_POPULATE_WRITE) != 0) {
+			snprintf(err, errlen, "a buffer of huge pages: %s",
+			         strerror(errno));
+			goto out;
+		}
+	} else if ((errno = posix_fallocate(fd, 0, (off_t)bytes)) != 0) {
 		snprintf(err, errlen, "reserve %llu bytes in /dev/shm: %s",
 		         (unsigned long long)bytes, strerror(errno));
 		goto out;
 	}
-	base = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-	            MAP_SHARED | MAP_POPULATE, fd, 0);
+	if (!huge)
+		base = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		            MAP_SHARED | MAP_POPULATE, fd, 0);
 	if (base == MAP_FAILED) {
 		snprintf(err, errlen, "mmap %llu bytes: %s",
 		         (unsigned long long)bytes, strerror(errno));
