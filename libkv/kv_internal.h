@@ -86,6 +86,8 @@ struct kv {
 	/* The background warm-up of this handle's page tables, or NULL
 	 * (warm_posix.c). */
 	struct kv_warm *warm;
+	/* Bytes per page backing the mapping (kv_stats), 0 until asked. */
+	_Atomic uint64_t mem_page;
 };
 
 /* KV_TSAN: a ThreadSanitizer build. Code that reads the mapping racily

@@ -106,6 +106,20 @@ void kv__count_get(struct kv *kv, bool hit)
 	atomic_store_explicit(c, ld(c) + 1, memory_order_relaxed);
 }
 
+/* What backs the mapping, found once per handle: the kernel tells only
+ * through /proc/self/smaps, whose every read walks all of this process's
+ * mappings (slow in a big process, and very slow under a sanitizer). The
+ * first kv_stats of the handle pays it; a store's backing never changes. */
+static uint64_t mem_page_size(struct kv *kv)
+{
+	uint64_t v = atomic_load_explicit(&kv->mem_page, memory_order_relaxed);
+	if (v == 0) {
+		v = kv__os_mem_page_size(kv->base, kv->size);
+		atomic_store_explicit(&kv->mem_page, v, memory_order_relaxed);
+	}
+	return v;
+}
+
 int kv_stats(kv_t *kv, struct kv_stats *out)
 {
 	if (kv == NULL || out == NULL)
@@ -148,7 +162,7 @@ int kv_stats(kv_t *kv, struct kv_stats *out)
 	out->evict = (kv->hflags & KV_HF_NOEVICT) ? 0 : 1;
 	out->sweeps = ld(&h->sweeps);
 	out->sweep_ns = ld(&h->sweep_ns);
-	out->mem_page_size = kv__os_mem_page_size(kv->base, kv->size);
+	out->mem_page_size = mem_page_size(kv);
 	for (unsigned i = 0; i < 8; i++)
 		out->probe_hist[i] = ld(&h->probe_hist[i]);
 	out->hits = ld(&h->retired_hits) + ld(&kv->local_hits);
