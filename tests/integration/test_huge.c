@@ -63,7 +63,8 @@ static void remount(const char *options)
 		         strerror(errno));
 }
 
-static uint64_t mem_page_size(const char *s)
+/* The store's kv_stats, through a handle of this process. */
+static struct kv_stats stats_of(const char *s)
 {
 	struct kv_stats st;
 	kv_t *kv = NULL;
@@ -71,18 +72,17 @@ static uint64_t mem_page_size(const char *s)
 	assert_int_equal(kv_open(s, KV_RDONLY | KV_NOWARM, &kv), KV_OK);
 	assert_int_equal(kv_stats(kv, &st), KV_OK);
 	kv_close(kv);
-	return st.mem_page_size;
+	return st;
+}
+
+static uint64_t mem_page_size(const char *s)
+{
+	return stats_of(s).mem_page_size;
 }
 
 static uint64_t map_size(const char *s)
 {
-	struct kv_stats st;
-	kv_t *kv = NULL;
-
-	assert_int_equal(kv_open(s, KV_RDONLY | KV_NOWARM, &kv), KV_OK);
-	assert_int_equal(kv_stats(kv, &st), KV_OK);
-	kv_close(kv);
-	return st.map_size;
+	return stats_of(s).map_size;
 }
 
 /* The store is gone: no object, and kv says so. */
