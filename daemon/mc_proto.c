@@ -94,6 +94,11 @@
  *   - stats shows what kv has a meaning for; conns and cachedump answer
  *     ERROR.
  *   - VERSION answers 1.6.18 (see MC_PROTO_VERSION).
+ *   - A command that starts with the binary protocol's magic byte (0x80)
+ *     gets SERVER_ERROR binary protocol is not supported and the
+ *     connection is closed: the binary protocol is not served, and such
+ *     a request has no line end to wait for. (memcached serves it, or
+ *     with -B ascii reads it as text and waits.)
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -127,6 +132,7 @@
 #define MC_OPAQUE_MAX 32       /* MFLAG_MAX_OPAQUE_LENGTH, 'O' included */
 #define MC_AUTH_MAX 16384      /* longest authentication token */
 #define MC_REALTIME_MAXDELTA 2592000 /* 30 days: larger exptimes are dates */
+#define MC_BINARY_MAGIC 0x80     /* first byte of a binary request */
 #define MC_CAS_TRIES 64        /* read-modify-write attempts under contention */
 #define MC_GET_TRIES 8         /* reads of one value that keeps growing */
 #define MC_META_HDR 1536       /* room for a meta reply line */
@@ -2578,6 +2584,15 @@ size_t mc_session_input(struct mc_session *s, const char *in, size_t n)
 			break;
 		switch (s->st) {
 		case ST_LINE: {
+			if ((unsigned char)p[0] == MC_BINARY_MAGIC) {
+				/* A binary-protocol request: it has no line
+				 * end to wait for, and its client cannot read
+				 * text. Say why and hang up. */
+				out_str(s, "SERVER_ERROR binary protocol is not "
+				           "supported");
+				s->closing = true;
+				return n;
+			}
 			size_t lim = avail < MC_MAX_LINE ? avail : MC_MAX_LINE;
 			const char *nl = memchr(p, '\n', lim);
 			if (nl != NULL)

@@ -629,6 +629,31 @@ static void test_misc_commands(void **state)
 	EXPECT(&f, "GET / HTTP/1.1\r\nHost: x\r\n", "");
 	assert_true(mc_session_closing(f.s));
 	fx_reconnect(&f);
+	/* a binary-protocol get (24-byte header, key "k"): refused at once,
+	 * though it has no line end, then hung up on; also after a text
+	 * command on the same connection */
+	static const char bin_get[25] = "\x80\x00\x00\x01\x00\x00\x00\x00"
+	                                "\x00\x00\x00\x01\x00\x00\x00\x00"
+	                                "\x00\x00\x00\x00\x00\x00\x00\x00k";
+	static const char bin_no[] =
+	    "SERVER_ERROR binary protocol is not supported\r\n";
+	for (size_t first = 1; first <= sizeof bin_get; first += 8) {
+		struct bytes got = feed(&f, bin_get, first, 0);
+		expect_bytes(bin_get, first, &got, bin_no, strlen(bin_no),
+		             __FILE__, __LINE__);
+		h_free(got.p);
+		assert_true(mc_session_closing(f.s));
+		fx_reconnect(&f);
+	}
+	EXPECT(&f, "version\r\n", "VERSION 1.6.18\r\n");
+	{
+		struct bytes got = feed(&f, bin_get, sizeof bin_get, 0);
+		expect_bytes(bin_get, sizeof bin_get, &got, bin_no,
+		             strlen(bin_no), __FILE__, __LINE__);
+		h_free(got.p);
+	}
+	assert_true(mc_session_closing(f.s));
+	fx_reconnect(&f);
 	/* offering nothing is allowed and does nothing */
 	assert_int_equal(mc_session_input(f.s, "", 0), 0);
 	fx_close(&f);
