@@ -916,6 +916,19 @@ bool h_wait_for(bool (*cond)(void *ctx), void *ctx, int timeout_ms)
 	}
 }
 
+int h_timeout_ms(int ms)
+{
+	static int scale;
+
+	if (scale == 0) {
+		const char *e = getenv("KV_TEST_TIMEOUT_SCALE");
+		long v = e != NULL ? strtol(e, NULL, 10) : 1;
+
+		scale = v >= 1 && v <= 20 ? (int)v : 1;
+	}
+	return ms * scale;
+}
+
 /* ------------------------------------------------------------------------
  * kv and kvd
  */

@@ -129,8 +129,12 @@ struct h_result {
 	char *cmd;       /* the command line, for messages */
 };
 
-/* Default timeout for h_run and h_wait, in milliseconds. */
-#define H_TIMEOUT_MS 10000
+/* Default timeout for h_run and h_wait, in milliseconds: ten seconds,
+ * times $KV_TEST_TIMEOUT_SCALE where that is set (meson sets it for the
+ * sanitizer builds, whose processes start and run several times slower).
+ * It is a hang detector, never a speed check. */
+int h_timeout_ms(int ms);
+#define H_TIMEOUT_MS h_timeout_ms(10000)
 
 /* Start argv[0] (a path, or looked up in PATH) with argv. Registered, so
  * h_cleanup() kills it if the test does not. Fails the test if fork/exec
