@@ -76,6 +76,10 @@ int cli_incr(const struct cli *cli);
 int cli_decr(const struct cli *cli);
 int cli_info(const struct cli *cli);
 int cli_flush(const struct cli *cli);
+int cli_resize(const struct cli *cli);
+
+/* "64.0 MiB", with the exact count when one decimal hides some of it. */
+void cli_format_bytes(uint64_t n, char *buf, size_t cap);
 int cli_keys(const struct cli *cli);
 int cli_dump(const struct cli *cli);
 int cli_load(const struct cli *cli);

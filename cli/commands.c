@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "size.h"
 #include "daemon.h"
 #include "kv_internal.h"
 
@@ -526,6 +527,72 @@ int cli_flush(const struct cli *cli)
 		goto out;
 	}
 	printf("removed %" PRIu64 " key%s\n", removed, removed == 1 ? "" : "s");
+	status = CLI_OK;
+out:
+	kv_close(kv);
+	return status;
+}
+
+int cli_resize(const struct cli *cli)
+{
+	char q[CLI_QUOTE_MAX], from[64], to[64], lim[64];
+	struct kv_stats before, after;
+	const char *why;
+	uint64_t size;
+	kv_t *kv = NULL;
+	int rc, status = CLI_ERROR;
+
+	cli_quote(cli->store, true, q);
+	if (kv_size_parse(cli->arg[0], &size, &why) != 0) {
+		cli_fail("resize: '%s': %s", cli->arg[0], why);
+		return CLI_ERROR;
+	}
+	if (cli_open(cli, KV_RDWR, &kv) != KV_OK)
+		goto out;
+	rc = kv_stats(kv, &before);
+	if (rc == KV_OK)
+		rc = kv_resize(kv, size);
+	if (rc == KV_OK)
+		rc = kv_stats(kv, &after);
+	cli_format_bytes(before.map_size, from, sizeof from);
+	cli_format_bytes(size, to, sizeof to);
+	switch (rc) {
+	case KV_OK:
+		break;
+	case KV_ENOTSUP:
+		if (size < before.map_size)
+			cli_fail("resize: store %s is %s; a live store cannot "
+			         "shrink. To make it smaller: kv dump FILE, kv "
+			         "destroy --yes, start kvd with --size %s, kv "
+			         "load FILE",
+			         q, from, cli->arg[0]);
+		else
+			cli_fail("resize: store %s: stores do not grow on this "
+			         "platform", q);
+		goto out;
+	case KV_ETOOBIG:
+		cli_format_bytes(before.max_size, lim, sizeof lim);
+		cli_fail("resize: store %s may grow to %s at most (its limit, "
+		         "set when it was made: kvd --max-size)",
+		         q, lim);
+		goto out;
+	case KV_ETOOSMALL:
+		cli_fail("resize: store %s is %s: %s is too small a step (the "
+		         "new index must fit past the current end; grow by "
+		         "at least a tenth)",
+		         q, from, to);
+		goto out;
+	default:
+		cli_fail("resize: store %s: %s", q, kv_strerror(rc));
+		goto out;
+	}
+	cli_format_bytes(after.map_size, to, sizeof to);
+	if (after.map_size == before.map_size)
+		printf("store %s is already %s\n", q, to);
+	else
+		printf("resized store %s from %s to %s: %" PRIu64
+		       " buckets, %" PRIu64 " pages\n",
+		       q, from, to, after.buckets, after.pages_total);
 	status = CLI_OK;
 out:
 	kv_close(kv);

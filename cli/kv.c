@@ -187,6 +187,15 @@ static const struct command commands[] = {
 	  "                       many, and still exit 2. Damage that only the\n"
 	  "                       checksum shows cannot be located: nothing loads\n"
 	  "  -f, --force          read from a terminal anyway\n" },
+	{ "resize", cli_resize, 0, 1, 1, "resize [-s NAME] SIZE",
+	  "Grow the store to SIZE (bytes, or with a suffix: 256M, 4G) while it\n"
+	  "serves: every process attached goes on reading and writing and\n"
+	  "follows the new size by itself; kvd keeps running. The index grows in\n"
+	  "proportion, so the store holds proportionally more keys. Writers wait\n"
+	  "while the index is rebuilt (about 0.2 s per million keys); readers do\n"
+	  "not. A store grows up to its limit, set when it was made (kvd\n"
+	  "--max-size; 16 times its size by default); it does not shrink while\n"
+	  "live (dump, destroy, create smaller, load).\n" },
 	{ "destroy", cli_destroy, BIT(OPT_YES), 0, 0, "destroy [-s NAME] --yes",
 	  "Remove the store and all its data (gone once every process has\n"
 	  "detached). There is no prompt: -y or --yes is required.\n" },
@@ -213,6 +222,7 @@ static const char usage_text[] =
 	"  stats [--json]       print the store's sizes, counters, size classes\n"
 	"  check                verify every invariant of the store\n"
 	"  flush --yes          remove every key\n"
+	"  resize SIZE          grow the store while it serves\n"
 	"  dump [FILE]          write every key, value and TTL to FILE or stdout\n"
 	"  load [FILE]          put every key of a dump from FILE or stdin\n"
 	"  destroy --yes        remove the store and all its data\n"

@@ -29,8 +29,8 @@
  * everything before probe_hist, which is printed on its own (an array);
  * add the new field to one or the other. */
 static_assert(offsetof(struct kv_stats, probe_hist) == 216 &&
-                  offsetof(struct kv_stats, mem_page_size) == 280 &&
-                  sizeof(struct kv_stats) == 288,
+                  offsetof(struct kv_stats, resizes) == 296 &&
+                  sizeof(struct kv_stats) == 304,
               "struct kv_stats changed: update fields[] in cli/stats.c");
 static_assert(offsetof(struct kv_class_stats, reserved) == 32 &&
                   sizeof(struct kv_class_stats) == 64,
@@ -68,7 +68,8 @@ static const struct field fields[] = {
 	U32(evict, POLICY),         U64(hits, COUNT),
 	U64(misses, COUNT),         U64(sweeps, COUNT),
 	U64(sweep_ns, NS),          U64(lock_repairs, COUNT),
-	U64(mem_page_size, BYTES),
+	U64(mem_page_size, BYTES),  U64(max_size, BYTES),
+	U64(resizes, COUNT),
 };
 
 #define NFIELDS (sizeof fields / sizeof fields[0])
@@ -126,7 +127,7 @@ static uint64_t field_value(const struct kv_stats *st, const struct field *f)
 
 /* "64.0 MiB"; the exact count follows when one decimal hides some of it,
  * as in "1.0 MiB (1056768)", since an operator may need the real figure. */
-static void format_bytes(uint64_t n, char *buf, size_t cap)
+void cli_format_bytes(uint64_t n, char *buf, size_t cap)
 {
 	static const char *const units[] = { "KiB", "MiB", "GiB",
 		                             "TiB", "PiB", "EiB" };
@@ -164,7 +165,7 @@ static void format_field(const struct field *f, uint64_t v, char *text,
 {
 	switch (f->kind) {
 	case BYTES:
-		format_bytes(v, text, cap);
+		cli_format_bytes(v, text, cap);
 		break;
 	case TIME_MS:
 		format_time(v, text, cap);
@@ -223,13 +224,13 @@ static void print_human(const char *store, const struct kv_stats *st,
 	printf("%-*s %s\n", NAME_WIDTH, "eviction_policy",
 	       st->evict ? "evict (when full, the least recently used go)"
 	                 : "noevict (when full, puts fail)");
-	format_bytes(d->index_bytes, text, sizeof text);
+	cli_format_bytes(d->index_bytes, text, sizeof text);
 	printf("%-*s %s (buckets * %u)\n", NAME_WIDTH, "index_bytes", text,
 	       BUCKET_BYTES);
-	format_bytes(d->used_bytes, text, sizeof text);
+	cli_format_bytes(d->used_bytes, text, sizeof text);
 	printf("%-*s %s (data_used + index_bytes)\n", NAME_WIDTH, "used_bytes",
 	       text);
-	format_bytes(d->overhead, text, sizeof text);
+	cli_format_bytes(d->overhead, text, sizeof text);
 	printf("%-*s %s (used_bytes - key_bytes - value_bytes)\n", NAME_WIDTH,
 	       "overhead_bytes", text);
 	if (d->per_item < 0)
@@ -237,7 +238,7 @@ static void print_human(const char *store, const struct kv_stats *st,
 	else
 		printf("%-*s %.1f B\n", NAME_WIDTH, "overhead_per_item",
 		       d->per_item);
-	format_bytes(d->capacity, text, sizeof text);
+	cli_format_bytes(d->capacity, text, sizeof text);
 	printf("%-*s %s (data_bytes + index_bytes)\n", NAME_WIDTH,
 	       "capacity_bytes", text);
 

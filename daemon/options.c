@@ -27,6 +27,7 @@
 #include <strings.h>
 
 #include "kvd.h"
+#include "../cli/size.h"
 #include "sys.h"
 
 #define DEFAULT_STORE "default"
@@ -45,6 +46,7 @@ enum {
 	OPT_IDLE_TIMEOUT,
 	OPT_AUTH_FILE,
 	OPT_HUGE_PAGES,
+	OPT_MAX_SIZE,
 };
 
 /* The short options, for getopt_long (after its ':'). */
@@ -67,6 +69,7 @@ static const struct option long_options[] = {
 	{"group", required_argument, NULL, OPT_GROUP},
 	{"max-value", required_argument, NULL, OPT_MAX_VALUE},
 	{"max-items", required_argument, NULL, OPT_MAX_ITEMS},
+	{"max-size", required_argument, NULL, OPT_MAX_SIZE},
 	{"huge-pages", no_argument, NULL, OPT_HUGE_PAGES},
 	{"daemon", no_argument, NULL, 'd'},
 	{"pidfile", required_argument, NULL, OPT_PIDFILE},
@@ -95,6 +98,8 @@ static void usage(FILE *out)
 	    "      --max-value BYTES  largest value (default 1M; size/64 under 64M)\n"
 	    "      --max-items N      size the index for N keys (default: from\n"
 	    "                         --size)\n"
+	    "      --max-size BYTES   how large 'kv resize' may grow the store\n"
+	    "                         (default 16 x size, at least 16G)\n"
 	    "      --huge-pages       back a new store with 2 MiB huge pages\n"
 	    "                         (Linux; /dev/shm must be mounted with\n"
 	    "                         huge=advise); an error if none are given\n"
@@ -167,43 +172,7 @@ static const char *long_name(int val)
 
 int kvd_parse_size(const char *s, uint64_t *out, const char **why)
 {
-	const char *p = s;
-	uint64_t v = 0;
-	unsigned shift = 0;
-
-	*why = "not a size (use bytes or a suffix: 64M, 4G, 512KiB)";
-	if (*p < '0' || *p > '9')
-		return -1;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		unsigned d = (unsigned)(*p - '0');
-
-		if (v > (UINT64_MAX - d) / 10)
-			goto too_large;
-		v = v * 10 + d;
-	}
-	switch (*p) {
-	case 'k': case 'K': shift = 10; p++; break;
-	case 'm': case 'M': shift = 20; p++; break;
-	case 'g': case 'G': shift = 30; p++; break;
-	case 't': case 'T': shift = 40; p++; break;
-	default: break;
-	}
-	/* "B" after anything; "iB" only after a multiplier ("4iB" is junk). */
-	if (*p != '\0' && strcasecmp(p, "b") != 0 &&
-	    !(shift > 0 && strcasecmp(p, "ib") == 0))
-		return -1;
-	if (v == 0) {
-		*why = "must be greater than zero";
-		return -1;
-	}
-	if (v > (UINT64_MAX >> shift))
-		goto too_large;
-	*out = v << shift;
-	return 0;
-
-too_large:
-	*why = "too large";
-	return -1;
+	return kv_size_parse(s, out, why) == 0 ? 0 : -1;
 }
 
 int kvd_parse_count(const char *s, uint64_t *out, bool allow_zero,
@@ -510,6 +479,15 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 			break;
 		case OPT_HUGE_PAGES:
 			cfg->opts.flags |= KV_CREATE_HUGE;
+			break;
+		case OPT_MAX_SIZE:
+			if (kvd_parse_size(optarg, &v, &why) != 0)
+				goto bad_value;
+			if (v > (UINT64_C(1) << 40)) {
+				why = "larger than the limit of 1T";
+				goto bad_value;
+			}
+			cfg->opts.max_size = v;
 			break;
 		case OPT_MODE:
 			if (kvd_parse_mode(optarg, &cfg->opts.mode, &why) != 0)

@@ -98,7 +98,8 @@ extern "C" {
 	XX(EOWNER, -30, "store is owned by another user")                      \
 	XX(ESYMLINK, -31, "store path is a symbolic link")                     \
 	XX(EDESTROYED, -32, "store was destroyed; attach to it again")         \
-	XX(ENOHUGE, -33, "huge pages are not available for the store")
+	XX(ENOHUGE, -33, "huge pages are not available for the store")        \
+	XX(ENOTSUP, -34, "not supported for this store")
 
 enum kv_status {
 	KV_OK = 0,
@@ -128,7 +129,11 @@ struct kv_options {
 	uint64_t max_items; /* index sized for this many keys; default from size */
 	uint32_t flags;     /* KV_CREATE_... */
 	uint32_t gid;       /* with KV_CREATE_GID: the store's group */
-	uint32_t reserved[6];
+	uint64_t max_size;  /* how large kv_resize may grow it; default 16
+	                     * times size, at least 16 GiB, at most 1 TiB.
+	                     * Every process attached reserves this much
+	                     * address space (not memory) */
+	uint32_t reserved[4];
 };
 
 #define KV_CREATE_EXCL 0x1u /* fail with KV_ESTOREEXISTS rather than adopt */
@@ -207,6 +212,8 @@ struct kv_stats {
 	 * process maps it: 2097152 when huge pages back it, else the
 	 * system's page size. */
 	uint64_t mem_page_size;
+	uint64_t max_size;       /* how large kv_resize may grow the store */
+	uint64_t resizes;        /* times it has been resized */
 };
 
 /* Create a store, or adopt an existing compatible one with its data (unless
@@ -250,6 +257,21 @@ KV_API void kv_close(kv_t *kv);
  * Returns KV_OK; KV_ENAME, KV_ENOSTORE, KV_EPERM, KV_ENOFD, KV_ENOMEM,
  * KV_ESYS. */
 KV_API int kv_destroy(const char *name);
+
+/* Grow the store to size bytes (rounded down to 4 KiB) while it serves:
+ * every process attached goes on reading and writing, and follows the new
+ * size by itself at its next call; the index grows in proportion, so the
+ * store holds proportionally more keys at the same probe lengths. Writers
+ * wait while the index is rebuilt (about 0.2 s per million keys); lock-free
+ * readers do not. A writer killed at any point leaves the store as it was
+ * or grown, never in between. Returns KV_OK (also when size is the
+ * current size); KV_ENOTSUP (size is smaller: a live store does not
+ * shrink yet; or Windows, whose sections have a fixed size); KV_ETOOBIG
+ * (beyond the store's growth limit, kv_options.max_size); KV_ETOOSMALL
+ * (too small a step: the new index must fit past the current end);
+ * KV_ENOSPC; KV_ERDONLY; KV_EBUSY; KV_ECORRUPT; KV_EDESTROYED;
+ * KV_ENOMEM; KV_ESYS. */
+KV_API int kv_resize(kv_t *kv, uint64_t size);
 
 /* Copy the value of key into buf[0..cap). *vlen receives the value's length
  * in every case where the key was found, so a caller may size a buffer by

@@ -69,7 +69,10 @@ static int lookup(kv_t *kv, const void *key, size_t klen, uint64_t h,
 {
 	if (kv__dead(kv))
 		return KV_EDESTROYED;
-	int rc = kv__lookup(kv, key, klen, h, false, r);
+	int rc = kv__sync(kv);
+	if (rc != KV_OK)
+		return rc;
+	rc = kv__lookup(kv, key, klen, h, false, r);
 	if (rc == KV_EBUSY && !kv->rdonly &&
 	    (r->deadline == 0 || kv__os_mono_ns() < r->deadline)) {
 		rc = kv__lock_until(kv, r->deadline);

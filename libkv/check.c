@@ -406,6 +406,9 @@ int kv_check(kv_t *kv, void (*report)(void *ctx, const char *problem),
 		return KV_EINVAL;
 	if (kv__dead(kv))
 		return KV_EDESTROYED;
+	int src = kv__sync(kv);
+	if (src != KV_OK)
+		return src;
 	if (!kv->rdonly) {
 		/* Taking the lock repairs a stale or damaged one. */
 		int rc = kv__lock(kv);

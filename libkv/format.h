@@ -12,6 +12,7 @@
  *           |   0x000 magic "KVSTORE\0" (written last)    |  robust mutex,
  *           |   0x008 format word                         |  counters
  *           |   0x068 life: set when destroyed            |
+ *           |   0x070 gen: bumped by each resize          |
  *           |   0x080 robust process-shared mutex (64 B)  |
  *           |   0x0c0 kvd, lock record, boot, repair word |
  *   0x1000  +---------------------------------------------+
@@ -22,18 +23,26 @@
  *   0x8000  +---------------------------------------------+
  *           | struct kv_rstat[512]    (32 KiB)            |  readers' hit and
  *           |                                             |  miss counters
- *  0x10000  +---------------------------------------------+  = index_off
+ *  0x10000  +---------------------------------------------+  = arena_off
+ *           | page 0 | page 1 | ... | page npages-1       |  items
+ *           +---------------------------------------------+  = index_off
  *           | struct kv_bucket[nbuckets]  (64 B each)     |  the hash index
  *           +---------------------------------------------+  = ptab_off
  *           | struct kv_page[npages]      (32 B each)     |  page -> class
- *           +--- aligned to 4 KiB ------------------------+  = arena_off
- *           | page 0 | page 1 | ... | page npages-1       |  items
- *           +---------------------------------------------+  <= map_size
+ *           +--- padded to a whole number of pages -------+  <= map_size
+ *
+ * The index and page table come after the arena, and together fill whole
+ * pages, so that growing the store (resize.c) can build a bigger index and
+ * page table past the old end of the mapping and then hand the old ones'
+ * bytes to the arena as ordinary pages: the arena stays one run of pages.
  *
  * Who guards what
- *   - Geometry (magic .. class sizes) is written once by the creator before
- *     the magic is published and never changes: read it once at attach time,
- *     validate it, and keep a private copy.
+ *   - Geometry (magic .. class sizes) is written by the creator before
+ *     the magic is published. Most of it never changes; map_size,
+ *     index_off, nbuckets, ptab_off and npages change only when the store
+ *     is resized, under the lock and through the journal, with gen
+ *     bumped last (resize.c). Read it at attach time and whenever gen
+ *     moves, validate it, and keep a private copy.
  *   - Everything else is guarded by the writer lock (os.h) and changed
  *     only through the redo journal (see lock.c), except bucket sequence
  *     counters, which writers bump around each change so lock-free readers
@@ -57,12 +66,14 @@
 #include "os.h" /* KV_OS_LOCK_KIND */
 
 /* Bump whenever any byte of the layout or any protocol on it changes. */
-#define KV_FORMAT_VERSION 3u
+#define KV_FORMAT_VERSION 4u
 /* Changes:
  *   1  first format.
  *   2  the store's life word (destroyed stores), the lock record, the
  *      boot tag and the repair word (stale locks); see struct kv_hdr.
- *   3  items may carry 32 bits of client flags (KV_IF_CFLAGS). */
+ *   3  items may carry 32 bits of client flags (KV_IF_CFLAGS).
+ *   4  the index and page table follow the arena; gen and max_map in the
+ *      header; stores grow online (resize.c). */
 
 /* The format word folds the layout version with the ABI facts the layout
  * depends on, so a store made by a build with another writer lock (a
@@ -88,7 +99,7 @@
 #define KV_JOURNAL_OFF 0x3000u
 #define KV_RSTAT_OFF 0x8000u
 #define KV_RSTAT_SLOTS 512u
-#define KV_INDEX_OFF 0x10000u
+#define KV_ARENA_OFF 0x10000u
 
 /* ------------------------------------------------------------------------
  * Header. 4 KiB at offset 0.
@@ -101,10 +112,13 @@ struct kv_hdr {
 	uint64_t map_size;      /* 0x010 bytes of the whole mapping */
 	uint64_t seed;          /* 0x018 XXH3 seed, random per store */
 	uint64_t created_ms;    /* 0x020 creation time, ms since the epoch */
+	/* map_size, index_off, nbuckets, ptab_off and npages change when
+	 * the store is resized: through the journal, under the lock, before
+	 * gen. */
 	uint64_t index_off;     /* 0x028 offset of bucket 0 */
 	uint64_t nbuckets;      /* 0x030 at least 64 */
 	uint64_t ptab_off;      /* 0x038 offset of the page table */
-	uint64_t arena_off;     /* 0x040 offset of page 0 */
+	uint64_t arena_off;     /* 0x040 offset of page 0: KV_ARENA_OFF */
 	uint64_t npages;        /* 0x048 pages in the arena */
 	uint32_t page_size;     /* 0x050 bytes per page, multiple of 4 KiB */
 	uint32_t nclasses;      /* 0x054 size classes in use */
@@ -116,12 +130,20 @@ struct kv_hdr {
 	 * cleared) by kv_destroy before it unlinks the store, and by kvd when
 	 * it finds the store unlinked: every attached handle checks it at
 	 * each call, so nobody goes on reading or writing a store that a new
-	 * one of the same name has replaced. The low bits are kept zero
-	 * (room for a generation that attached processes can watch). It
-	 * shares the geometry's line, which nothing else writes, so the
+	 * one of the same name has replaced. The low bits are kept zero.
+	 * It shares the geometry's line, which nothing else writes, so the
 	 * check costs readers no cache miss. */
 	_Atomic uint64_t life;  /* 0x068 */
-	uint64_t reserved0b[2]; /* 0x070 zero */
+	/* 0x070: the geometry's generation, bumped (last, through the
+	 * journal) by each resize. Every handle compares it with the one its
+	 * private geometry belongs to at each call, and a lock-free read
+	 * checks it again after its copy, so nobody acts on an index that a
+	 * resize has retired (resize.c). Same line as life: no extra miss. */
+	_Atomic uint64_t gen;   /* 0x070 */
+	/* 0x078: how large the store may grow, set at creation: every
+	 * attacher reserves this much address space, so that growing never
+	 * moves a mapping other threads are reading. */
+	uint64_t max_map;       /* 0x078 */
 
 	/* 0x080: the platform's writer lock, alone in its cache line (os.h):
 	 * a glibc robust mutex on Linux (lock_posix.c); unused on Windows,
@@ -205,6 +227,8 @@ static_assert(offsetof(struct kv_hdr, page_size) == 0x050, "layout");
 static_assert(offsetof(struct kv_hdr, flags) == 0x060, "layout");
 static_assert(offsetof(struct kv_hdr, lock) == 0x080, "layout");
 static_assert(offsetof(struct kv_hdr, life) == 0x068, "layout");
+static_assert(offsetof(struct kv_hdr, gen) == 0x070, "layout");
+static_assert(offsetof(struct kv_hdr, max_map) == 0x078, "layout");
 static_assert(offsetof(struct kv_hdr, daemon_pid) == 0x0c0, "layout");
 static_assert(offsetof(struct kv_hdr, owner_tid) == 0x0c4, "layout");
 static_assert(offsetof(struct kv_hdr, owner_start) == 0x0d0, "layout");
@@ -327,8 +351,8 @@ struct kv_rstat {
 
 static_assert(sizeof(struct kv_rstat) == KV_CACHELINE, "one line each");
 static_assert(KV_RSTAT_OFF + KV_RSTAT_SLOTS * sizeof(struct kv_rstat) ==
-                  KV_INDEX_OFF,
-              "reader counters end where the index starts");
+                  KV_ARENA_OFF,
+              "reader counters end where the arena starts");
 
 /* ------------------------------------------------------------------------
  * Index bucket: one cache line. A slot is 0 when empty, else

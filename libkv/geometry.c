@@ -14,8 +14,6 @@
 
 #include "kv_internal.h"
 
-#define KV_MAX_MAP (UINT64_C(1) << KV_SLOT_OFF_BITS) /* 1 TiB */
-
 static uint64_t round_up(uint64_t v, uint64_t a)
 {
 	return (v + a - 1) / a * a;
@@ -78,7 +76,6 @@ int kv__geometry(uint64_t map_size, uint32_t max_value, uint64_t max_items,
 	int rc = kv__classes(max_value, g);
 	if (rc != KV_OK)
 		return rc;
-	uint64_t page = g->page_size;
 
 	/* Index: sized for max_items at a 4/5 load, else about 1/16 of the
 	 * store, which suits items of a hundred or so bytes. At 7/8 the tail
@@ -95,28 +92,39 @@ int kv__geometry(uint64_t map_size, uint32_t max_value, uint64_t max_items,
 	}
 	if (nb < 64)
 		nb = 64;
-	g->nbuckets = nb;
-	g->index_off = KV_INDEX_OFF;
-	g->ptab_off = g->index_off + nb * KV_CACHELINE;
-	if (g->ptab_off >= map_size)
-		return KV_ETOOSMALL;
+	return kv__layout(map_size, nb, g);
+}
 
-	/* Pages: the page table and the arena share what is left. */
-	uint64_t left = map_size - g->ptab_off;
+uint64_t kv__tail_bytes(uint64_t nbuckets, uint64_t npages,
+                        uint32_t page_size)
+{
+	return round_up(nbuckets * KV_CACHELINE +
+	                    npages * sizeof(struct kv_page),
+	                page_size);
+}
+
+int kv__layout(uint64_t map_size, uint64_t nb, struct kv_geometry *g)
+{
+	uint64_t page = g->page_size;
+	/* Pages first, then the index and the page table, padded to whole
+	 * pages: as many pages as leave room for that tail. */
+	if (map_size > KV_MAX_MAP)
+		return KV_ETOOBIG;
+	if (nb > map_size / KV_CACHELINE ||
+	    map_size < KV_ARENA_OFF + nb * KV_CACHELINE)
+		return KV_ETOOSMALL;
+	uint64_t left = map_size - KV_ARENA_OFF - nb * KV_CACHELINE;
 	uint64_t np = left / (page + sizeof(struct kv_page));
-	while (np > 0) {
-		uint64_t arena = round_up(g->ptab_off +
-		                              np * sizeof(struct kv_page),
-		                          KV_PAGE_ALIGN);
-		if (arena + np * page <= map_size) {
-			g->arena_off = arena;
-			break;
-		}
+	while (np > 0 && np * page + kv__tail_bytes(nb, np, g->page_size) >
+	                     map_size - KV_ARENA_OFF)
 		np--;
-	}
 	if (np < 2)
 		return KV_ETOOSMALL;
+	g->nbuckets = nb;
 	g->npages = np;
+	g->arena_off = KV_ARENA_OFF;
+	g->index_off = KV_ARENA_OFF + np * page;
+	g->ptab_off = g->index_off + nb * KV_CACHELINE;
 	g->map_size = map_size;
 	return KV_OK;
 }
@@ -149,4 +157,13 @@ uint64_t kv__now_ms(void)
 void kv__set_test_clock(uint64_t ms)
 {
 	atomic_store_explicit(&test_clock, ms, memory_order_relaxed);
+}
+
+uint64_t kv__default_max_map(uint64_t map_size)
+{
+	uint64_t floor = UINT64_C(16) << 30;
+	uint64_t m = map_size <= KV_MAX_MAP / 16 ? map_size * 16 : KV_MAX_MAP;
+	if (m < floor)
+		m = floor;
+	return m < KV_MAX_MAP ? m : KV_MAX_MAP;
 }

@@ -145,18 +145,19 @@ static bool backoff(struct kv_backoff *bo, bool rdonly)
  * even then the read stays within the arena. The chunk must also sit on
  * its class's grid within its page. Loads of the handle's private class
  * table and two divisions: cheap enough for the read path. */
-static inline bool item_in_bounds(const struct kv *kv, uint64_t off,
+static inline bool item_in_bounds(const struct kv *kv,
+                                  const struct kv_ix *ix, uint64_t off,
                                   uint8_t cls, uint64_t hlen, uint64_t klen,
                                   uint64_t vlen)
 {
 	if (off < kv->arena_off || off % KV_CHUNK_ALIGN != 0 ||
-	    off > kv->arena_end - KV_ITEM_HDR || cls >= kv->nclasses)
+	    off > ix->arena_end - KV_ITEM_HDR || cls >= kv->nclasses)
 		return false;
 	uint64_t total = hlen + klen + vlen;
 	uint64_t size = kv->class_size[cls];
 	uint64_t below = cls == 0 ? 0 : kv->class_size[cls - 1];
 	if (vlen > kv->max_value || total <= below || total > size ||
-	    total > kv->arena_end - off)
+	    total > ix->arena_end - off)
 		return false;
 	/* And the chunk must sit on its class's grid within its page, so a
 	 * damaged slot offset into the middle of a chunk is refused too. */
@@ -164,18 +165,21 @@ static inline bool item_in_bounds(const struct kv *kv, uint64_t off,
 	return in % size == 0 && in / size < kv->class_per_page[cls];
 }
 
-KV_RACY int kv__lookup(struct kv *kv, const void *key, size_t klen,
-                       uint64_t hash, bool locked, struct kv_read *r)
+KV_RACY static bool ix_current(const struct kv *kv, const struct kv_ix *ix);
+
+KV_RACY static int lookup_ix(struct kv *kv, const struct kv_ix *ix,
+                              const void *key, size_t klen, uint64_t hash,
+                              bool locked, struct kv_read *r)
 {
 	uint16_t tag = tag_of(hash);
-	uint64_t home = kv__home(kv, hash);
-	uint64_t maxd = KV_PATH_BUCKETS(kv);
+	uint64_t home = kv__ixhome(ix, hash);
+	uint64_t maxd = KV_PATH_BUCKETS(ix);
 	uint32_t seen[KV_MAX_PROBE + 1]; /* seq of each bucket passed */
 	struct kv_backoff bo = {0, 0, r->deadline};
 
 restart:
 	for (uint64_t d = 0; d < maxd; d++) {
-		struct kv_bucket *bk = kv__bucket(kv, kv__badd(kv, home, d));
+		struct kv_bucket *bk = kv__ixbucket(kv, ix, kv__ixbadd(ix, home, d));
 		uint32_t s1 = atomic_load_explicit(&bk->seq,
 		                                   memory_order_acquire);
 		if (!locked && (s1 & 1u))
@@ -193,14 +197,14 @@ restart:
 			uint8_t fl = 0;
 			bool ok = off >= kv->arena_off &&
 			          off % KV_CHUNK_ALIGN == 0 &&
-			          off <= kv->arena_end - KV_ITEM_HDR;
+			          off <= ix->arena_end - KV_ITEM_HDR;
 			if (ok) {
 				ik = it->klen;
 				iv = it->vlen;
 				fl = it->flags;
 				hl = kv_item_hdr_len(fl);
 				ok = (fl & ~KV_IF_KNOWN) == 0 &&
-				     item_in_bounds(kv, off, it->cls, hl, ik,
+				     item_in_bounds(kv, ix, off, it->cls, hl, ik,
 				                    iv);
 			}
 			if (!ok) {
@@ -237,7 +241,8 @@ restart:
 			/* Tell eviction this key is in use: one CAS, and only
 			 * when the bit is clear, so hot keys cost no shared
 			 * writes between sweeps. A read-only mapping cannot. */
-			if (!(w & KV_SLOT_REF) && !kv->rdonly)
+			if (!(w & KV_SLOT_REF) && !kv->rdonly &&
+			    ix_current(kv, ix))
 				atomic_compare_exchange_strong_explicit(
 				    &bk->slot[s], &w, w | KV_SLOT_REF,
 				    memory_order_relaxed, memory_order_relaxed);
@@ -261,7 +266,7 @@ restart:
 		 * already passed. Any change on the path means look again. */
 		for (uint64_t e = 0; !locked && e < d; e++) {
 			struct kv_bucket *pb =
-			    kv__bucket(kv, kv__badd(kv, home, e));
+			    kv__ixbucket(kv, ix, kv__ixbadd(ix, home, e));
 			if (atomic_load_explicit(&pb->seq,
 			                         memory_order_relaxed) != seen[e])
 				goto retry;
@@ -275,14 +280,42 @@ retry:
 	goto restart;
 }
 
+/* Is the snapshot a lock-free read used still the store's geometry? Asked
+ * after the read, behind an acquire fence: a resize publishes gen after
+ * everything the read could have seen of the new layout, and every write
+ * made under the new layout comes after it. */
+KV_RACY static bool ix_current(const struct kv *kv, const struct kv_ix *ix)
+{
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(&kv__hdr(kv)->gen, memory_order_relaxed) ==
+	       ix->gen;
+}
+
+int kv__lookup(struct kv *kv, const void *key, size_t klen, uint64_t hash,
+               bool locked, struct kv_read *r)
+{
+	for (;;) {
+		const struct kv_ix *ix =
+		    atomic_load_explicit(&kv->ix, memory_order_acquire);
+		int rc = lookup_ix(kv, ix, key, klen, hash, locked, r);
+		/* Under the lock the handle's geometry is the store's. */
+		if (locked || ix_current(kv, ix))
+			return rc;
+		rc = kv__sync_slow(kv);
+		if (rc != KV_OK)
+			return rc;
+	}
+}
+
 /* Collect the keys whose home is bucket `home`: they lie on its probe
  * chain with dist equal to their distance from it. The chain's sequence
  * numbers are checked after the copy, as for a miss in kv__lookup, so the
  * set returned is one that existed at one moment. */
-KV_RACY int kv__collect_home(struct kv *kv, uint64_t home,
-                             struct kv_keybuf *kb, uint64_t deadline)
+KV_RACY static int collect_ix(struct kv *kv, const struct kv_ix *ix,
+                               uint64_t home, struct kv_keybuf *kb,
+                               uint64_t deadline)
 {
-	uint64_t maxd = KV_PATH_BUCKETS(kv);
+	uint64_t maxd = KV_PATH_BUCKETS(ix);
 	uint32_t seen[KV_MAX_PROBE + 1];
 	struct kv_backoff bo = {0, 0, deadline};
 	uint64_t now = kv__now_ms();
@@ -291,7 +324,7 @@ restart:
 	kb->used = 0;
 	kb->nkeys = 0;
 	for (uint64_t d = 0; d < maxd; d++) {
-		struct kv_bucket *bk = kv__bucket(kv, kv__badd(kv, home, d));
+		struct kv_bucket *bk = kv__ixbucket(kv, ix, kv__ixbadd(ix, home, d));
 		uint32_t s1 = atomic_load_explicit(&bk->seq,
 		                                   memory_order_acquire);
 		if (s1 & 1u)
@@ -306,14 +339,14 @@ restart:
 			const struct kv_item *it =
 			    (const struct kv_item *)(void *)(kv->base + off);
 			if (off < kv->arena_off || off % KV_CHUNK_ALIGN ||
-			    off > kv->arena_end - KV_ITEM_HDR)
+			    off > ix->arena_end - KV_ITEM_HDR)
 				goto bad;
 			uint64_t kl = it->klen, vl = it->vlen;
 			uint8_t fl = it->flags;
 			uint64_t hl = kv_item_hdr_len(fl), exp = 0;
 			if (kl == 0 || kl > kv->max_key ||
 			    (fl & ~KV_IF_KNOWN) != 0 ||
-			    !item_in_bounds(kv, off, it->cls, hl, kl, vl))
+			    !item_in_bounds(kv, ix, off, it->cls, hl, kl, vl))
 				goto bad;
 			if (fl & KV_IF_TTL)
 				racy_copy(&exp, it + 1, sizeof exp);
@@ -328,7 +361,7 @@ restart:
 		atomic_thread_fence(memory_order_acquire);
 		for (uint64_t e = 0; e <= d; e++) {
 			struct kv_bucket *pb =
-			    kv__bucket(kv, kv__badd(kv, home, e));
+			    kv__ixbucket(kv, ix, kv__ixbadd(ix, home, e));
 			if (atomic_load_explicit(&pb->seq,
 			                         memory_order_relaxed) != seen[e])
 				goto retry;
@@ -349,23 +382,65 @@ retry:
 	goto restart;
 }
 
+/* The smallest cursor position (a 48-bit hash prefix) whose home is
+ * bucket b: kv__ixhome is floor(x * nbuckets / 2^48) for a hash whose low
+ * 48 bits are x. */
+static uint64_t ix_start(const struct kv_ix *ix, uint64_t b)
+{
+	__extension__ typedef unsigned __int128 u128;
+	return (uint64_t)((((u128)b << 48) + ix->nbuckets - 1) / ix->nbuckets);
+}
+
+uint64_t kv__cursor_home(const struct kv *kv, uint64_t cursor)
+{
+	__extension__ typedef unsigned __int128 u128;
+	return (uint64_t)(((u128)cursor * kv->nbuckets) >> 48);
+}
+
+int kv__collect_home(struct kv *kv, uint64_t *cursor, struct kv_keybuf *kb,
+                     uint64_t deadline)
+{
+	__extension__ typedef unsigned __int128 u128;
+	for (;;) {
+		const struct kv_ix *ix =
+		    atomic_load_explicit(&kv->ix, memory_order_acquire);
+		uint64_t home =
+		    (uint64_t)(((u128)*cursor * ix->nbuckets) >> 48);
+		int rc = collect_ix(kv, ix, home, kb, deadline);
+		if (ix_current(kv, ix)) {
+			if (rc == KV_OK)
+				*cursor = home + 1 == ix->nbuckets
+				              ? 0
+				              : ix_start(ix, home + 1);
+			return rc;
+		}
+		rc = kv__sync_slow(kv);
+		if (rc != KV_OK)
+			return rc;
+	}
+}
+
 void kv__prefetch_bucket(const struct kv *kv, uint64_t hash)
 {
-	__builtin_prefetch(kv__bucket(kv, kv__home(kv, hash)), 0, 3);
+	const struct kv_ix *ix =
+	    atomic_load_explicit(&kv->ix, memory_order_acquire);
+	__builtin_prefetch(kv__ixbucket(kv, ix, kv__ixhome(ix, hash)), 0, 3);
 }
 
 /* Prefetch the item a key's home bucket points at for its tag. Only a
  * hint: nothing is validated and nothing read here is used. */
 KV_RACY void kv__prefetch_item(const struct kv *kv, uint64_t hash)
 {
-	const struct kv_bucket *bk = kv__bucket(kv, kv__home(kv, hash));
+	const struct kv_ix *ix =
+	    atomic_load_explicit(&kv->ix, memory_order_acquire);
+	const struct kv_bucket *bk = kv__ixbucket(kv, ix, kv__ixhome(ix, hash));
 	uint16_t tag = tag_of(hash);
 	for (unsigned s = 0; s < KV_SLOTS; s++) {
 		uint64_t w = atomic_load_explicit(&bk->slot[s],
 		                                  memory_order_relaxed);
 		uint64_t off = KV_SLOT_OFF(w);
 		if (w != 0 && KV_SLOT_TAG(w) == tag && off >= kv->arena_off &&
-		    off < kv->arena_end - 3 * KV_CACHELINE) {
+		    off < ix->arena_end - 3 * KV_CACHELINE) {
 			/* A small item spans two or three lines; the copy
 			 * would miss on each in turn. */
 			__builtin_prefetch(kv->base + off, 0, 3);

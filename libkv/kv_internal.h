@@ -36,22 +36,50 @@ struct kv_txmap {
 	uint32_t idx;
 };
 
+/* The part of the geometry a resize changes, as lock-free readers see it:
+ * one immutable snapshot per generation, published through kv.ix and
+ * kept until kv_close (a reader may still hold an older one). */
+struct kv_ix {
+	uint64_t gen;
+	uint64_t map_size;
+	uint64_t nbuckets;
+	uint64_t index_off;
+	uint64_t ptab_off;
+	uint64_t npages;
+	uint64_t arena_end;
+	struct kv_ix *older;
+};
+
 struct kv {
-	uint8_t *base;       /* the mapping */
-	size_t size;         /* bytes mapped (== hdr map_size, == file size) */
+	uint8_t *base;       /* the mapping; never moves (see reserved) */
+	_Atomic size_t size; /* the store's map_size at generation gen */
+	size_t mapped;       /* bytes of the object mapped at base */
+	size_t reserved;     /* address space reserved at base (>= mapped) */
+	uint64_t max_map;    /* the store's growth limit (header max_map) */
 	struct kv_os os;     /* the backing object (os.h) */
 	bool rdonly;         /* mapped read-only */
 	bool daemon;         /* this handle holds kvd's claim */
 	bool lock_open;      /* kv__os_lock_attach succeeded */
 
-	/* Validated copy of the geometry. */
+	/* Validated copy of the geometry. The fields a resize changes
+	 * (size, nbuckets, index_off, ptab_off, npages, arena_end) are
+	 * rewritten only by kv__sync_slow, which runs when the store's gen
+	 * differs from this handle's: never while a thread of this handle
+	 * holds the writer lock, as no resize can happen then. So code under
+	 * the lock reads them freely; lock-free code reads ix instead. */
+	_Atomic uint64_t gen;
+	_Atomic(struct kv_ix *) ix;
+	atomic_flag sync_busy; /* serialises kv__sync_slow */
 	uint64_t seed;
-	uint64_t nbuckets;
-	uint64_t index_off;
-	uint64_t ptab_off;
+	/* Atomic only so that two handles of one process on one store (two
+	 * mappings: a ThreadSanitizer cannot see that their locks are one)
+	 * are not reported: loads of them are plain moves. */
+	_Atomic uint64_t nbuckets;
+	_Atomic uint64_t index_off;
+	_Atomic uint64_t ptab_off;
 	uint64_t arena_off;
-	uint64_t arena_end;  /* arena_off + npages * page_size */
-	uint64_t npages;
+	_Atomic uint64_t arena_end;  /* arena_off + npages * page_size */
+	_Atomic uint64_t npages;
 	uint32_t page_size;
 	uint32_t nclasses;
 	uint32_t max_key;
@@ -110,6 +138,11 @@ void kv__warm_start(struct kv *kv);
 void kv__warm_stop(struct kv *kv);
 bool kv__warm_done(const struct kv *kv); /* finished, or never started */
 
+/* resize.c: follow a resize made elsewhere. kv__sync is the fast check
+ * made at the start of every call; kv__sync_slow maps the grown store and
+ * adopts its new geometry. */
+int kv__sync_slow(struct kv *kv);
+
 /* Has the store been destroyed under this handle? One load of a line that
  * nothing else writes. */
 static inline bool kv__dead(const struct kv *kv)
@@ -122,6 +155,15 @@ static inline bool kv__dead(const struct kv *kv)
 static inline struct kv_hdr *kv__hdr(const struct kv *kv)
 {
 	return (struct kv_hdr *)(void *)kv->base;
+}
+
+static inline int kv__sync(struct kv *kv)
+{
+	const struct kv_hdr *h = (const struct kv_hdr *)(const void *)kv->base;
+	if (atomic_load_explicit(&h->gen, memory_order_acquire) ==
+	    atomic_load_explicit(&kv->gen, memory_order_relaxed))
+		return KV_OK;
+	return kv__sync_slow(kv);
 }
 
 static inline struct kv_class *kv__class(const struct kv *kv, uint32_t c)
@@ -151,6 +193,29 @@ static inline uint64_t kv__home(const struct kv *kv, uint64_t hash)
 {
 	__extension__ typedef unsigned __int128 u128;
 	return (uint64_t)(((u128)(hash << 16) * kv->nbuckets) >> 64);
+}
+
+/* The same three for a lock-free reader's snapshot. */
+static inline struct kv_bucket *kv__ixbucket(const struct kv *kv,
+                                             const struct kv_ix *ix,
+                                             uint64_t b)
+{
+	return (struct kv_bucket *)(void *)(kv->base + ix->index_off) + b;
+}
+
+static inline uint64_t kv__ixhome(const struct kv_ix *ix, uint64_t hash)
+{
+	__extension__ typedef unsigned __int128 u128;
+	return (uint64_t)(((u128)(hash << 16) * ix->nbuckets) >> 64);
+}
+
+static inline uint64_t kv__ixbadd(const struct kv_ix *ix, uint64_t b,
+                                  uint64_t d)
+{
+	b += d;
+	if (b >= ix->nbuckets)
+		b -= ix->nbuckets;
+	return b < ix->nbuckets ? b : b % ix->nbuckets;
 }
 
 /* Bucket b + d, wrapping. */
@@ -213,6 +278,7 @@ static inline uint64_t kv__off(const struct kv *kv, const void *p)
 /* geometry.c: size classes and layout, shared by create and attach. */
 struct kv_geometry {
 	uint64_t map_size;
+	uint64_t max_map;
 	uint64_t nbuckets;
 	uint64_t index_off;
 	uint64_t ptab_off;
@@ -226,6 +292,24 @@ struct kv_geometry {
 int kv__classes(uint32_t max_value, struct kv_geometry *g);
 int kv__geometry(uint64_t map_size, uint32_t max_value, uint64_t max_items,
                  struct kv_geometry *g);
+/* Lay out map_size bytes with nb buckets, for g's page size: as many
+ * pages as fit beside the index and page table (KV_ETOOSMALL if fewer
+ * than two). */
+int kv__layout(uint64_t map_size, uint64_t nb, struct kv_geometry *g);
+/* Bytes of the index and page table, padded to whole pages. */
+uint64_t kv__tail_bytes(uint64_t nbuckets, uint64_t npages,
+                        uint32_t page_size);
+#define KV_MAX_MAP (UINT64_C(1) << KV_SLOT_OFF_BITS) /* 1 TiB */
+/* The default growth limit (kv_options.max_size 0): sixteen times the
+ * store, at least 16 GiB of address space, at most KV_MAX_MAP. */
+uint64_t kv__default_max_map(uint64_t map_size);
+/* resize.c: make g (validated) the handle's geometry for generation gen:
+ * the private fields and a new lock-free snapshot. */
+int kv__adopt_ix(struct kv *kv, uint64_t gen, const struct kv_geometry *g);
+/* resize.c: read the resizable part of the geometry from the header (a
+ * consistent generation of it, waiting out a resize being applied) and
+ * validate it against the handle's fixed geometry and mapping. */
+int kv__load_geometry(struct kv *kv, uint64_t *gen, struct kv_geometry *g);
 uint32_t kv__class_for(const struct kv *kv, uint64_t bytes);
 
 /* index.c: a key's hash (XXH3, seeded per store). */
@@ -359,17 +443,25 @@ struct kv_keybuf {
 	size_t nkeys;
 };
 int kv__keybuf_add(struct kv_keybuf *kb, const void *key, size_t klen);
-/* deadline: kv__os_mono_ns() after which a busy bucket is not waited for
- * (0: the usual bounds). */
-int kv__collect_home(struct kv *kv, uint64_t home, struct kv_keybuf *kb,
+/* kv_scan's cursor is a 48-bit hash prefix, not a bucket number, so it
+ * keeps its meaning when a resize changes the bucket count: the keys
+ * whose hash prefix is at least *cursor are those of its home bucket and
+ * after (kv__ixhome is monotonic in the prefix). Collects the keys of
+ * the cursor's home bucket and moves *cursor to the next bucket's first
+ * prefix (0 after the last). deadline: kv__os_mono_ns() after which a
+ * busy bucket is not waited for (0: the usual bounds). */
+#define KV_CURSOR_END (UINT64_C(1) << 48)
+int kv__collect_home(struct kv *kv, uint64_t *cursor, struct kv_keybuf *kb,
                      uint64_t deadline);
+/* The cursor's home bucket in the handle's geometry (lock held). */
+uint64_t kv__cursor_home(const struct kv *kv, uint64_t cursor);
 void kv__prefetch_item(const struct kv *kv, uint64_t hash);
 
 /* write.c: remove a found key in one committed transaction; add to a
  * counter in the open transaction; account for an item removed or
  * replaced (its chunk freed). */
 enum kv_why { KV_WHY_DELETED, KV_WHY_EXPIRED, KV_WHY_EVICTED };
-enum { KV_TX_PUT = 1, KV_TX_DEL = 2 }; /* kv_journal.op */
+enum { KV_TX_PUT = 1, KV_TX_DEL = 2, KV_TX_RESIZE = 3 }; /* kv_journal.op */
 void kv__remove_locked(struct kv *kv, const struct kv_found *f,
                        enum kv_why why);
 void kv__add64_locked(struct kv *kv, _Atomic uint64_t *field, int64_t delta);

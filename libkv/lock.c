@@ -74,14 +74,19 @@ void kv__crash_fire(int point)
 static int got_lock(struct kv *kv, bool died)
 {
 	kv__os_lock_taken(kv);
-	int rc = KV_OK;
-	if (died ||
+	/* Follow a resize made since this handle last looked, before
+	 * anything reads the index or the journal's offsets; and again
+	 * after recovery, which may have finished one. */
+	int rc = kv__sync(kv);
+	if (rc == KV_OK && (died ||
 	    atomic_load_explicit(&kv__journal(kv)->state,
-	                         memory_order_acquire) != KV_J_IDLE) {
+	                         memory_order_acquire) != KV_J_IDLE)) {
 		/* A holder died, or the journal is not at rest under a lock
 		 * nobody died holding (the bytes were changed behind our
 		 * back): repair as after a death. */
 		rc = kv__recover_locked(kv);
+		if (rc == KV_OK)
+			rc = kv__sync(kv);
 	}
 	if (died)
 		kv__os_lock_consistent(kv);
@@ -209,9 +214,17 @@ static bool log_target_ok(const struct kv *kv, uint64_t off, bool w32)
 		return true;
 	if (off >= KV_CLASS_OFF && off < KV_JOURNAL_OFF)
 		return true;
-	if (off >= kv->index_off && off < kv->arena_end)
+	if (off >= kv->arena_off &&
+	    off < kv->index_off + kv__tail_bytes(kv->nbuckets, kv->npages,
+	                                         kv->page_size))
 		return true;
-	return false;
+	/* A resize's words (resize.c). */
+	return off == offsetof(struct kv_hdr, map_size) ||
+	       off == offsetof(struct kv_hdr, index_off) ||
+	       off == offsetof(struct kv_hdr, nbuckets) ||
+	       off == offsetof(struct kv_hdr, ptab_off) ||
+	       off == offsetof(struct kv_hdr, npages) ||
+	       off == offsetof(struct kv_hdr, gen);
 }
 
 static int apply(struct kv *kv, uint32_t n)
@@ -229,11 +242,11 @@ static int apply(struct kv *kv, uint32_t n)
 		if (w32)
 			atomic_store_explicit(
 			    (_Atomic uint32_t *)(void *)(kv->base + off),
-			    (uint32_t)j->ent[i].val, memory_order_relaxed);
+			    (uint32_t)j->ent[i].val, memory_order_release);
 		else
 			atomic_store_explicit(
 			    (_Atomic uint64_t *)(void *)(kv->base + off),
-			    j->ent[i].val, memory_order_relaxed);
+			    j->ent[i].val, memory_order_release);
 		if (i == 0)
 			KV_CRASHPOINT(7);
 	}

@@ -55,7 +55,9 @@ static uint64_t magic_word(void)
 }
 
 /* Check a header against the layout this build makes, and fill the
- * handle's private geometry from it. Only reads the mapping. */
+ * handle's private geometry from it. Only reads the mapping. The parts a
+ * resize may change are read by kv__load_geometry (resize.c), which
+ * tells a resize in progress from damage. */
 static int adopt_geometry(struct kv *kv)
 {
 	const struct kv_hdr *h = kv__hdr(kv);
@@ -64,41 +66,21 @@ static int adopt_geometry(struct kv *kv)
 		return KV_EVERSION;
 	if (h->hdr_size != sizeof(struct kv_hdr) || h->max_key != KV_MAX_KEY)
 		return KV_EVERSION;
-	if (h->map_size != kv->size)
-		return h->map_size > kv->size ? KV_ETRUNCATED : KV_ECORRUPT;
 
 	struct kv_geometry g;
-	uint64_t nb = h->nbuckets;
-	if (nb < 64 || nb > kv->size / KV_CACHELINE)
-		return KV_ECORRUPT;
 	if (kv__classes(h->max_value, &g) != KV_OK)
 		return KV_ECORRUPT;
-	/* The index may have been sized from max_items or from the map size;
-	 * everything after it follows from nbuckets, so recompute that part. */
-	uint64_t ptab = KV_INDEX_OFF + nb * KV_CACHELINE;
-	if (h->index_off != KV_INDEX_OFF || h->ptab_off != ptab ||
-	    h->page_size != g.page_size || h->nclasses != g.nclasses ||
-	    h->npages == 0 || h->npages > kv->size / g.page_size ||
+	if (h->page_size != g.page_size || h->nclasses != g.nclasses ||
+	    h->arena_off != KV_ARENA_OFF ||
 	    (h->flags & ~KV_HF_NOEVICT) != 0)
-		return KV_ECORRUPT;
-	uint64_t arena = (ptab + h->npages * sizeof(struct kv_page) +
-	                  KV_PAGE_ALIGN - 1) /
-	                 KV_PAGE_ALIGN * KV_PAGE_ALIGN;
-	if (h->arena_off != arena ||
-	    arena + h->npages * (uint64_t)g.page_size > kv->size)
 		return KV_ECORRUPT;
 	for (uint32_t c = 0; c < g.nclasses; c++)
 		if (h->class_size[c] != g.class_size[c])
 			return KV_ECORRUPT;
 
 	kv->seed = h->seed;
-	kv->nbuckets = nb;
-	kv->index_off = KV_INDEX_OFF;
-	kv->ptab_off = ptab;
-	kv->arena_off = arena;
-	kv->npages = h->npages;
+	kv->arena_off = KV_ARENA_OFF;
 	kv->page_size = g.page_size;
-	kv->arena_end = arena + h->npages * (uint64_t)g.page_size;
 	kv->nclasses = g.nclasses;
 	kv->max_key = KV_MAX_KEY;
 	kv->max_value = h->max_value;
@@ -107,7 +89,11 @@ static int adopt_geometry(struct kv *kv)
 		kv->class_size[c] = g.class_size[c];
 		kv->class_per_page[c] = g.page_size / g.class_size[c];
 	}
-	return KV_OK;
+	uint64_t gen;
+	int rc = kv__load_geometry(kv, &gen, &g);
+	if (rc != KV_OK)
+		return rc;
+	return kv__adopt_ix(kv, gen, &g);
 }
 
 /* Attach to the object open in *o (the handle takes it over): wait for
@@ -140,27 +126,37 @@ static int attach_obj(struct kv_os *o, const char *name, bool rdonly,
 		kv__os_sleep_ms(1);
 	}
 
-	kv->size = (size_t)size;
+	/* The header first: how much address space to reserve is in it. */
 	void *m;
-	rc = kv__os_map(&kv->os, size, rdonly, &m);
+	rc = kv__os_map(&kv->os, sizeof(struct kv_hdr), rdonly, &m);
 	if (rc != KV_OK)
 		goto fail;
-	kv->base = m;
-
+	uint64_t max_map = 0;
 	for (;;) {
-		uint64_t magic = load_magic(kv->base);
-		if (magic == magic_word())
+		uint64_t magic = load_magic(m);
+		if (magic == magic_word()) {
+			max_map = ((const struct kv_hdr *)m)->max_map;
 			break;
-		if (magic != 0) {
-			rc = KV_ENOTSTORE;
-			goto fail;
 		}
-		if (kv__os_mono_ms() > deadline) {
-			rc = KV_ENOTREADY;
+		if (magic != 0 || kv__os_mono_ms() > deadline) {
+			kv__os_unmap(m, sizeof(struct kv_hdr));
+			rc = magic != 0 ? KV_ENOTSTORE : KV_ENOTREADY;
 			goto fail;
 		}
 		kv__os_sleep_ms(1);
 	}
+	kv__os_unmap(m, sizeof(struct kv_hdr));
+	if (max_map > KV_MAX_MAP)
+		max_map = KV_MAX_MAP;
+	uint64_t reserved;
+	rc = kv__os_map_reserved(&kv->os, size, max_map, rdonly, &m,
+	                         &reserved);
+	if (rc != KV_OK)
+		goto fail;
+	kv->base = m;
+	kv->mapped = (size_t)size;
+	kv->reserved = (size_t)reserved;
+	kv->max_map = max_map;
 	rc = adopt_geometry(kv);
 	if (rc != KV_OK)
 		goto fail;
@@ -233,6 +229,7 @@ static int init_store(struct kv *kv, const struct kv_geometry *g,
 	h->max_key = KV_MAX_KEY;
 	h->max_value = g->max_value;
 	h->flags = (create_flags & KV_CREATE_NOEVICT) ? KV_HF_NOEVICT : 0;
+	h->max_map = g->max_map;
 	memcpy(h->class_size, g->class_size, sizeof h->class_size);
 
 	struct kv_page *pt = (struct kv_page *)(void *)(base + g->ptab_off);
@@ -281,6 +278,13 @@ int kv_create(const char *name, const struct kv_options *opts, kv_t **out)
 	rc = kv__geometry(size, opts->max_value, opts->max_items, &g);
 	if (rc != KV_OK)
 		return rc;
+	if (opts->max_size > KV_MAX_MAP)
+		return KV_ETOOBIG;
+	g.max_map = opts->max_size != 0 ? opts->max_size
+	                                : kv__default_max_map(g.map_size);
+	g.max_map = g.max_map / KV_PAGE_ALIGN * KV_PAGE_ALIGN;
+	if (g.max_map < g.map_size)
+		g.max_map = g.map_size;
 
 	struct kv_os_create c = {
 		.size = g.map_size,
@@ -349,9 +353,13 @@ void kv_close(kv_t *kv)
 		kv__rstat_detach(kv);
 	if (kv->lock_open)
 		kv__os_lock_detach(kv);
-	kv__os_unmap(kv->base, kv->size);
+	kv__os_unmap(kv->base, kv->reserved);
 	kv__os_close(&kv->os);
 	free(kv->txmap);
+	for (struct kv_ix *ix = atomic_load(&kv->ix), *next; ix; ix = next) {
+		next = ix->older;
+		free(ix);
+	}
 	free(kv);
 }
 

@@ -145,16 +145,27 @@ int kv_flush(kv_t *kv, uint64_t *removed)
 		return KV_EDESTROYED;
 	if (kv->rdonly)
 		return KV_ERDONLY;
-	uint64_t total = 0;
+	uint64_t total = 0, gen = 0;
 	int rc = KV_OK;
-	for (uint64_t b = 0; b < kv->nbuckets && rc == KV_OK;
-	     b += KV_FLUSH_SLICE) {
-		uint64_t n = kv->nbuckets - b < KV_FLUSH_SLICE
-		                 ? kv->nbuckets - b
-		                 : KV_FLUSH_SLICE;
+	/* A slice of buckets per lock hold. A resize meanwhile renumbers
+	 * the buckets: start again from the first, so no key that was there
+	 * before the flush survives it. */
+	for (uint64_t b = 0; rc == KV_OK; b += KV_FLUSH_SLICE) {
 		rc = kv__lock(kv);
 		if (rc != KV_OK)
 			break;
+		uint64_t g = atomic_load_explicit(&kv->gen,
+		                                  memory_order_relaxed);
+		if (b != 0 && g != gen)
+			b = 0;
+		gen = g;
+		if (b >= kv->nbuckets) {
+			kv__unlock(kv);
+			break;
+		}
+		uint64_t n = kv->nbuckets - b < KV_FLUSH_SLICE
+		                 ? kv->nbuckets - b
+		                 : KV_FLUSH_SLICE;
 		total += remove_in(kv, b, n, false, &rc);
 		kv__unlock(kv);
 	}
@@ -170,11 +181,11 @@ int kv__sweep(kv_t *kv, uint64_t buckets, uint64_t *expired)
 		return KV_EDESTROYED;
 	if (kv->rdonly)
 		return KV_ERDONLY;
-	if (buckets > kv->nbuckets)
-		buckets = kv->nbuckets;
 	int rc = kv__lock(kv);
 	if (rc != KV_OK)
 		return rc;
+	if (buckets > kv->nbuckets)
+		buckets = kv->nbuckets;
 	uint64_t t0 = mono_ns();
 	uint64_t first = atomic_load_explicit(&h->sweep_hand,
 	                                      memory_order_relaxed) %

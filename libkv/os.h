@@ -117,6 +117,20 @@ int kv__os_open(const char *name, bool rdonly, bool must_own,
 int kv__os_size(struct kv_os *o, uint64_t *size);
 
 int kv__os_map(struct kv_os *o, uint64_t size, bool rdonly, void **base);
+/* Map size bytes at the start of an address range of *reserved bytes
+ * (asked: reserve; less when the address space will not give that much,
+ * never less than size), aligned to 2 MiB, so the mapping can grow in
+ * place with kv__os_map_more. Unmap with kv__os_unmap(base, *reserved). */
+int kv__os_map_reserved(struct kv_os *o, uint64_t size, uint64_t reserve,
+                        bool rdonly, void **base, uint64_t *reserved);
+/* Map bytes [from, to) of the object at base + from, inside the range
+ * kv__os_map_reserved reserved. The bytes already mapped stay as they
+ * are. KV_ENOTSUP where the platform cannot. */
+int kv__os_map_more(struct kv_os *o, void *base, uint64_t from, uint64_t to,
+                    bool rdonly);
+/* Grow the object to size bytes with its memory reserved, as at
+ * creation (KV_ENOSPC when there is none). Never shrinks it. */
+int kv__os_grow(struct kv_os *o, uint64_t size);
 void kv__os_unmap(void *base, uint64_t size);
 /* Bytes per page backing [base, base + size) in this process: huge or
  * not, as the kernel mapped the first bytes of it. */

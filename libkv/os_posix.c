@@ -351,6 +351,76 @@ int kv__os_map(struct kv_os *o, uint64_t size, bool rdonly, void **base)
 	return KV_OK;
 }
 
+int kv__os_map_reserved(struct kv_os *o, uint64_t size, uint64_t reserve,
+                        bool rdonly, void **base, uint64_t *reserved)
+{
+	const uint64_t align = KV_HUGE_PAGE;
+	uint64_t want = reserve > size ? reserve : size;
+	want = (want + align - 1) / align * align;
+	/* Address space only: no memory, no swap. Halve the ask until the
+	 * address space gives it (a sanitizer's runtime may not). */
+	for (;; want = want / 2 / align * align) {
+		if (want < size) {
+			*reserved = size;
+			return kv__os_map(o, size, rdonly, base);
+		}
+		void *r = mmap(NULL, (size_t)(want + align), PROT_NONE,
+		               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+		               0);
+		if (r == MAP_FAILED)
+			continue;
+		uintptr_t a = ((uintptr_t)r + align - 1) & ~(uintptr_t)(align - 1);
+		uintptr_t end = (uintptr_t)r + (uintptr_t)(want + align);
+		if (a > (uintptr_t)r)
+			munmap(r, a - (uintptr_t)r);
+		if (end > a + want)
+			munmap((void *)(a + want), end - (a + want));
+		int prot = rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
+		void *m = mmap((void *)a, (size_t)size, prot,
+		               MAP_SHARED | MAP_FIXED, o->fd, 0);
+		if (m == MAP_FAILED) {
+			int e = errno;
+			munmap((void *)a, (size_t)want);
+			return status_of_errno(e);
+		}
+		*base = m;
+		*reserved = want;
+		return KV_OK;
+	}
+}
+
+int kv__os_map_more(struct kv_os *o, void *base, uint64_t from, uint64_t to,
+                    bool rdonly)
+{
+	int prot = rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
+	if (to <= from)
+		return KV_OK;
+	void *m = mmap((uint8_t *)base + from, (size_t)(to - from), prot,
+	               MAP_SHARED | MAP_FIXED, o->fd, (off_t)from);
+	if (m == MAP_FAILED)
+		return status_of_errno(errno);
+	return KV_OK;
+}
+
+int kv__os_grow(struct kv_os *o, uint64_t size)
+{
+	struct stat st;
+	if (fstat(o->fd, &st) != 0)
+		return status_of_errno(errno);
+	if ((uint64_t)st.st_size >= size)
+		return KV_OK;
+	int e = posix_fallocate(o->fd, st.st_size, (off_t)size - st.st_size);
+	if (e == 0)
+		return KV_OK;
+	/* Give back what a partial allocation took: the store's size is
+	 * the header's, and a larger object is only address space. */
+	int t = ftruncate(o->fd, st.st_size);
+	(void)t;
+	return e == ENOSPC ? KV_ENOSPC
+	       : e == EINVAL || e == EOPNOTSUPP ? KV_ENOTSUP
+	                                        : status_of_errno(e);
+}
+
 void kv__os_unmap(void *base, uint64_t size)
 {
 	if (base != NULL)

@@ -425,6 +425,34 @@ int kv__os_map(struct kv_os *o, uint64_t size, bool rdonly, void **base)
 	return KV_OK;
 }
 
+/* A section's size is fixed when it is made, so stores do not grow on
+ * Windows: the mapping is the store, nothing more is reserved. */
+int kv__os_map_reserved(struct kv_os *o, uint64_t size, uint64_t reserve,
+                        bool rdonly, void **base, uint64_t *reserved)
+{
+	(void)reserve;
+	*reserved = size;
+	return kv__os_map(o, size, rdonly, base);
+}
+
+int kv__os_map_more(struct kv_os *o, void *base, uint64_t from, uint64_t to,
+                    bool rdonly)
+{
+	(void)o;
+	(void)base;
+	(void)from;
+	(void)to;
+	(void)rdonly;
+	return KV_ENOTSUP;
+}
+
+int kv__os_grow(struct kv_os *o, uint64_t size)
+{
+	(void)o;
+	(void)size;
+	return KV_ENOTSUP;
+}
+
 void kv__os_unmap(void *base, uint64_t size)
 {
 	(void)size;

@@ -58,17 +58,20 @@ int kv_scan(kv_t *kv, uint64_t *cursor, size_t count,
 
 	if (kv == NULL || cursor == NULL || fn == NULL || count == 0)
 		return KV_EINVAL;
-	uint64_t home = *cursor;
-	if (home >= kv->nbuckets)
+	if (*cursor >= KV_CURSOR_END)
 		return KV_EINVAL;
 	if (kv__dead(kv))
 		return KV_EDESTROYED;
+	rc = kv__sync(kv);
+	if (rc != KV_OK)
+		return rc;
 	/* However many slices are asked for, the call waits for busy
 	 * buckets at most KV_SCAN_WAIT_NS in all; a slice still busy then
 	 * ends the call with KV_EBUSY, the cursor naming it. */
 	uint64_t deadline = kv__os_mono_ns() + KV_SCAN_WAIT_NS;
 	for (size_t i = 0; i < count && rc == KV_OK; i++) {
-		rc = kv__collect_home(kv, home, &kb, deadline);
+		uint64_t next = *cursor;
+		rc = kv__collect_home(kv, &next, &kb, deadline);
 		if (rc == KV_EBUSY && !kv->rdonly &&
 		    kv__os_mono_ns() < deadline) {
 			/* As for a get: a bucket stays odd, so wait for its
@@ -76,23 +79,25 @@ int kv_scan(kv_t *kv, uint64_t *cursor, size_t count,
 			 * bucket that damage left odd. */
 			rc = kv__lock_until(kv, deadline);
 			if (rc == KV_OK) {
-				kv__make_even_locked(kv, home, KV_PATH_BUCKETS(kv));
+				kv__make_even_locked(
+				    kv, kv__cursor_home(kv, *cursor),
+				    KV_PATH_BUCKETS(kv));
 				kv__unlock(kv);
-				rc = kv__collect_home(kv, home, &kb,
+				next = *cursor;
+				rc = kv__collect_home(kv, &next, &kb,
 				                      deadline);
 			}
 		}
 		if (rc != KV_OK)
 			break;
-		home = kv__badd(kv, home, 1);
 		for (size_t off = 0, k = 0; k < kb.nkeys && rc == KV_OK; k++) {
 			size_t klen;
 			memcpy(&klen, kb.buf + off, sizeof klen);
 			rc = fn(ctx, kb.buf + off + sizeof klen, klen);
 			off += sizeof klen + klen;
 		}
-		*cursor = home;
-		if (home == 0)
+		*cursor = next;
+		if (next == 0)
 			break;
 	}
 	free(kb.buf);

@@ -110,11 +110,11 @@ void kv__count_get(struct kv *kv, bool hit)
  * through /proc/self/smaps, whose every read walks all of this process's
  * mappings (slow in a big process, and very slow under a sanitizer). The
  * first kv_stats of the handle pays it; a store's backing never changes. */
-static uint64_t mem_page_size(struct kv *kv)
+static uint64_t mem_page_size(struct kv *kv, uint64_t size)
 {
 	uint64_t v = atomic_load_explicit(&kv->mem_page, memory_order_relaxed);
 	if (v == 0) {
-		v = kv__os_mem_page_size(kv->base, kv->size);
+		v = kv__os_mem_page_size(kv->base, size);
 		atomic_store_explicit(&kv->mem_page, v, memory_order_relaxed);
 	}
 	return v;
@@ -126,25 +126,31 @@ int kv_stats(kv_t *kv, struct kv_stats *out)
 		return KV_EINVAL;
 	if (kv__dead(kv))
 		return KV_EDESTROYED;
+	int rc = kv__sync(kv);
+	if (rc != KV_OK)
+		return rc;
 	struct kv_hdr *h = kv__hdr(kv);
+	/* Without the lock: the geometry from the handle's snapshot. */
+	const struct kv_ix *ix =
+	    atomic_load_explicit(&kv->ix, memory_order_acquire);
 
 	*out = (struct kv_stats){0};
 	out->format_version = KV_FORMAT_VERSION;
 	out->max_key = kv->max_key;
 	out->max_value = kv->max_value;
 	out->page_size = kv->page_size;
-	out->map_size = kv->size;
-	out->data_bytes = kv->arena_end - kv->arena_off;
+	out->map_size = ix->map_size;
+	out->data_bytes = ix->arena_end - kv->arena_off;
 	out->data_used = ld(&h->data_used);
-	out->pages_total = kv->npages;
+	out->pages_total = ix->npages;
 	uint64_t pb = ld(&h->page_bump), freep = 0;
-	for (uint64_t p = 0; p < pb && p < kv->npages; p++)
-		freep += atomic_load_explicit(&kv__page(kv, p)->cls,
+	for (uint64_t p = 0; p < pb && p < ix->npages; p++)
+		freep += atomic_load_explicit(&((struct kv_page *)(void *)(kv->base + ix->ptab_off) + p)->cls,
 		                              memory_order_relaxed) ==
 		         KV_PAGE_FREE;
-	out->pages_used = (pb < kv->npages ? pb : kv->npages) - freep;
-	out->buckets = kv->nbuckets;
-	out->slots = kv->nbuckets * KV_SLOTS;
+	out->pages_used = (pb < ix->npages ? pb : ix->npages) - freep;
+	out->buckets = ix->nbuckets;
+	out->slots = ix->nbuckets * KV_SLOTS;
 	out->items = ld(&h->items);
 	out->key_bytes = ld(&h->key_bytes);
 	out->value_bytes = ld(&h->value_bytes);
@@ -162,7 +168,9 @@ int kv_stats(kv_t *kv, struct kv_stats *out)
 	out->evict = (kv->hflags & KV_HF_NOEVICT) ? 0 : 1;
 	out->sweeps = ld(&h->sweeps);
 	out->sweep_ns = ld(&h->sweep_ns);
-	out->mem_page_size = mem_page_size(kv);
+	out->mem_page_size = mem_page_size(kv, ix->map_size);
+	out->max_size = kv->max_map;
+	out->resizes = ix->gen;
 	for (unsigned i = 0; i < 8; i++)
 		out->probe_hist[i] = ld(&h->probe_hist[i]);
 	out->hits = ld(&h->retired_hits) + ld(&kv->local_hits);

@@ -9,6 +9,7 @@
  * GIL (see pykv.h for the bookkeeping that makes that safe).
  */
 #include "pykv.h"
+#include "size.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -224,34 +225,17 @@ static void store_dealloc(pykv_store *s)
 	Py_TYPE(s)->tp_free((PyObject *)s);
 }
 
-/* "64M", "4G", "512KiB", "4096": kvd's --size syntax. */
+/* "64M", "4G", "512KiB", "4096": kvd's --size syntax (cli/size.c). -1
+ * junk, -2 too large; 0 is returned as a size for the caller to refuse. */
 static int parse_size_str(const char *p, uint64_t *out)
 {
-	uint64_t v = 0;
-	unsigned shift = 0;
-
-	if (*p < '0' || *p > '9')
-		return -1;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		unsigned d = (unsigned)(*p - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return -2;
-		v = v * 10 + d;
+	const char *why;
+	int r = kv_size_parse(p, out, &why);
+	if (r == -1 && strcmp(why, "must be greater than zero") == 0) {
+		*out = 0;
+		return 0;
 	}
-	switch (*p) {
-	case 'k': case 'K': shift = 10; p++; break;
-	case 'm': case 'M': shift = 20; p++; break;
-	case 'g': case 'G': shift = 30; p++; break;
-	case 't': case 'T': shift = 40; p++; break;
-	default: break;
-	}
-	if (*p != '\0' && strcasecmp(p, "b") != 0 &&
-	    !(shift > 0 && strcasecmp(p, "ib") == 0))
-		return -1;
-	if (v > (UINT64_MAX >> shift))
-		return -2;
-	*out = v << shift;
-	return 0;
+	return r;
 }
 
 /* A size argument: a positive int, or a str in kvd's syntax. */
@@ -1132,7 +1116,7 @@ static PyObject *store_stats(pykv_store *s, PyObject *unused)
 	F(expired) F(recoveries) F(max_probe) F(created_ms) F(nclasses)
 	F(daemon_pid) F(evictions) F(page_moves) F(evict) F(item_header)
 	F(hits) F(misses) F(sweeps) F(sweep_ns) F(lock_repairs)
-	F(mem_page_size)
+	F(mem_page_size) F(max_size) F(resizes)
 #undef F
 	PyObject *hist = PyList_New(8);
 	if (hist == NULL)

@@ -17,7 +17,14 @@ import pytest
 import kv
 from conftest import shm_path
 
-KV_INDEX_OFF = 0x10000  # libkv/format.h: the index starts here
+INDEX_OFF_AT = 0x28  # libkv/format.h: the header's index_off field
+
+
+def index_off(name):
+    """Where the store's index starts (it follows the arena)."""
+    with open(shm_path(name), "rb") as f:
+        f.seek(INDEX_OFF_AT)
+        return struct.unpack("<Q", f.read(8))[0]
 BUCKET = 64             # one cache line per bucket; seq is its first word
 FORMAT_OFF = 0x008      # struct kv_hdr.format
 
@@ -189,9 +196,10 @@ def test_busy(names):
     with kv.Store.create(name, size="4M") as s:
         s["k"] = "v"
         buckets = s.stats()["buckets"]
+    base = index_off(name)
     with open(shm_path(name), "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
         for b in range(buckets):
-            off = KV_INDEX_OFF + b * BUCKET
+            off = base + b * BUCKET
             seq, = struct.unpack_from("<I", m, off)
             struct.pack_into("<I", m, off, seq | 1)
     with kv.Store(name, readonly=True) as r:
@@ -211,7 +219,7 @@ def test_corrupt_check_lists_problems(names):
         s.set_many({"k%d" % i: "v" for i in range(100)})
         buckets = s.stats()["buckets"]
     # Odd buckets under the lock: damage, which check() reports.
-    poke(name, KV_INDEX_OFF + (buckets // 2) * BUCKET,
+    poke(name, index_off(name) + (buckets // 2) * BUCKET,
          struct.pack("<I", 1))
     with kv.Store(name) as s:
         problems = s.check()

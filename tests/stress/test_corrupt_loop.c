@@ -296,13 +296,13 @@ static const char *area_of(uint64_t off)
 		return "classes";
 	if (off < KV_RSTAT_OFF)
 		return "journal";
-	if (off < KV_INDEX_OFF)
+	if (off < KV_ARENA_OFF)
 		return "reader counters";
+	if (off < T.index_off)
+		return "data";
 	if (off < T.ptab_off)
 		return "index";
-	if (off < T.arena_off)
-		return "page table";
-	return "data";
+	return "page table";
 }
 
 /* An offset in the first pages, weighted towards the bytes that matter:
@@ -320,7 +320,7 @@ static const struct {
     {10, -1, 0, 0},          /* the classes in use */
     {10, 0, KV_JOURNAL_OFF, 0x40 + 64 * sizeof(struct kv_logent)},
     {3, 0, KV_JOURNAL_OFF, KV_RSTAT_OFF - KV_JOURNAL_OFF},
-    {3, 0, KV_RSTAT_OFF, KV_INDEX_OFF - KV_RSTAT_OFF},
+    {3, 0, KV_RSTAT_OFF, KV_ARENA_OFF - KV_RSTAT_OFF},
     {30, -2, 0, 0},          /* the index */
     {5, -3, 0, 0},           /* the page table */
 };

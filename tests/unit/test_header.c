@@ -224,7 +224,7 @@ static void test_rdonly_mapping(void **state)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		signal(SIGSEGV, SIG_DFL);
-		((volatile uint8_t *)ro->base)[KV_INDEX_OFF] = 1;
+		((volatile uint8_t *)ro->base)[ro->index_off] = 1;
 		_exit(0);
 	}
 	int status;

@@ -1,0 +1,364 @@
+/*
+ * resize.c - growing a store while it serves, and following a resize made
+ * by another process. docs/resize.md tells the whole design and why
+ * readers stay lock-free through it; in short:
+ *
+ *   - The index and page table sit after the arena (format.h). A grow
+ *     lays out a bigger index and page table past the old end of the
+ *     store, fills them under the writer lock while readers go on using
+ *     the old ones (nothing they read changes), and publishes the new
+ *     geometry in one journal transaction whose last word is the header's
+ *     gen. The old index and page table become ordinary arena pages.
+ *   - Every process reserves the store's max_map bytes of address space
+ *     at attach, so its mapping grows in place: the base never moves and
+ *     a thread reading the old mapping is never pulled from under.
+ *   - Each call compares the header's gen with its handle's (one load
+ *     of a line it reads anyway); a lock-free read compares again after
+ *     its copy, and a read made across a resize is simply made again.
+ *   - A writer killed before the commit leaves the old geometry, whole;
+ *     one killed after it is finished by the next lock holder, like any
+ *     other write.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "kv_internal.h"
+
+#define KV_GEOMETRY_WAIT_MS 1000 /* a resize being applied takes µs */
+
+static uint64_t ld64(const void *p)
+{
+	return atomic_load_explicit((const _Atomic uint64_t *)p,
+	                            memory_order_relaxed);
+}
+
+/* Is g a layout this build could have made for the handle's page size,
+ * within `mapped` bytes? */
+static int check_geometry(const struct kv *kv, const struct kv_geometry *g)
+{
+	uint64_t ps = kv->page_size;
+
+	if (g->map_size > KV_MAX_MAP || g->map_size % KV_PAGE_ALIGN != 0 ||
+	    g->nbuckets < 64 || g->nbuckets > g->map_size / KV_CACHELINE ||
+	    g->npages < 2 || g->npages > g->map_size / ps)
+		return KV_ECORRUPT;
+	if (g->index_off != KV_ARENA_OFF + g->npages * ps ||
+	    g->ptab_off != g->index_off + g->nbuckets * KV_CACHELINE ||
+	    g->index_off + kv__tail_bytes(g->nbuckets, g->npages,
+	                                  kv->page_size) >
+	        g->map_size)
+		return KV_ECORRUPT;
+	return KV_OK;
+}
+
+/* Map the object up to size bytes (lock-free callers hold sync_busy). */
+static int map_upto(struct kv *kv, uint64_t size)
+{
+	if (size <= kv->mapped)
+		return KV_OK;
+	if (size > kv->reserved)
+		return KV_ETOOBIG;
+	uint64_t have;
+	int rc = kv__os_size(&kv->os, &have);
+	if (rc != KV_OK)
+		return rc;
+	if (have < size)
+		return KV_ETRUNCATED;
+	rc = kv__os_map_more(&kv->os, kv->base, kv->mapped, size, kv->rdonly);
+	if (rc != KV_OK)
+		return rc;
+	kv->mapped = (size_t)size;
+	return KV_OK;
+}
+
+/* Is a resize's transaction committed and being applied (or was its
+ * writer killed doing so)? Its words then do not fit together until it
+ * is done, or recovered by the next lock holder. */
+static bool resize_in_flight(const struct kv *kv)
+{
+	const struct kv_journal *j = kv__journal(kv);
+	return atomic_load_explicit(&j->state, memory_order_acquire) ==
+	           KV_J_COMMIT &&
+	       atomic_load_explicit((const _Atomic uint32_t *)&j->op,
+	                            memory_order_relaxed) == KV_TX_RESIZE;
+}
+
+int kv__load_geometry(struct kv *kv, uint64_t *gen, struct kv_geometry *g)
+{
+	const struct kv_hdr *h = kv__hdr(kv);
+	uint64_t deadline = kv__os_mono_ms() + KV_GEOMETRY_WAIT_MS;
+
+	for (;;) {
+		uint64_t g1 = atomic_load_explicit(&h->gen, memory_order_acquire);
+		*g = (struct kv_geometry){0};
+		g->map_size = ld64(&h->map_size);
+		g->nbuckets = ld64(&h->nbuckets);
+		g->index_off = ld64(&h->index_off);
+		g->ptab_off = ld64(&h->ptab_off);
+		g->npages = ld64(&h->npages);
+		g->arena_off = KV_ARENA_OFF;
+		g->page_size = kv->page_size;
+		atomic_thread_fence(memory_order_acquire);
+		uint64_t g2 = atomic_load_explicit(&h->gen, memory_order_relaxed);
+		/* Words of one generation that do not fit together are a
+		 * resize being applied (its writer stores gen last), or
+		 * damage: wait a little for the first. */
+		int rc = g1 != g2 ? KV_EBUSY : check_geometry(kv, g);
+		if (rc == KV_OK)
+			rc = map_upto(kv, g->map_size);
+		if (rc == KV_OK) {
+			*gen = g1;
+			return KV_OK;
+		}
+		if (rc != KV_EBUSY && rc != KV_ECORRUPT &&
+		    rc != KV_ETRUNCATED)
+			return rc;
+		if (rc != KV_EBUSY && !resize_in_flight(kv))
+			return rc;
+		if (kv__os_mono_ms() > deadline)
+			return rc;
+		kv__os_sleep_us(100);
+	}
+}
+
+int kv__adopt_ix(struct kv *kv, uint64_t gen, const struct kv_geometry *g)
+{
+	struct kv_ix *ix = malloc(sizeof *ix);
+	if (ix == NULL)
+		return KV_ENOMEM;
+	*ix = (struct kv_ix){
+		.gen = gen,
+		.map_size = g->map_size,
+		.nbuckets = g->nbuckets,
+		.index_off = g->index_off,
+		.ptab_off = g->ptab_off,
+		.npages = g->npages,
+		.arena_end = KV_ARENA_OFF + g->npages * (uint64_t)kv->page_size,
+		.older = atomic_load_explicit(&kv->ix, memory_order_relaxed),
+	};
+	kv->size = (size_t)g->map_size;
+	kv->nbuckets = g->nbuckets;
+	kv->index_off = g->index_off;
+	kv->ptab_off = g->ptab_off;
+	kv->npages = g->npages;
+	kv->arena_end = ix->arena_end;
+	/* Older snapshots stay until kv_close: another thread may be
+	 * reading through one. There is one per resize. */
+	atomic_store_explicit(&kv->ix, ix, memory_order_release);
+	atomic_store_explicit(&kv->gen, gen, memory_order_release);
+	return KV_OK;
+}
+
+int kv__sync_slow(struct kv *kv)
+{
+	const struct kv_hdr *h = kv__hdr(kv);
+	int rc = KV_OK;
+
+	while (atomic_flag_test_and_set_explicit(&kv->sync_busy,
+	                                         memory_order_acquire))
+		kv__os_yield();
+	if (atomic_load_explicit(&h->gen, memory_order_acquire) !=
+	    atomic_load_explicit(&kv->gen, memory_order_relaxed)) {
+		uint64_t gen;
+		struct kv_geometry g;
+		rc = kv__load_geometry(kv, &gen, &g);
+		if (rc == KV_OK)
+			rc = kv__adopt_ix(kv, gen, &g);
+	}
+	atomic_flag_clear_explicit(&kv->sync_busy, memory_order_release);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Growing
+ */
+
+/* Place every key of the current index into the index at g (zeroed),
+ * as a writer would have placed them one by one into a table that never
+ * held anything else. Lock held; the new index is not yet visible to
+ * anyone. hist and max_probe receive its probe statistics. */
+static int rehash_locked(struct kv *kv, const struct kv_geometry *g,
+                         uint64_t hist[8], uint64_t *max_probe)
+{
+	__extension__ typedef unsigned __int128 u128;
+	struct kv_bucket *nb =
+	    (struct kv_bucket *)(void *)(kv->base + g->index_off);
+	uint64_t n = g->nbuckets;
+	uint64_t maxd = n < KV_MAX_PROBE + 1 ? n : KV_MAX_PROBE + 1;
+
+	memset(hist, 0, 8 * sizeof *hist);
+	*max_probe = 0;
+	for (uint64_t b = 0; b < kv->nbuckets; b++) {
+		const struct kv_bucket *ob = kv__bucket(kv, b);
+		if (b % 4096 == 0)
+			KV_CRASHPOINT(11);
+		for (unsigned s = 0; s < KV_SLOTS; s++) {
+			uint64_t w = atomic_load_explicit(&ob->slot[s],
+			                                  memory_order_relaxed);
+			if (w == 0)
+				continue;
+			uint64_t off = KV_SLOT_OFF(w);
+			uint32_t cls;
+			if (kv__item_check(kv, off, &cls) != KV_OK)
+				return KV_ECORRUPT;
+			const struct kv_item *it =
+			    (const struct kv_item *)(const void *)(kv->base +
+			                                           off);
+			uint64_t h = kv__hash(kv, kv__item_key(it), it->klen);
+			uint64_t home = (uint64_t)(((u128)(h << 16) * n) >> 64);
+			bool placed = false;
+			for (uint64_t d = 0; d < maxd && !placed; d++) {
+				uint64_t t = home + d < n ? home + d
+				                          : home + d - n;
+				struct kv_bucket *bk = &nb[t];
+				for (unsigned q = 0; q < KV_SLOTS; q++) {
+					if (atomic_load_explicit(
+					        &bk->slot[q],
+					        memory_order_relaxed) != 0)
+						continue;
+					atomic_store_explicit(
+					    &bk->slot[q],
+					    KV_SLOT_MAKE(h >> 48, d, off) |
+					        (w & (KV_SLOT_REF |
+					              KV_SLOT_TTL)),
+					    memory_order_relaxed);
+					for (uint64_t e = 0; e < d; e++) {
+						uint64_t u = home + e < n
+						                 ? home + e
+						                 : home + e - n;
+						atomic_fetch_add_explicit(
+						    &nb[u].overflow, 1,
+						    memory_order_relaxed);
+					}
+					hist[kv__probe_bin(d)]++;
+					if (d + 1 > *max_probe)
+						*max_probe = d + 1;
+					placed = true;
+					break;
+				}
+			}
+			/* A bigger index at a lower load than the old one
+			 * always has room; not finding it means the old
+			 * index held more than it can. */
+			if (!placed)
+				return KV_ECORRUPT;
+		}
+	}
+	return KV_OK;
+}
+
+/* Build the new index and page table and publish them. Lock held, the
+ * handle's geometry the store's, g laid out past the current end. */
+static int grow_locked(struct kv *kv, const struct kv_geometry *g)
+{
+	struct kv_hdr *h = kv__hdr(kv);
+	uint64_t hist[8], max_probe;
+
+	/* The tail past the old end may hold anything: a resize killed
+	 * before its commit leaves its half-built index there. */
+	memset(kv->base + g->index_off, 0, g->map_size - g->index_off);
+	struct kv_page *np = (struct kv_page *)(void *)(kv->base + g->ptab_off);
+	const struct kv_page *op = kv__page(kv, 0);
+	memcpy(np, op, kv->npages * sizeof *np);
+	for (uint64_t p = kv->npages; p < g->npages; p++)
+		atomic_store_explicit(&np[p].cls, KV_PAGE_FREE,
+		                      memory_order_relaxed);
+	int rc = rehash_locked(kv, g, hist, &max_probe);
+	if (rc != KV_OK)
+		return rc;
+	KV_CRASHPOINT(12);
+
+	/* One transaction; gen is its last word, so a process that sees the
+	 * new gen sees every other word (apply stores with release). */
+	kv__tx_begin_locked(kv, KV_TX_RESIZE);
+	kv__tx_put64_locked(kv, &h->map_size, g->map_size);
+	kv__tx_put64_locked(kv, &h->npages, g->npages);
+	kv__tx_put64_locked(kv, &h->nbuckets, g->nbuckets);
+	kv__tx_put64_locked(kv, &h->index_off, g->index_off);
+	kv__tx_put64_locked(kv, &h->ptab_off, g->ptab_off);
+	for (unsigned i = 0; i < 8; i++)
+		kv__tx_put64_locked(kv, &h->probe_hist[i], hist[i]);
+	if (max_probe > atomic_load_explicit(&h->max_probe,
+	                                     memory_order_relaxed))
+		kv__tx_put64_locked(kv, &h->max_probe, max_probe);
+	kv__tx_put64_locked(kv, &h->sweep_hand, 0);
+	kv__tx_put64_locked(kv, &h->gen,
+	                    atomic_load_explicit(&h->gen,
+	                                         memory_order_relaxed) +
+	                        1);
+	kv__tx_commit_locked(kv);
+	kv__tx_end_locked(kv);
+	return kv__sync(kv);
+}
+
+int kv_resize(kv_t *kv, uint64_t size)
+{
+	__extension__ typedef unsigned __int128 u128;
+
+	if (kv == NULL)
+		return KV_EINVAL;
+	if (kv->rdonly)
+		return KV_ERDONLY;
+	if (kv__dead(kv))
+		return KV_EDESTROYED;
+	int rc = kv__sync(kv);
+	if (rc != KV_OK)
+		return rc;
+	size = size / KV_PAGE_ALIGN * KV_PAGE_ALIGN;
+
+	for (;;) {
+		const struct kv_ix *ix =
+		    atomic_load_explicit(&kv->ix, memory_order_acquire);
+		uint64_t cur = ix->map_size;
+		if (size == cur)
+			return KV_OK;
+		/* Shrinking would move live items out of the tail while
+		 * readers read them; not done yet (docs/resize.md). */
+		if (size < cur)
+			return KV_ENOTSUP;
+		if (size > kv->max_map || size > KV_MAX_MAP)
+			return KV_ETOOBIG;
+		if (size > kv->reserved)
+			return KV_ENOMEM;
+
+		/* The index grows with the store, so a store grown 4x holds
+		 * 4x the keys at the same load. */
+		struct kv_geometry g = {.page_size = kv->page_size};
+		u128 nb = (u128)ix->nbuckets * size / cur;
+		rc = kv__layout(size, (uint64_t)nb, &g);
+		if (rc != KV_OK)
+			return rc;
+		/* The new index must not overlap anything in use. */
+		if (g.index_off < cur)
+			return KV_ETOOSMALL;
+
+		/* Memory first, without the lock: a full tmpfs is an error
+		 * here, never a fault later. */
+		rc = kv__os_grow(&kv->os, size);
+		if (rc != KV_OK)
+			return rc;
+		while (atomic_flag_test_and_set_explicit(&kv->sync_busy,
+		                                         memory_order_acquire))
+			kv__os_yield();
+		rc = map_upto(kv, size);
+		atomic_flag_clear_explicit(&kv->sync_busy, memory_order_release);
+		if (rc != KV_OK)
+			return rc;
+
+		rc = kv__lock(kv);
+		if (rc != KV_OK)
+			return rc;
+		/* Someone else resized first: start again from theirs. */
+		if (atomic_load_explicit(&kv->gen, memory_order_relaxed) !=
+		    ix->gen) {
+			kv__unlock(kv);
+			continue;
+		}
+		rc = grow_locked(kv, &g);
+		kv__unlock(kv);
+		return rc;
+	}
+}

@@ -1,0 +1,534 @@
+/*
+ * test_resize.c - growing a store while it serves (libkv/resize.c).
+ *
+ *   resize-live     W writer and R reader threads on ONE handle, a reader
+ *                   thread on a KV_RDONLY handle, and two forked reader
+ *                   processes (one read-only) with their own handles,
+ *                   all verifying every value, while the main thread
+ *                   grows the store four times (64 MiB -> 512 MiB by
+ *                   default), with kv_check between. Then every private
+ *                   key must read back as its writer last had it
+ *                   acknowledged, and kv_check pass. The longest get any
+ *                   reader saw is printed (never asserted).
+ *   resize-killed   a child resizing the store is killed: at each of the
+ *                   resize's crash points (mid-rehash, before the commit,
+ *                   around and after it) and by SIGKILL after random
+ *                   delays. After each death every key still reads back
+ *                   whole and as put, kv_check passes (the next lock
+ *                   holder finishes or drops the resize), the size is the
+ *                   old or the new one, and the next resize succeeds.
+ *   resize-probes   a store grown 4x takes 4x the keys at the same probe
+ *                   lengths.
+ *   resize-errors   what a resize refuses, and that it changes nothing.
+ *
+ * The first is the variant the ThreadSanitizer build runs (suite stress).
+ * Environment: KV_STRESS_SECONDS (per growth step, 1), KV_STRESS_SEED.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "kv_internal.h"
+#include "workload.h"
+
+#define NSHARED 1000
+#define NPRIV 128
+#define MIB (UINT64_C(1) << 20)
+
+static _Atomic int stop;
+
+struct wthread {
+	pthread_t t;
+	struct sw_writer w;
+	int rc;
+};
+
+struct rthread {
+	pthread_t t;
+	struct sw_reader r;
+	int rc;
+};
+
+static void *writer_main(void *arg)
+{
+	struct wthread *t = arg;
+	t->rc = sw_writer_run(&t->w);
+	if (t->rc != 0)
+		atomic_store(&stop, 1);
+	return NULL;
+}
+
+static void *reader_main(void *arg)
+{
+	struct rthread *t = arg;
+	t->rc = sw_reader_run(&t->r);
+	if (t->rc != 0)
+		atomic_store(&stop, 1);
+	return NULL;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+/* A reader process: its own handle, attached before the first resize. */
+struct rchild {
+	const char *store;
+	const struct sw_params *p;
+	bool rdonly;
+	uint64_t seed;
+	uint64_t deadline;
+	_Atomic int *stop;
+	struct sw_rstats *out; /* shared with the parent */
+};
+
+static struct rchild rjob;
+
+static int reader_child(void *arg)
+{
+	(void)arg;
+	kv_t *kv = NULL;
+	struct sw_reader r = {0};
+	int rc = kv_open(rjob.store, rjob.rdonly ? KV_RDONLY : KV_RDWR, &kv);
+	if (rc != KV_OK) {
+		fprintf(stderr, "resize-live: reader process: kv_open: %s\n",
+		        kv_strerror(rc));
+		return 2;
+	}
+	r.kv = kv;
+	r.p = rjob.p;
+	r.id = 100 + (rjob.rdonly ? 1u : 0u);
+	r.rdonly = rjob.rdonly;
+	r.rng = rjob.seed ^ (0x3000u + r.id);
+	r.stop = rjob.stop;
+	r.deadline_ns = rjob.deadline;
+	if (sw_reader_init(&r) != 0)
+		return 2;
+	rc = sw_reader_run(&r);
+	*rjob.out = r.st;
+	if (rc != 0) {
+		atomic_store(rjob.stop, 1);
+		fprintf(stderr, "resize-live: reader process: %s\n", r.err);
+		return 3;
+	}
+	/* It must have followed every resize by itself. */
+	struct kv_stats st;
+	if (kv_stats(kv, &st) != KV_OK || st.resizes == 0) {
+		fprintf(stderr, "resize-live: reader process did not see the "
+		                "store grow\n");
+		return 4;
+	}
+	sw_reader_fini(&r);
+	kv_close(kv);
+	return 0;
+}
+
+static void test_resize_live(void **state)
+{
+	(void)state;
+	enum { NW = 2, NR = 2 };
+	static const uint64_t steps[] = {96 * MIB, 160 * MIB, 256 * MIB,
+	                                 512 * MIB};
+	uint64_t secs = sw_env_u64("KV_STRESS_SECONDS", 1);
+	uint64_t seed = sw_seed();
+	const char *name = h_store_name("rlive");
+	static struct wthread wt[NW];
+	static struct rthread rt[NR + 1];
+	kv_t *kv = NULL, *ro = NULL;
+	struct sw_params p = {NSHARED, NPRIV, NW, 600 * 1000, false};
+
+	print_message("resize-live: %d writers, %d readers on one handle, 1 "
+	              "read-only reader thread, 2 reader processes; growth "
+	              "every %" PRIu64 " s; seed %#" PRIx64 "\n",
+	              NW, NR, secs, seed);
+	struct kv_options o = {.size = 64 * MIB, .max_value = SW_VMAX,
+	                       .max_items = sw_max_items(&p),
+	                       .max_size = 1024 * MIB,
+	                       .flags = KV_CREATE_NOEVICT};
+	int rc = kv_create(name, &o, &kv);
+	if (rc == KV_OK)
+		rc = kv_open(name, KV_RDONLY | KV_NOWARM, &ro);
+	if (rc != KV_OK)
+		fail_msg("kv_create/kv_open: %s", kv_strerror(rc));
+
+	uint64_t t0 = sw_now_ns();
+	uint64_t deadline =
+	    t0 + (secs * (sizeof steps / sizeof steps[0] + 1)) * 1000000000u;
+	atomic_store(&stop, 0);
+	_Atomic int *pstop = sw_shared(sizeof *pstop);
+	struct sw_rstats *pst = sw_shared(2 * sizeof *pst);
+	pid_t kids[2];
+	for (int i = 0; i < 2; i++) {
+		rjob = (struct rchild){name, &p, i == 1, seed, deadline, pstop,
+		                       &pst[i]};
+		kids[i] = sw_fork(reader_child, NULL);
+	}
+	for (uint32_t i = 0; i < NW; i++) {
+		wt[i] = (struct wthread){0};
+		wt[i].w = (struct sw_writer){
+			.kv = kv, .p = &p, .id = i, .rng = seed ^ (0x1000u + i),
+			.stop = &stop, .deadline_ns = deadline,
+		};
+		wt[i].w.priv = calloc(NPRIV, sizeof(struct sw_priv));
+		assert_non_null(wt[i].w.priv);
+	}
+	for (uint32_t i = 0; i <= NR; i++) {
+		rt[i] = (struct rthread){0};
+		rt[i].r = (struct sw_reader){
+			.kv = i == NR ? ro : kv, .p = &p, .id = i,
+			.rdonly = i == NR, .rng = seed ^ (0x2000u + i),
+			.stop = &stop, .deadline_ns = deadline,
+		};
+		assert_int_equal(sw_reader_init(&rt[i].r), 0);
+	}
+	for (uint32_t i = 0; i < NW; i++)
+		assert_int_equal(
+		    pthread_create(&wt[i].t, NULL, writer_main, &wt[i]), 0);
+	for (uint32_t i = 0; i <= NR; i++)
+		assert_int_equal(
+		    pthread_create(&rt[i].t, NULL, reader_main, &rt[i]), 0);
+
+	/* Grow while they run, through a handle of our own. */
+	kv_t *rs = NULL;
+	assert_int_equal(kv_open(name, KV_RDWR | KV_NOWARM, &rs), KV_OK);
+	char cerr[SW_ERRLEN] = "";
+	int grc = KV_OK, crc = KV_OK;
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0] &&
+	                   grc == KV_OK && crc == KV_OK && !atomic_load(&stop);
+	     i++) {
+		sleep_ms((unsigned)(secs * 1000));
+		uint64_t s0 = sw_now_ns();
+		grc = kv_resize(rs, steps[i]);
+		print_message("resize-live: grown to %" PRIu64 " MiB in %.1f ms "
+		              "(%s)\n",
+		              steps[i] / MIB, (double)(sw_now_ns() - s0) / 1e6,
+		              kv_errname(grc));
+		crc = sw_check(rs, cerr, sizeof cerr);
+	}
+	if (grc != KV_OK || crc != KV_OK)
+		atomic_store(&stop, 1);
+	atomic_store(pstop, atomic_load(&stop));
+	for (uint32_t i = 0; i < NW; i++)
+		pthread_join(wt[i].t, NULL);
+	for (uint32_t i = 0; i <= NR; i++)
+		pthread_join(rt[i].t, NULL);
+	int bad = 0;
+	for (int i = 0; i < 2; i++) {
+		int st;
+		char sb[64];
+		if (!sw_wait(kids[i], 60000, &st) || !WIFEXITED(st) ||
+		    WEXITSTATUS(st) != 0) {
+			print_error("resize-live: reader process %d: %s\n", i,
+			            sw_status_str(st, sb, sizeof sb));
+			bad++;
+		}
+	}
+	uint64_t longest = 0, gets = 0;
+	for (uint32_t i = 0; i <= NR; i++) {
+		if (rt[i].rc != 0) {
+			print_error("resize-live: %s\n", rt[i].r.err);
+			bad++;
+		}
+		gets += rt[i].r.st.ops;
+		if (rt[i].r.st.max_get_ns > longest)
+			longest = rt[i].r.st.max_get_ns;
+		sw_reader_fini(&rt[i].r);
+	}
+	for (int i = 0; i < 2; i++) {
+		gets += pst[i].ops;
+		if (pst[i].max_get_ns > longest)
+			longest = pst[i].max_get_ns;
+	}
+	for (uint32_t i = 0; i < NW; i++)
+		if (wt[i].rc != 0) {
+			print_error("resize-live: %s\n", wt[i].w.err);
+			bad++;
+		}
+	print_message("resize-live: %" PRIu64 " verified gets; the longest any "
+	              "reader waited: %.3f ms\n",
+	              gets, (double)longest / 1e6);
+	if (grc != KV_OK)
+		print_error("resize-live: kv_resize: %s\n", kv_strerror(grc));
+	if (crc != KV_OK)
+		print_error("resize-live: kv_check: %s\n", cerr);
+	bad += grc != KV_OK || crc != KV_OK;
+
+	struct sw_vcount c = {0};
+	char err[SW_ERRLEN] = "";
+	for (uint32_t i = 0; i < NW && !bad; i++)
+		if (sw_check_private(kv, &p, i, wt[i].w.priv, &c, err,
+		                     sizeof err) != 0) {
+			print_error("resize-live: acknowledged state lost: %s\n",
+			            err);
+			bad++;
+		}
+	for (uint32_t i = 0; i < NW; i++)
+		free(wt[i].w.priv);
+	struct kv_stats st;
+	assert_int_equal(kv_stats(ro, &st), KV_OK);
+	print_message("resize-live: %" PRIu64 " MiB, %" PRIu64 " buckets, "
+	              "%" PRIu64 " resizes, %" PRIu64 " items\n",
+	              st.map_size / MIB, st.buckets, st.resizes, st.items);
+	if (!bad && st.map_size != steps[sizeof steps / sizeof steps[0] - 1])
+		bad++;
+	if (!bad && sw_check(kv, err, sizeof err) != KV_OK) {
+		print_error("resize-live: kv_check at the end: %s\n", err);
+		bad++;
+	}
+	kv_close(rs);
+	kv_close(ro);
+	kv_close(kv);
+	if (bad)
+		fail_msg("resize-live: %d failures (above)", bad);
+}
+
+/* ------------------------------------------------------------------------
+ * Killed resizers
+ */
+
+#define KILL_KEYS 30000u
+
+static const char *kstore;
+static uint64_t ktarget;
+static int kpoint;
+
+static int resize_child(void *arg)
+{
+	(void)arg;
+	kv_t *kv = NULL;
+	if (kv_open(kstore, KV_RDWR | KV_NOWARM, &kv) != KV_OK)
+		return 20;
+	if (kpoint)
+		kv__crash_arm(kpoint);
+	int rc = kv_resize(kv, ktarget);
+	kv_close(kv);
+	return rc == KV_OK ? 0 : 21;
+}
+
+static void put_all(kv_t *kv)
+{
+	char k[SW_KEYMAX], v[256];
+	for (uint32_t i = 0; i < KILL_KEYS; i++) {
+		size_t kl = sw_key(i, k);
+		size_t vl = SW_VMIN + i % 200;
+		sw_encode(v, vl, i, 0, i + 1);
+		int rc = kv_put(kv, k, kl, v, vl, NULL);
+		if (rc != KV_OK)
+			fail_msg("put %u: %s", i, kv_strerror(rc));
+	}
+}
+
+/* Every key reads back whole and as put; the store checks clean. */
+static void verify_all(kv_t *kv, const char *when)
+{
+	char k[SW_KEYMAX], v[512], err[SW_ERRLEN];
+	struct sw_vhdr h;
+	for (uint32_t i = 0; i < KILL_KEYS; i++) {
+		size_t kl = sw_key(i, k), vl = 0;
+		int rc = kv_get(kv, k, kl, v, sizeof v, &vl);
+		if (rc != KV_OK)
+			fail_msg("%s: key %u: %s", when, i, kv_strerror(rc));
+		if (sw_verify(v, vl, i, &h, err, sizeof err) != 0 ||
+		    h.seq != i + 1)
+			fail_msg("%s: key %u: %s", when, i, err);
+	}
+	if (sw_check(kv, err, sizeof err) != KV_OK)
+		fail_msg("%s: kv_check: %s", when, err);
+}
+
+static void test_resize_killed(void **state)
+{
+	(void)state;
+	static const int points[] = {11, 12, 5, 6, 7, 8, 9};
+	uint64_t seed = sw_seed();
+	kstore = h_store_name("rkill");
+	kv_t *kv = NULL, *ro = NULL;
+	struct kv_options o = {.size = 32 * MIB, .max_value = 4096,
+	                       .max_size = 4096 * MIB,
+	                       .flags = KV_CREATE_NOEVICT};
+	assert_int_equal(kv_create(kstore, &o, &kv), KV_OK);
+	put_all(kv);
+	/* A read-only reader attached before it all: it must follow. */
+	assert_int_equal(kv_open(kstore, KV_RDONLY, &ro), KV_OK);
+	uint64_t size = 32 * MIB;
+	unsigned died = 0, finished = 0;
+
+	for (size_t n = 0; n < sizeof points / sizeof points[0] + 12; n++) {
+		bool by_point = n < sizeof points / sizeof points[0];
+		kpoint = by_point ? points[n] : 0;
+		ktarget = (size + size / 4) / 4096 * 4096;
+		pid_t pid = sw_fork(resize_child, NULL);
+		int st;
+		if (!by_point) {
+			/* Growing a store of 30,000 keys takes ms. */
+			uint64_t us = sw_range(&seed, 0, 200000);
+			struct timespec ts = {0, (long)us * 1000L};
+			nanosleep(&ts, NULL);
+			kill(pid, SIGKILL);
+		}
+		assert_true(sw_wait(pid, 30000, &st));
+		bool killed = WIFSIGNALED(st);
+		if (!killed && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+			char sb[64];
+			fail_msg("resizer (point %d): %s", kpoint,
+			         sw_status_str(st, sb, sizeof sb));
+		}
+		if (by_point && !killed)
+			fail_msg("crash point %d did not fire", kpoint);
+		died += killed;
+		finished += !killed;
+		/* The next lock holder (this get falls back to it if a
+		 * bucket is odd; kv_check takes it) recovers. */
+		char when[64];
+		snprintf(when, sizeof when, "after resizer %zu (point %d, %s)",
+		         n, kpoint, killed ? "killed" : "finished");
+		verify_all(kv, when);
+		struct kv_stats s;
+		assert_int_equal(kv_stats(ro, &s), KV_OK);
+		if (s.map_size != size && s.map_size != ktarget)
+			fail_msg("%s: size %" PRIu64 ", neither %" PRIu64
+			         " nor %" PRIu64,
+			         when, s.map_size, size, ktarget);
+		/* The read-only handle follows too. */
+		char k[SW_KEYMAX], v[512];
+		size_t vl;
+		size_t kl = sw_key(KILL_KEYS - 1, k);
+		assert_int_equal(kv_get(ro, k, kl, v, sizeof v, &vl), KV_OK);
+		/* Then a resize that is not killed completes. */
+		if (s.map_size == size) {
+			assert_int_equal(kv_resize(kv, ktarget), KV_OK);
+			verify_all(kv, "after the next resize");
+		}
+		size = ktarget;
+	}
+	print_message("resize-killed: %u resizers killed (%zu at crash points), "
+	              "%u finished first; every key intact after each\n",
+	              died, sizeof points / sizeof points[0], finished);
+	kv_close(ro);
+	kv_close(kv);
+}
+
+/* ------------------------------------------------------------------------
+ * Probe lengths
+ */
+
+static double mean_probe(const struct kv_stats *s)
+{
+	static const double mid[8] = {0, 1, 2, 3, 5.5, 11.5, 23.5, 40};
+	double sum = 0, n = 0;
+	for (int i = 0; i < 8; i++) {
+		sum += mid[i] * (double)s->probe_hist[i];
+		n += (double)s->probe_hist[i];
+	}
+	return n > 0 ? sum / n : 0;
+}
+
+static void put_range(kv_t *kv, uint32_t from, uint32_t to)
+{
+	char k[32];
+	for (uint32_t i = from; i < to; i++) {
+		int kl = snprintf(k, sizeof k, "p%u", i);
+		int rc = kv_put(kv, k, (size_t)kl, "v", 1, NULL);
+		if (rc != KV_OK)
+			fail_msg("put p%u: %s", i, kv_strerror(rc));
+	}
+}
+
+static void test_resize_probes(void **state)
+{
+	(void)state;
+	const char *name = h_store_name("rprobe");
+	kv_t *kv = NULL;
+	struct kv_options o = {.size = 8 * MIB, .max_value = 4096,
+	                       .flags = KV_CREATE_NOEVICT};
+	assert_int_equal(kv_create(name, &o, &kv), KV_OK);
+	struct kv_stats a, b;
+	assert_int_equal(kv_stats(kv, &a), KV_OK);
+	/* 60 % of the slots. */
+	uint32_t n = (uint32_t)(a.slots * 6 / 10);
+	put_range(kv, 0, n);
+	assert_int_equal(kv_stats(kv, &a), KV_OK);
+	assert_int_equal(kv_resize(kv, 32 * MIB), KV_OK);
+	assert_int_equal(kv_stats(kv, &b), KV_OK);
+	assert_true(b.buckets >= a.buckets * 4);
+	/* The rehash alone shortens the probes. */
+	assert_true(mean_probe(&b) <= mean_probe(&a));
+	put_range(kv, n, 4 * n);
+	assert_int_equal(kv_stats(kv, &b), KV_OK);
+	assert_int_equal(b.items, 4 * (uint64_t)n);
+	print_message("resize-probes: %u keys in %" PRIu64 " buckets: mean "
+	              "probe %.3f, longest %" PRIu64 "; grown 4x, %u keys in "
+	              "%" PRIu64 " buckets: mean %.3f, longest %" PRIu64 "\n",
+	              n, a.buckets, mean_probe(&a), a.max_probe, 4 * n,
+	              b.buckets, mean_probe(&b), b.max_probe);
+	assert_true(mean_probe(&b) <= mean_probe(&a) * 1.25 + 0.05);
+	char err[SW_ERRLEN];
+	if (sw_check(kv, err, sizeof err) != KV_OK)
+		fail_msg("kv_check: %s", err);
+	kv_close(kv);
+}
+
+/* ------------------------------------------------------------------------
+ * Refusals
+ */
+
+static void test_resize_errors(void **state)
+{
+	(void)state;
+	const char *name = h_store_name("rerr");
+	kv_t *kv = NULL, *ro = NULL;
+	struct kv_options o = {.size = 16 * MIB, .max_value = 4096,
+	                       .max_size = 64 * MIB};
+	assert_int_equal(kv_create(name, &o, &kv), KV_OK);
+	assert_int_equal(kv_put(kv, "k", 1, "v", 1, NULL), KV_OK);
+	assert_int_equal(kv_open(name, KV_RDONLY, &ro), KV_OK);
+	assert_int_equal(kv_resize(NULL, 32 * MIB), KV_EINVAL);
+	assert_int_equal(kv_resize(ro, 32 * MIB), KV_ERDONLY);
+	assert_int_equal(kv_resize(kv, 8 * MIB), KV_ENOTSUP);
+	assert_int_equal(kv_resize(kv, 128 * MIB), KV_ETOOBIG);
+	assert_int_equal(kv_resize(kv, 16 * MIB + 4096), KV_ETOOSMALL);
+	assert_int_equal(kv_resize(kv, 16 * MIB), KV_OK); /* already */
+	struct kv_stats s;
+	assert_int_equal(kv_stats(kv, &s), KV_OK);
+	assert_int_equal(s.map_size, 16 * MIB);
+	assert_int_equal(s.resizes, 0);
+	assert_int_equal(s.max_size, 64 * MIB);
+	assert_int_equal(kv_resize(kv, 64 * MIB), KV_OK);
+	char v[8];
+	size_t vl;
+	assert_int_equal(kv_get(ro, "k", 1, v, sizeof v, &vl), KV_OK);
+	assert_int_equal(kv_stats(ro, &s), KV_OK);
+	assert_int_equal(s.map_size, 64 * MIB);
+	assert_int_equal(s.resizes, 1);
+	/* A handle attached after the resize maps the whole of it. */
+	kv_t *late = NULL;
+	assert_int_equal(kv_open(name, KV_RDONLY, &late), KV_OK);
+	assert_int_equal(kv_get(late, "k", 1, v, sizeof v, &vl), KV_OK);
+	kv_close(late);
+	kv_close(ro);
+	kv_close(kv);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest all[] = {
+		cmocka_unit_test_teardown(test_resize_live, sw_teardown),
+		cmocka_unit_test_teardown(test_resize_killed, sw_teardown),
+		cmocka_unit_test_teardown(test_resize_probes, sw_teardown),
+		cmocka_unit_test_teardown(test_resize_errors, sw_teardown),
+	};
+	/* "--live": only the first (the ThreadSanitizer run). */
+	size_t n = argc > 1 && strcmp(argv[1], "--live") == 0
+	               ? 1
+	               : sizeof all / sizeof all[0];
+	return _cmocka_run_group_tests("resize", all, n, NULL, NULL);
+}
