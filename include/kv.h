@@ -26,6 +26,12 @@
  *     kvd found it removed. The handle is dead for good; nothing it does
  *     reaches the new store of that name, if any. Close it and kv_open()
  *     again to use a new store.
+ *   - A store may grow while handles are attached (kv_resize): every call
+ *     on a handle first follows it, mapping the new size, and may then
+ *     also return what that can: KV_ECORRUPT (the new geometry is not
+ *     one libkv makes), KV_ETRUNCATED (the object is smaller than it
+ *     says), KV_ETOOBIG (it grew past this handle's reserved address
+ *     space), KV_EBUSY, KV_ENOMEM or KV_ESYS.
  *   - No call waits long: one that must wait for the writer lock gives up
  *     after about 1.5 s with KV_EBUSY, and only when a live thread really
  *     holds it. A lock left by a writer that is gone (killed, or from a

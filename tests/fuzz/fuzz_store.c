@@ -38,7 +38,9 @@
  *         0x08 child dies at a     0x80 no kv_check before the operations
  *              crash point
  *   variant: bit 7 picks the template (0: the main one, 1: a 64-bucket
- *   index, nearly full); bits 0-6 pick keys, sizes and the crash point.
+ *   index, nearly full); bits 0-6 pick keys, sizes and the crash point;
+ *   with bit 5 the read-write phase also doubles the store (kv_resize),
+ *   and a store kv_check called sound must come out sound with every key.
  *
  *   patch = kind:u8 then, by kind % 16 (others are no-ops):
  *     0 RAW    region:u8 rel:u24 len:u8 bytes[len % 33]
@@ -287,12 +289,13 @@ static void die(const char *fmt, ...)
 enum call {
 	C_OPEN, C_GET, C_MGET, C_PUT, C_DEL, C_INCR, C_FLUSH, C_SCAN, C_TTL,
 	C_STATS, C_CLASS, C_CHECK, C_SWEEP, C_MAINTAIN, C_LOCK, C_RECOVER,
-	C_NCALLS
+	C_RESIZE, C_NCALLS
 };
 static const char *call_name[C_NCALLS] = {
 	"kv_open", "kv_get", "kv_mget entry", "kv_put", "kv_del", "kv_incr",
 	"kv_flush", "kv_scan", "kv_ttl", "kv_stats", "kv_class_stats",
-	"kv_check", "kv__sweep", "kv__maintain", "kv__lock", "kv__recover_locked"};
+	"kv_check", "kv__sweep", "kv__maintain", "kv__lock", "kv__recover_locked",
+	"kv_resize"};
 
 #define B(code) (UINT64_C(1) << (unsigned)(-(code)))
 /* Each call's list in include/kv.h. */
@@ -346,6 +349,11 @@ static uint64_t documented_call(enum call c)
 		       B(KV_ESYS);
 	case C_MAINTAIN: /* "a negative status if the store is corrupt" */
 		return ok | B(KV_ECORRUPT) | B(KV_ENOSTORE);
+	case C_RESIZE:
+		return ok | B(KV_ENOTSUP) | B(KV_ETOOBIG) | B(KV_ETOOSMALL) |
+		       B(KV_ENOSPC) | B(KV_ERDONLY) | B(KV_EBUSY) |
+		       B(KV_ECORRUPT) | B(KV_ENOMEM) | B(KV_ESYS) |
+		       B(KV_EINVAL);
 	case C_LOCK:
 	case C_RECOVER:
 	case C_NCALLS:
@@ -360,7 +368,8 @@ static uint64_t documented(enum call c)
 {
 	uint64_t d = documented_call(c);
 	if (c != C_OPEN)
-		d |= B(KV_EDESTROYED);
+		d |= B(KV_EDESTROYED) | B(KV_ECORRUPT) | B(KV_ETRUNCATED) |
+		     B(KV_ETOOBIG) | B(KV_EBUSY) | B(KV_ENOMEM) | B(KV_ESYS);
 	return d;
 }
 
@@ -1489,6 +1498,34 @@ static void rw_ops(struct run *r, kv_t *kv)
 	do_incr(r, kv, "counter", INT64_MAX);
 
 	do_scan(r, kv, 1 + v % 64, (v & 0x10) != 0, NULL);
+
+	/* Grow it (half the inputs): the rehash reads every slot and item
+	 * of a store that may be damaged; a sound store must come out
+	 * sound, with every key. */
+	if (v & 0x20) {
+		struct kv_stats s0 = {0}, s1 = {0};
+		if (note(C_STATS, kv_stats(kv, &s0)) == KV_OK) {
+			int g = note(C_RESIZE,
+			             kv_resize(kv, s0.map_size * 2));
+			lock_released(kv, "kv_resize");
+			if (g == KV_OK && r->sound) {
+				int ck = note(C_CHECK, kv_check(kv, NULL, NULL));
+				lock_released(kv, "kv_check");
+				note(C_STATS, kv_stats(kv, &s1));
+				if (ck != KV_OK ||
+				    s1.map_size != s0.map_size * 2 ||
+				    s1.items != s0.items)
+					FINDING("ORACLE: on a store kv_check "
+					        "called sound, kv_resize returned "
+					        "KV_OK but left it unsound or "
+					        "changed (check %d, %" PRIu64
+					        " -> %" PRIu64 " bytes, %" PRIu64
+					        " -> %" PRIu64 " items)",
+					        ck, s0.map_size, s1.map_size,
+					        s0.items, s1.items);
+			}
+		}
+	}
 
 	if (r->mode & M_SWEEP) {
 		uint64_t n_exp;

@@ -79,6 +79,7 @@ static const struct rcmd {
 	{ "flush", B(OPT_YES), 0, 0 },
 	{ "dump", B(OPT_FORCE) | B(OPT_PARTIAL), 0, 1 },
 	{ "load", B(OPT_NX) | B(OPT_PARTIAL) | B(OPT_FORCE), 0, 1 },
+	{ "resize", 0, 1, 1 },
 	{ "destroy", B(OPT_YES), 0, 0 },
 	{ "help", 0, 0, 1 },
 };

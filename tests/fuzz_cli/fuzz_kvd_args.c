@@ -1,6 +1,7 @@
 /*
  * fuzz_kvd_args.c - fuzz-kvd-args: kvd's command line, kvd_config_parse()
- * (daemon/options.c), and its value parsers: sizes (--size, --max-value),
+ * (daemon/options.c), and its value parsers: sizes (--size, --max-value,
+ * --max-size),
  * counts (--max-items, --sweep-buckets, --threads, --max-conns,
  * --idle-timeout), modes (--mode), groups (--group) and listen addresses
  * (--listen).
@@ -356,6 +357,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		           "max_value %" PRIu32, cfg.opts.max_value);
 		FCLI_CHECK(!cfg.max_items_given || cfg.opts.max_items > 0,
 		           "max_items 0");
+		FCLI_CHECK(cfg.opts.max_size <= (UINT64_C(1) << 40),
+		           "max_size %" PRIu64, cfg.opts.max_size);
 		FCLI_CHECK(cfg.mode_given ? ((cfg.opts.mode & 0600) == 0600 &&
 		                             !(cfg.opts.mode & 0002) &&
 		                             cfg.opts.mode <= 0777)
