@@ -69,6 +69,7 @@ struct served {
 	kv_t *kv;
 	const char *store;
 	uint64_t recoveries; /* last seen, to log each new recovery */
+	uint64_t resizes;    /* last seen, to log each resize */
 	int maintain_rc;     /* last kv__maintain() result, to log changes */
 	bool removed;        /* the store was removed under us */
 	uint64_t sweep_buckets; /* per tick; 0: no sweep */
@@ -258,6 +259,7 @@ static int inspect_store(const struct kvd_config *cfg, struct served *s,
 	}
 	has_mode = rc == 0;
 	s->recoveries = st.recoveries;
+	s->resizes = st.resizes;
 
 	/* The library never makes one, but anyone can chmod: a store every
 	 * local user can write (o+w) is not one we will vouch for. */
@@ -401,6 +403,23 @@ static void log_recoveries(struct served *s)
 	s->recoveries = st.recoveries;
 }
 
+/* Once a second: log a resize (kv resize, from any process); this
+ * daemon's own handle has followed it already, at its last tick. */
+static void log_resizes(struct served *s)
+{
+	struct kv_stats st;
+
+	if (kv_stats(s->kv, &st) != KV_OK || st.resizes == s->resizes)
+		return;
+	kvd_log(KVD_INFO,
+	        "store '%s': grown to %" PRIu64 " MiB: %" PRIu64
+	        " buckets / %" PRIu64 " slots, %" PRIu64 " pages (resizes so "
+	        "far: %" PRIu64 ")",
+	        s->store, st.map_size >> 20, st.buckets, st.slots,
+	        st.pages_total, st.resizes);
+	s->resizes = st.resizes;
+}
+
 /* Serve until asked to stop (SIGTERM, SIGINT; Ctrl-C, Ctrl-Break, the
  * console closing), or until the store is removed. */
 static void serve(struct served *s)
@@ -428,6 +447,7 @@ static void serve(struct served *s)
 		kvd_net_tick(s->net);
 		if (kvd_sys_mono_ms() >= next_slow) {
 			log_recoveries(s);
+			log_resizes(s);
 			log_swept(s);
 			next_slow = kvd_sys_mono_ms() + SLOW_TICK_MS;
 		}

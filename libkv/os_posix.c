@@ -402,6 +402,11 @@ int kv__os_map_more(struct kv_os *o, void *base, uint64_t from, uint64_t to,
 	return KV_OK;
 }
 
+bool kv__os_can_grow(void)
+{
+	return true;
+}
+
 int kv__os_grow(struct kv_os *o, uint64_t size)
 {
 	struct stat st;

@@ -317,7 +317,7 @@ int kv_resize(kv_t *kv, uint64_t size)
 			return KV_OK;
 		/* Shrinking would move live items out of the tail while
 		 * readers read them; not done yet (docs/resize.md). */
-		if (size < cur)
+		if (size < cur || !kv__os_can_grow())
 			return KV_ENOTSUP;
 		if (size > kv->max_map || size > KV_MAX_MAP)
 			return KV_ETOOBIG;

@@ -499,6 +499,76 @@ static void test_listen_unix(void **state)
 	assert_false(exists(path));
 }
 
+/* `kv resize` grows the store under a running kvd: its clients keep
+ * their connections and their keys, kvd logs the new size and keeps
+ * serving, and kv check finds the grown store sound. The refusals say
+ * what to do instead. */
+static void test_listen_resize(void **state)
+{
+	const char *store = h_store_name("listenrs");
+	const char *dir = h_tmpdir("listenrs");
+	char path[100], arg[300], shown[300], key[32], val[64];
+	struct h_result r;
+	struct h_proc *p;
+	int fd;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/kvd.sock", dir);
+	snprintf(arg, sizeof(arg), "unix:%s", path);
+	p = h_kvd(store, "--size", SIZE, "--max-size", "128M", "--listen", arg,
+	          NULL);
+	wait_listening(p, "unix:", shown, sizeof(shown));
+	fd = connect_unix(path);
+	for (int i = 0; i < 200; i++) {
+		snprintf(key, sizeof key, "before%d", i);
+		snprintf(val, sizeof val, "value %d", i);
+		roundtrip(fd, key, val);
+	}
+
+	h_kv(&r, store, "resize", "64M", NULL);
+	H_ASSERT_EXIT(&r, 0);
+	H_ASSERT_OUT_HAS(&r, "from 16.0 MiB to 64.0 MiB");
+	h_result_free(&r);
+	wait_log(p, "grown to 64 MiB");
+	assert_true(h_alive(p->pid));
+
+	/* The same connection: old keys, new keys, through kvd's handle. */
+	send_str(fd, "get before7\r\n");
+	expect(fd, "VALUE before7 0 7\r\nvalue 7\r\nEND\r\n");
+	roundtrip(fd, "after", "the store grew");
+	h_kv(&r, store, "get", "before199", NULL);
+	H_ASSERT_EXIT(&r, 0);
+	H_ASSERT_OUT_STR(&r, "value 199");
+	h_result_free(&r);
+	h_kv(&r, store, "stats", NULL);
+	H_ASSERT_EXIT(&r, 0);
+	H_ASSERT_OUT_HAS(&r, "map_size           64.0 MiB");
+	H_ASSERT_OUT_HAS(&r, "resizes            1");
+	h_result_free(&r);
+	h_kv(&r, store, "check", NULL);
+	H_ASSERT_EXIT(&r, 0);
+	h_result_free(&r);
+
+	/* Refusals change nothing. */
+	h_kv(&r, store, "resize", "32M", NULL);
+	H_ASSERT_FAILS(&r, 2, "kv: ", "a live store cannot shrink");
+	h_result_free(&r);
+	h_kv(&r, store, "resize", "256M", NULL);
+	H_ASSERT_FAILS(&r, 2, "kv: ", "may grow to 128.0 MiB at most");
+	h_result_free(&r);
+	h_kv(&r, store, "resize", "lots", NULL);
+	H_ASSERT_FAILS(&r, 2, "kv: ", "not a size");
+	h_result_free(&r);
+	h_kv(&r, store, "resize", "64M", NULL);
+	H_ASSERT_EXIT(&r, 0);
+	H_ASSERT_OUT_HAS(&r, "is already 64.0 MiB");
+	h_result_free(&r);
+
+	roundtrip(fd, "last", "still serving");
+	close(fd);
+	stop_ok(p);
+}
+
 /* A socket file nothing listens on (a kvd that was killed) is replaced;
  * one something listens on, or a file that is not a socket, is an error
  * that leaves no store behind. */
@@ -1032,6 +1102,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_listen_many_clients, teardown),
 		cmocka_unit_test_teardown(test_listen_options, teardown),
 		cmocka_unit_test_teardown(test_listen_none, teardown),
+		cmocka_unit_test_teardown(test_listen_resize, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

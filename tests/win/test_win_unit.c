@@ -159,6 +159,13 @@ static void test_api_errors(void)
 	CHECK_KV(KV_ERDONLY, kv_put(ro, "k", 1, "x", 1, NULL));
 	CHECK_KV(KV_ERDONLY, kv_del(ro, "k", 1));
 	kv_close(ro);
+	/* A section's size is fixed: stores do not grow here, and the
+	 * refusal changes nothing. */
+	struct kv_stats st;
+	CHECK_KV(KV_OK, kv_stats(kv, &st));
+	CHECK_KV(KV_ENOTSUP, kv_resize(kv, st.map_size * 2));
+	CHECK_KV(KV_OK, kv_resize(kv, st.map_size));
+	CHECK_KV(KV_OK, kv_get(kv, "k", 1, big, sizeof big, &vlen));
 	/* Destroyed: marked dead for the handles still attached. */
 	CHECK_KV(KV_OK, kv_destroy(name));
 	CHECK_KV(KV_EDESTROYED, kv_get(kv, "k", 1, big, sizeof big, &vlen));
