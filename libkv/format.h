@@ -166,7 +166,9 @@ struct kv_hdr {
 	 * that serialises resetting the mutex; lock_repairs counts stale
 	 * locks broken and mutexes reset. attach_pidns and ns_mixed: whether
 	 * writers from more than one pid namespace use the store, in which
-	 * case thread ids cannot be judged (lock_posix.c). */
+	 * case thread ids cannot be judged (lock_posix.c). resizing: advisory,
+	 * set and cleared by a resizer while it holds the mutex, cleared by
+	 * the next holder if it died. */
 	_Atomic uint32_t daemon_pid;  /* 0x0c0 0 when no kvd serves */
 	_Atomic uint32_t owner_tid;   /* 0x0c4 last holder's thread id */
 	_Atomic uint64_t daemon_beat; /* 0x0c8 ms of kvd's last tick */
@@ -178,7 +180,10 @@ struct kv_hdr {
 	_Atomic uint64_t lock_repairs;/* 0x0f0 */
 	_Atomic uint32_t ns_mixed;    /* 0x0f8 1 once writers of two pid
 	                               *       namespaces have attached */
-	uint32_t reserved2;           /* 0x0fc */
+	_Atomic uint32_t resizing;    /* 0x0fc pid of a writer rebuilding
+	                               *       the index under the lock
+	                               *       (resize.c), else 0: waiters
+	                               *       for the lock wait longer */
 
 	/* 0x100: writer state, guarded by the mutex and changed only through
 	 * the journal. Readers may load these racily for statistics. */

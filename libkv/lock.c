@@ -68,6 +68,7 @@ void kv__crash_fire(int point)
 }
 
 #define KV_LOCK_WAIT_MS 1500 /* longest wait for the writer lock */
+#define KV_RESIZE_WAIT_MS 120000 /* and for a resizer's rebuild, more */
 
 /* The lock is ours: record it, repair what a dead holder (or damage) left,
  * and refuse a destroyed store. On failure the lock is given back. */
@@ -90,6 +91,10 @@ static int got_lock(struct kv *kv, bool died)
 	}
 	if (died)
 		kv__os_lock_consistent(kv);
+	/* A resizer's mark outlives it only if it died holding the lock. */
+	if (atomic_load_explicit(&kv__hdr(kv)->resizing, memory_order_relaxed))
+		atomic_store_explicit(&kv__hdr(kv)->resizing, 0,
+		                      memory_order_relaxed);
 	if (rc == KV_OK && kv__dead(kv))
 		rc = KV_EDESTROYED;
 	if (rc != KV_OK)
@@ -116,6 +121,17 @@ int kv__lock_until(struct kv *kv, uint64_t deadline_ns)
 	if (deadline_ns != 0 && deadline_ns / 1000000u < until)
 		until = deadline_ns / 1000000u;
 	int rc = kv__os_lock_acquire(kv, until);
+	/* A resizer rebuilds the index under the lock, for about 0.2 s per
+	 * million keys: wait for it (it is alive, or the lock would have
+	 * been found dead) unless the caller set its own deadline. */
+	while (rc == KV_EBUSY && deadline_ns == 0) {
+		uint32_t pid = atomic_load_explicit(&kv__hdr(kv)->resizing,
+		                                    memory_order_relaxed);
+		if (pid == 0 || kv__os_pid_gone(pid) ||
+		    kv__os_mono_ms() > until + KV_RESIZE_WAIT_MS)
+			break;
+		rc = kv__os_lock_acquire(kv, kv__os_mono_ms() + KV_LOCK_WAIT_MS);
+	}
 	if (rc != KV_OK && rc != KV_LOCK_DIED)
 		return rc;
 	return got_lock(kv, rc == KV_LOCK_DIED);

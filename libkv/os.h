@@ -131,6 +131,10 @@ int kv__os_map_more(struct kv_os *o, void *base, uint64_t from, uint64_t to,
 /* Grow the object to size bytes with its memory reserved, as at
  * creation (KV_ENOSPC when there is none). Never shrinks it. */
 int kv__os_grow(struct kv_os *o, uint64_t size);
+/* Resizers of one store take turns: a lock on the object, released by
+ * the system if the holder dies. Waits. */
+int kv__os_resize_lock(struct kv_os *o);
+void kv__os_resize_unlock(struct kv_os *o);
 /* Can a store object grow at all here? */
 bool kv__os_can_grow(void);
 void kv__os_unmap(void *base, uint64_t size);

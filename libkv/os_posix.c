@@ -407,6 +407,29 @@ bool kv__os_can_grow(void)
 	return true;
 }
 
+/* An open-file-description lock on byte 0: independent of kvd's flock on
+ * the same object, and dropped with the descriptor, so a killed resizer
+ * never leaves it held. */
+static int resize_lock_op(struct kv_os *o, short type)
+{
+	struct flock l = {.l_type = type, .l_whence = SEEK_SET, .l_start = 0,
+	                  .l_len = 1};
+	while (fcntl(o->fd, F_OFD_SETLKW, &l) != 0)
+		if (errno != EINTR)
+			return status_of_errno(errno);
+	return KV_OK;
+}
+
+int kv__os_resize_lock(struct kv_os *o)
+{
+	return resize_lock_op(o, F_WRLCK);
+}
+
+void kv__os_resize_unlock(struct kv_os *o)
+{
+	(void)resize_lock_op(o, F_UNLCK);
+}
+
 int kv__os_grow(struct kv_os *o, uint64_t size)
 {
 	struct stat st;

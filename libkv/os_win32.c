@@ -451,6 +451,17 @@ bool kv__os_can_grow(void)
 	return false;
 }
 
+int kv__os_resize_lock(struct kv_os *o)
+{
+	(void)o;
+	return KV_ENOTSUP;
+}
+
+void kv__os_resize_unlock(struct kv_os *o)
+{
+	(void)o;
+}
+
 int kv__os_grow(struct kv_os *o, uint64_t size)
 {
 	(void)o;

@@ -257,9 +257,7 @@ static int grow_locked(struct kv *kv, const struct kv_geometry *g)
 	struct kv_hdr *h = kv__hdr(kv);
 	uint64_t hist[8], max_probe;
 
-	/* The tail past the old end may hold anything: a resize killed
-	 * before its commit leaves its half-built index there. */
-	memset(kv->base + g->index_off, 0, g->map_size - g->index_off);
+	atomic_store_explicit(&h->resizing, kv__os_pid(), memory_order_relaxed);
 	struct kv_page *np = (struct kv_page *)(void *)(kv->base + g->ptab_off);
 	const struct kv_page *op = kv__page(kv, 0);
 	memcpy(np, op, kv->npages * sizeof *np);
@@ -267,8 +265,10 @@ static int grow_locked(struct kv *kv, const struct kv_geometry *g)
 		atomic_store_explicit(&np[p].cls, KV_PAGE_FREE,
 		                      memory_order_relaxed);
 	int rc = rehash_locked(kv, g, hist, &max_probe);
-	if (rc != KV_OK)
+	if (rc != KV_OK) {
+		atomic_store_explicit(&h->resizing, 0, memory_order_relaxed);
 		return rc;
+	}
 	KV_CRASHPOINT(12);
 
 	/* One transaction; gen is its last word, so a process that sees the
@@ -291,6 +291,7 @@ static int grow_locked(struct kv *kv, const struct kv_geometry *g)
 	                        1);
 	kv__tx_commit_locked(kv);
 	kv__tx_end_locked(kv);
+	atomic_store_explicit(&h->resizing, 0, memory_order_relaxed);
 	return kv__sync(kv);
 }
 
@@ -335,30 +336,51 @@ int kv_resize(kv_t *kv, uint64_t size)
 		if (g.index_off < cur)
 			return KV_ETOOSMALL;
 
-		/* Memory first, without the lock: a full tmpfs is an error
+		/* Everything that does not need the writer lock is done
+		 * before it, under the resizers' own lock, so writers wait
+		 * only for the rehash. Memory first: a full tmpfs is an error
 		 * here, never a fault later. */
-		rc = kv__os_grow(&kv->os, size);
+		rc = kv__os_resize_lock(&kv->os);
 		if (rc != KV_OK)
 			return rc;
-		while (atomic_flag_test_and_set_explicit(&kv->sync_busy,
+		rc = kv__os_grow(&kv->os, size);
+		while (rc == KV_OK &&
+		       atomic_flag_test_and_set_explicit(&kv->sync_busy,
 		                                         memory_order_acquire))
 			kv__os_yield();
-		rc = map_upto(kv, size);
-		atomic_flag_clear_explicit(&kv->sync_busy, memory_order_release);
-		if (rc != KV_OK)
+		if (rc == KV_OK) {
+			rc = map_upto(kv, size);
+			atomic_flag_clear_explicit(&kv->sync_busy,
+			                           memory_order_release);
+		}
+		/* Zero the new index and page table (a resizer killed before
+		 * its commit leaves a half-built one there), which also maps
+		 * their pages in. Nobody else uses these bytes: they lie
+		 * past the store's end, and other resizers wait. */
+		if (rc == KV_OK &&
+		    atomic_load_explicit(&kv->gen, memory_order_relaxed) ==
+		        ix->gen)
+			memset(kv->base + g.index_off, 0,
+			       g.map_size - g.index_off);
+		if (rc != KV_OK) {
+			kv__os_resize_unlock(&kv->os);
 			return rc;
-
+		}
 		rc = kv__lock(kv);
-		if (rc != KV_OK)
+		if (rc != KV_OK) {
+			kv__os_resize_unlock(&kv->os);
 			return rc;
+		}
 		/* Someone else resized first: start again from theirs. */
 		if (atomic_load_explicit(&kv->gen, memory_order_relaxed) !=
 		    ix->gen) {
 			kv__unlock(kv);
+			kv__os_resize_unlock(&kv->os);
 			continue;
 		}
 		rc = grow_locked(kv, &g);
 		kv__unlock(kv);
+		kv__os_resize_unlock(&kv->os);
 		return rc;
 	}
 }

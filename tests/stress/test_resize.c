@@ -17,6 +17,8 @@
  *                   whole and as put, kv_check passes (the next lock
  *                   holder finishes or drops the resize), the size is the
  *                   old or the new one, and the next resize succeeds.
+ *   resize-racing   four processes resize at once: they take turns, and
+ *                   the store ends at the largest size, every key intact.
  *   resize-probes   a store grown 4x takes 4x the keys at the same probe
  *                   lengths.
  *   resize-errors   what a resize refuses, and that it changes nothing.
@@ -417,6 +419,45 @@ static void test_resize_killed(void **state)
 	kv_close(kv);
 }
 
+/* Resizers at once: they take turns; each grows the store or finds it
+ * already larger (KV_ENOTSUP) or too close (KV_ETOOSMALL), and the store
+ * ends at the largest size asked for, with every key. */
+static void test_resize_racing(void **state)
+{
+	(void)state;
+	static const uint64_t sizes[] = {48 * MIB, 64 * MIB, 96 * MIB,
+	                                 128 * MIB};
+	enum { N = sizeof sizes / sizeof sizes[0] };
+	kstore = h_store_name("rrace");
+	kv_t *kv = NULL;
+	struct kv_options o = {.size = 32 * MIB, .max_value = 4096,
+	                       .max_size = 1024 * MIB,
+	                       .flags = KV_CREATE_NOEVICT};
+	assert_int_equal(kv_create(kstore, &o, &kv), KV_OK);
+	put_all(kv);
+	pid_t pids[N];
+	for (int i = 0; i < N; i++) {
+		ktarget = sizes[i];
+		kpoint = 0;
+		pids[i] = sw_fork(resize_child, NULL);
+	}
+	for (int i = 0; i < N; i++) {
+		int st;
+		char sb[64];
+		assert_true(sw_wait(pids[i], 60000, &st));
+		/* 0: grown; 21: refused (ENOTSUP or ETOOSMALL) */
+		if (!WIFEXITED(st) ||
+		    (WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 21))
+			fail_msg("resizer %d: %s", i,
+			         sw_status_str(st, sb, sizeof sb));
+	}
+	struct kv_stats s;
+	assert_int_equal(kv_stats(kv, &s), KV_OK);
+	assert_int_equal(s.map_size, 128 * MIB);
+	verify_all(kv, "after racing resizers");
+	kv_close(kv);
+}
+
 /* ------------------------------------------------------------------------
  * Probe lengths
  */
@@ -523,6 +564,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest all[] = {
 		cmocka_unit_test_teardown(test_resize_live, sw_teardown),
 		cmocka_unit_test_teardown(test_resize_killed, sw_teardown),
+		cmocka_unit_test_teardown(test_resize_racing, sw_teardown),
 		cmocka_unit_test_teardown(test_resize_probes, sw_teardown),
 		cmocka_unit_test_teardown(test_resize_errors, sw_teardown),
 	};
