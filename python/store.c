@@ -1059,6 +1059,38 @@ static PyObject *store_flush(pykv_store *s, PyObject *unused)
 	return PyLong_FromUnsignedLongLong(removed);
 }
 
+PyDoc_STRVAR(resize_doc,
+"resize($self, size, /)\n"
+"--\n"
+"\n"
+"Grow the store to size (an int of bytes, or \"256M\", \"4G\") while it\n"
+"serves: every process attached keeps reading and writing and follows the\n"
+"new size by itself; the index grows in proportion. Writers wait while\n"
+"the index is rebuilt; readers do not. The same size is not an error. A\n"
+"smaller size, or a platform where stores cannot grow, raises kv.Error\n"
+"(KV_ENOTSUP); past the store's growth limit, KV_ETOOBIG; too small a\n"
+"step, KV_ETOOSMALL.");
+
+static PyObject *store_resize(pykv_store *s, PyObject *arg)
+{
+	kv_t *kv = pykv_store_kv(s);
+	uint64_t size;
+	int rc;
+
+	if (kv == NULL)
+		return NULL;
+	if (parse_size(arg, "size", UINT64_C(1) << 40, &size) != 0)
+		return NULL;
+	pykv_store_enter(s);
+	Py_BEGIN_ALLOW_THREADS
+	rc = kv_resize(kv, size);
+	Py_END_ALLOW_THREADS
+	pykv_store_leave(s);
+	if (rc != KV_OK)
+		return pykv_error(rc, "resize");
+	Py_RETURN_NONE;
+}
+
 /* --- the whole store ------------------------------------------------------ */
 
 static Py_ssize_t store_len(pykv_store *s)
@@ -1371,6 +1403,7 @@ static PyMethodDef store_methods[] = {
 	 set_many_doc},
 	{"keys", (PyCFunction)(void (*)(void))store_keys, FASTKW, keys_doc},
 	{"flush", (PyCFunction)store_flush, METH_NOARGS, flush_doc},
+	{"resize", (PyCFunction)store_resize, METH_O, resize_doc},
 	{"stats", (PyCFunction)store_stats, METH_NOARGS, stats_doc},
 	{"check", (PyCFunction)store_check, METH_NOARGS, check_doc},
 	{"__reduce__", (PyCFunction)store_reduce, METH_NOARGS,

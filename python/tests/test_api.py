@@ -464,6 +464,27 @@ def test_flush(store):
     assert len(store) == 0 and store.flush() == 0
 
 
+def test_resize(store):
+    """The store grows in place; another handle follows by itself, and
+    the keys stay."""
+    store.set_many({"k%d" % i: "v%d" % i for i in range(100)})
+    name = store.name
+    with kv.Store(name, readonly=True) as other:
+        assert other["k5"] == b"v5"
+        store.resize("32M")
+        assert store.stats()["map_size"] == 32 << 20
+        assert other.stats()["map_size"] == 32 << 20
+        assert other.stats()["resizes"] == 1
+        assert other["k99"] == b"v99" and len(other) == 100
+    store.resize(32 << 20)  # the same size: nothing to do
+    with pytest.raises(kv.Error) as e:
+        store.resize("16M")  # a live store does not shrink
+    assert e.value.name == "KV_ENOTSUP"
+    with pytest.raises(ValueError):
+        store.resize("lots")
+    assert store.check() == []
+
+
 # --- stats, check --------------------------------------------------------------------
 
 def test_stats(store):
