@@ -135,8 +135,8 @@ void kv__warm_start(struct kv *kv)
 	/* The index, then the page table and the arena in use. Offsets are
 	 * page-aligned for madvise: index_off and arena_off are. */
 	w->ranges[0][0] = kv->index_off & ~(page_align - 1);
-	w->ranges[0][1] = kv->ptab_off;
-	w->ranges[1][0] = kv->ptab_off & ~(page_align - 1);
+	w->ranges[0][1] = kv->ptab_off + kv->npages * sizeof(struct kv_page);
+	w->ranges[1][0] = kv->arena_off;
 	w->ranges[1][1] = used_end;
 
 	pthread_attr_t attr;
