@@ -74,13 +74,20 @@ int cli_scan_all(kv_t *kv, int (*fn)(void *ctx, const void *key, size_t klen),
 		if (rc < 0 && skipped != NULL && rc != KV_EDESTROYED &&
 		    rc != KV_ENOMEM) {
 			/* Step over the slice that cannot be read. */
+			/* The cursor is a 48-bit hash prefix (kv_scan):
+			 * one bucket's width past its start is in the
+			 * next bucket. */
 			struct kv_stats st;
-			if (buckets == 0 && kv_stats(kv, &st) == KV_OK)
+			if (kv_stats(kv, &st) == KV_OK)
 				buckets = st.buckets;
 			if (buckets == 0)
 				return rc;
 			++*skipped;
-			cursor = (cursor + 1) % buckets;
+			uint64_t width = ((UINT64_C(1) << 48) + buckets - 1) /
+			                 buckets;
+			cursor += width;
+			if (cursor >= (UINT64_C(1) << 48))
+				cursor = 0;
 			busy_since = 0;
 			continue;
 		}

@@ -70,6 +70,8 @@ struct kv {
 	_Atomic uint64_t gen;
 	_Atomic(struct kv_ix *) ix;
 	atomic_flag sync_busy; /* serialises kv__sync_slow */
+	atomic_flag resize_busy; /* serialises kv_resize on this handle (the
+	                          * resizers' lock is per descriptor) */
 	uint64_t seed;
 	/* Atomic only so that two handles of one process on one store (two
 	 * mappings: a ThreadSanitizer cannot see that their locks are one)

@@ -295,9 +295,10 @@ static int grow_locked(struct kv *kv, const struct kv_geometry *g)
 	return kv__sync(kv);
 }
 
+static int resize_serialised(struct kv *kv, uint64_t size);
+
 int kv_resize(kv_t *kv, uint64_t size)
 {
-	__extension__ typedef unsigned __int128 u128;
 
 	if (kv == NULL)
 		return KV_EINVAL;
@@ -309,6 +310,19 @@ int kv_resize(kv_t *kv, uint64_t size)
 	if (rc != KV_OK)
 		return rc;
 	size = size / KV_PAGE_ALIGN * KV_PAGE_ALIGN;
+
+	while (atomic_flag_test_and_set_explicit(&kv->resize_busy,
+	                                         memory_order_acquire))
+		kv__os_sleep_ms(1);
+	rc = resize_serialised(kv, size);
+	atomic_flag_clear_explicit(&kv->resize_busy, memory_order_release);
+	return rc;
+}
+
+static int resize_serialised(struct kv *kv, uint64_t size)
+{
+	__extension__ typedef unsigned __int128 u128;
+	int rc;
 
 	for (;;) {
 		const struct kv_ix *ix =
@@ -343,6 +357,21 @@ int kv_resize(kv_t *kv, uint64_t size)
 		rc = kv__os_resize_lock(&kv->os);
 		if (rc != KV_OK)
 			return rc;
+		/* Resizers before us are done or dead: take the writer lock
+		 * once, which follows what they published and finishes one
+		 * killed after its commit, so that the generation compared
+		 * below is the store's, not this handle's last view of it. */
+		rc = kv__lock(kv);
+		if (rc != KV_OK) {
+			kv__os_resize_unlock(&kv->os);
+			return rc;
+		}
+		kv__unlock(kv);
+		if (atomic_load_explicit(&kv->gen, memory_order_relaxed) !=
+		    ix->gen) {
+			kv__os_resize_unlock(&kv->os);
+			continue;
+		}
 		rc = kv__os_grow(&kv->os, size);
 		while (rc == KV_OK &&
 		       atomic_flag_test_and_set_explicit(&kv->sync_busy,

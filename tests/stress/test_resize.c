@@ -388,6 +388,15 @@ static void test_resize_killed(void **state)
 			fail_msg("crash point %d did not fire", kpoint);
 		died += killed;
 		finished += !killed;
+		/* A resize to the same size before anyone else has taken
+		 * the lock: it must finish the dead one's, never redo it
+		 * over the live index. */
+		if (kpoint >= 6 && kpoint <= 9) {
+			int g = kv_resize(kv, ktarget);
+			if (g != KV_OK)
+				fail_msg("resize after point %d: %s", kpoint,
+				         kv_strerror(g));
+		}
 		/* The next lock holder (this get falls back to it if a
 		 * bucket is odd; kv_check takes it) recovers. */
 		char when[64];
@@ -425,8 +434,10 @@ static void test_resize_killed(void **state)
 static void test_resize_racing(void **state)
 {
 	(void)state;
-	static const uint64_t sizes[] = {48 * MIB, 64 * MIB, 96 * MIB,
-	                                 128 * MIB};
+	/* Equal sizes too: a resizer must not take a size the store already
+	 * has for one still to build (it would zero the live index). */
+	static const uint64_t sizes[] = {64 * MIB, 64 * MIB, 128 * MIB,
+	                                 128 * MIB, 48 * MIB, 96 * MIB};
 	enum { N = sizeof sizes / sizeof sizes[0] };
 	kstore = h_store_name("rrace");
 	kv_t *kv = NULL;
