@@ -184,7 +184,7 @@ int main(int argc, char **argv)
 	int nreaders = 2;
 	const char *csv = NULL;
 
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc; i += 2) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (v == NULL) {
 			fprintf(stderr, "usage: kv-resize-bench [--keys N] "
@@ -209,7 +209,6 @@ int main(int argc, char **argv)
 			        a);
 			return 2;
 		}
-		i++;
 	}
 	if (keys == 0 || vlen < 16 || nreaders < 1 || nreaders > 8) {
 		fprintf(stderr, "kv-resize-bench: bad arguments\n");
