@@ -381,7 +381,9 @@ KV_API int kv_mget(kv_t *kv, struct kv_getv *v, size_t n);
  * at most `count` slices of the index (a few keys each), calls
  * fn(ctx, key, klen) for every live key there, and advances *cursor; the
  * scan is complete when *cursor is 0 again. A key present for the whole
- * scan is visited exactly once; a key added or removed during it may be
+ * scan is visited exactly once (at least once if the store is resized
+ * during the scan: the cursor is a hash prefix, so nothing is missed, but
+ * a few keys may come twice); a key added or removed during it may be
  * visited or not. The key bytes passed to fn are a copy, valid only during
  * the call; fn may call any kv function, writes included. fn returns 0 to
  * go on, anything else to stop early (the call then returns it). Returns
