@@ -183,11 +183,10 @@ int kv__sync_slow(struct kv *kv)
 static int rehash_locked(struct kv *kv, const struct kv_geometry *g,
                          uint64_t hist[8], uint64_t *max_probe)
 {
-	__extension__ typedef unsigned __int128 u128;
-	struct kv_bucket *nb =
-	    (struct kv_bucket *)(void *)(kv->base + g->index_off);
-	uint64_t n = g->nbuckets;
-	uint64_t maxd = n < KV_MAX_PROBE + 1 ? n : KV_MAX_PROBE + 1;
+	/* The new index's geometry, for the snapshot helpers. */
+	const struct kv_ix nix = {.nbuckets = g->nbuckets,
+	                          .index_off = g->index_off};
+	uint64_t maxd = KV_PATH_BUCKETS(&nix);
 
 	memset(hist, 0, 8 * sizeof *hist);
 	*max_probe = 0;
@@ -208,12 +207,11 @@ static int rehash_locked(struct kv *kv, const struct kv_geometry *g,
 			    (const struct kv_item *)(const void *)(kv->base +
 			                                           off);
 			uint64_t h = kv__hash(kv, kv__item_key(it), it->klen);
-			uint64_t home = (uint64_t)(((u128)(h << 16) * n) >> 64);
+			uint64_t home = kv__ixhome(&nix, h);
 			bool placed = false;
 			for (uint64_t d = 0; d < maxd && !placed; d++) {
-				uint64_t t = home + d < n ? home + d
-				                          : home + d - n;
-				struct kv_bucket *bk = &nb[t];
+				struct kv_bucket *bk = kv__ixbucket(
+				    kv, &nix, kv__ixbadd(&nix, home, d));
 				for (unsigned q = 0; q < KV_SLOTS; q++) {
 					if (atomic_load_explicit(
 					        &bk->slot[q],
@@ -225,14 +223,13 @@ static int rehash_locked(struct kv *kv, const struct kv_geometry *g,
 					        (w & (KV_SLOT_REF |
 					              KV_SLOT_TTL)),
 					    memory_order_relaxed);
-					for (uint64_t e = 0; e < d; e++) {
-						uint64_t u = home + e < n
-						                 ? home + e
-						                 : home + e - n;
+					for (uint64_t e = 0; e < d; e++)
 						atomic_fetch_add_explicit(
-						    &nb[u].overflow, 1,
-						    memory_order_relaxed);
-					}
+						    &kv__ixbucket(
+						         kv, &nix,
+						         kv__ixbadd(&nix, home, e))
+						         ->overflow,
+						    1, memory_order_relaxed);
 					hist[kv__probe_bin(d)]++;
 					if (d + 1 > *max_probe)
 						*max_probe = d + 1;
