@@ -433,22 +433,56 @@ int kv_check(kv_t *kv, void (*report)(void *ctx, const char *problem),
 	return lock_bad ? KV_ECORRUPT : rc;
 }
 
+/* Walk a read-only handle's store as of one generation: a private copy
+ * of the handle whose geometry is one snapshot (kv->ix), so that another
+ * thread following a resize meanwhile cannot change the sizes the walk's
+ * arrays were made for. *gen receives the generation walked. */
+static int walk_snapshot(kv_t *kv, void (*report)(void *ctx, const char *),
+                         void *ctx, uint64_t *gen)
+{
+	struct kv *v = malloc(sizeof *v);
+	if (v == NULL)
+		return KV_ENOMEM;
+	memcpy(v, kv, sizeof *v);
+	const struct kv_ix *ix =
+	    atomic_load_explicit(&kv->ix, memory_order_acquire);
+	*gen = ix->gen;
+	atomic_store_explicit(&v->size, (size_t)ix->map_size,
+	                      memory_order_relaxed);
+	atomic_store_explicit(&v->nbuckets, ix->nbuckets, memory_order_relaxed);
+	atomic_store_explicit(&v->index_off, ix->index_off,
+	                      memory_order_relaxed);
+	atomic_store_explicit(&v->ptab_off, ix->ptab_off, memory_order_relaxed);
+	atomic_store_explicit(&v->npages, ix->npages, memory_order_relaxed);
+	atomic_store_explicit(&v->arena_end, ix->arena_end,
+	                      memory_order_relaxed);
+	int rc = walk(v, false, report, ctx);
+	free(v);
+	return rc;
+}
+
 static int check_unlocked(kv_t *kv,
                           void (*report)(void *ctx, const char *problem),
                           void *ctx)
 {
 	/* Unlocked: a problem seen while writers were busy may be theirs in
-	 * flight. Walk quietly until two walks see a quiet store. */
+	 * flight, or a resize's (the walk read a retired index). Walk
+	 * quietly until two walks see a quiet store. */
+	struct kv_hdr *h = kv__hdr(kv);
+	uint64_t gen;
 	for (int attempt = 0; attempt < 4; attempt++) {
-		struct kv_hdr *h = kv__hdr(kv);
+		int rc = kv__sync(kv);
+		if (rc != KV_OK)
+			return rc;
 		uint64_t v = ld64(&h->version), d = ld64(&h->deletes);
 		uint64_t e = ld64(&h->expired);
-		int rc = walk(kv, false, quiet, NULL);
-		if (rc == KV_OK)
-			return KV_OK;
+		rc = walk_snapshot(kv, quiet, NULL, &gen);
+		if (rc == KV_OK || rc == KV_ENOMEM)
+			return rc;
 		if (ld64(&h->version) == v && ld64(&h->deletes) == d &&
-		    ld64(&h->expired) == e)
+		    ld64(&h->expired) == e && ld64(&h->gen) == gen)
 			break;
 	}
-	return walk(kv, false, report, ctx);
+	int rc = kv__sync(kv);
+	return rc != KV_OK ? rc : walk_snapshot(kv, report, ctx, &gen);
 }

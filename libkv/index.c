@@ -275,6 +275,10 @@ restart:
 	}
 	return KV_ENOTFOUND;
 retry:
+	/* A bucket that will not hold still may be one a resize retired:
+	 * then the caller follows the resize instead of waiting on it. */
+	if (!locked && !ix_current(kv, ix))
+		return KV_EBUSY;
 	if (!backoff(&bo, kv->rdonly))
 		return KV_EBUSY;
 	goto restart;
@@ -377,6 +381,8 @@ restart:
 	}
 	return KV_OK;
 retry:
+	if (!ix_current(kv, ix))
+		return KV_EBUSY; /* the caller follows the resize */
 	if (!backoff(&bo, kv->rdonly))
 		return KV_EBUSY;
 	goto restart;

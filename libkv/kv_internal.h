@@ -340,6 +340,15 @@ int kv__lock(struct kv *kv);
 int kv__lock_until(struct kv *kv, uint64_t deadline_ns);
 void kv__unlock(struct kv *kv);
 int kv__recover_locked(struct kv *kv);
+/* A resize committed but not wholly applied (its writer died between its
+ * commit and its last word) leaves header geometry that does not fit
+ * together: finish it. kv__finish_resize_locked needs no geometry, so it
+ * comes before anything that reads it; kv__finish_resize takes and gives
+ * back the lock around it, for an attach that cannot read the geometry
+ * yet. Both do nothing when no such resize is pending. */
+bool kv__resize_in_flight(const struct kv *kv);
+int kv__finish_resize_locked(struct kv *kv);
+int kv__finish_resize(struct kv *kv);
 void kv__tx_begin_locked(struct kv *kv, uint32_t op);
 uint32_t kv__tx_room_locked(struct kv *kv); /* journal entries left */
 void kv__tx_put64_locked(struct kv *kv, const void *addr, uint64_t val);

@@ -75,10 +75,14 @@ void kv__crash_fire(int point)
 static int got_lock(struct kv *kv, bool died)
 {
 	kv__os_lock_taken(kv);
-	/* Follow a resize made since this handle last looked, before
+	/* A resize its writer did not finish first: until it is, the
+	 * geometry does not fit together and nobody can follow it. Then
+	 * follow a resize made since this handle last looked, before
 	 * anything reads the index or the journal's offsets; and again
 	 * after recovery, which may have finished one. */
-	int rc = kv__sync(kv);
+	int rc = kv__finish_resize_locked(kv);
+	if (rc == KV_OK)
+		rc = kv__sync(kv);
 	if (rc == KV_OK && (died ||
 	    atomic_load_explicit(&kv__journal(kv)->state,
 	                         memory_order_acquire) != KV_J_IDLE)) {
@@ -219,8 +223,11 @@ void kv__tx_put32_locked(struct kv *kv, const void *addr, uint32_t val)
 }
 
 /* Is off a place the journal may write: an aligned word inside the
- * writer-owned parts of the mapping? Journal bytes are untrusted. */
-static bool log_target_ok(const struct kv *kv, uint64_t off, bool w32)
+ * writer-owned parts of the mapping? Journal bytes are untrusted. A
+ * resize's transaction writes only header words, the geometry among
+ * them (resize.c); every other writes no geometry. */
+static bool log_target_ok(const struct kv *kv, uint64_t off, bool w32,
+                          uint32_t op)
 {
 	uint64_t w = w32 ? 4 : 8;
 	if (off % w != 0 || off > kv->size - w)
@@ -228,30 +235,30 @@ static bool log_target_ok(const struct kv *kv, uint64_t off, bool w32)
 	if (off >= offsetof(struct kv_hdr, page_bump) &&
 	    off < offsetof(struct kv_hdr, class_size))
 		return true;
+	if (op == KV_TX_RESIZE)
+		return !w32 && (off == offsetof(struct kv_hdr, map_size) ||
+		                off == offsetof(struct kv_hdr, index_off) ||
+		                off == offsetof(struct kv_hdr, nbuckets) ||
+		                off == offsetof(struct kv_hdr, ptab_off) ||
+		                off == offsetof(struct kv_hdr, npages) ||
+		                off == offsetof(struct kv_hdr, gen));
 	if (off >= KV_CLASS_OFF && off < KV_JOURNAL_OFF)
 		return true;
-	if (off >= kv->arena_off &&
-	    off < kv->index_off + kv__tail_bytes(kv->nbuckets, kv->npages,
-	                                         kv->page_size))
-		return true;
-	/* A resize's words (resize.c). */
-	return off == offsetof(struct kv_hdr, map_size) ||
-	       off == offsetof(struct kv_hdr, index_off) ||
-	       off == offsetof(struct kv_hdr, nbuckets) ||
-	       off == offsetof(struct kv_hdr, ptab_off) ||
-	       off == offsetof(struct kv_hdr, npages) ||
-	       off == offsetof(struct kv_hdr, gen);
+	return off >= kv->arena_off &&
+	       off < kv->index_off + kv__tail_bytes(kv->nbuckets, kv->npages,
+	                                            kv->page_size);
 }
 
 static int apply(struct kv *kv, uint32_t n)
 {
 	struct kv_journal *j = kv__journal(kv);
+	uint32_t op = j->op;
 	int rc = KV_OK;
 
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t off = j->ent[i].off & ~KV_LOG_W32;
 		bool w32 = (j->ent[i].off & KV_LOG_W32) != 0;
-		if (!log_target_ok(kv, off, w32)) {
+		if (!log_target_ok(kv, off, w32, op)) {
 			rc = KV_ECORRUPT;
 			continue;
 		}
@@ -265,6 +272,8 @@ static int apply(struct kv *kv, uint32_t n)
 			    j->ent[i].val, memory_order_release);
 		if (i == 0)
 			KV_CRASHPOINT(7);
+		if (i == 2) /* a resize's: mid-geometry (resize.c) */
+			KV_CRASHPOINT(13);
 	}
 	atomic_thread_fence(memory_order_release);
 	return rc;
@@ -374,6 +383,44 @@ int kv__recover_locked(struct kv *kv)
 	j->n = 0;
 	atomic_store_explicit(&j->state, KV_J_IDLE, memory_order_release);
 	atomic_fetch_add_explicit(&h->recoveries, 1, memory_order_relaxed);
+	return rc;
+}
+
+int kv__finish_resize_locked(struct kv *kv)
+{
+	struct kv_journal *j = kv__journal(kv);
+
+	if (!kv__resize_in_flight(kv))
+		return KV_OK;
+	/* Its words are header words only (log_target_ok), absolute
+	 * values, gen last: applying them again is what its writer would
+	 * have done. It made no bucket odd and popped no chunk. */
+	int rc = j->n > KV_LOG_MAX ? KV_ECORRUPT : apply(kv, j->n);
+	j->n = 0;
+	atomic_store_explicit(&j->state, KV_J_IDLE, memory_order_release);
+	atomic_fetch_add_explicit(&kv__hdr(kv)->recoveries, 1,
+	                          memory_order_relaxed);
+	return rc;
+}
+
+int kv__finish_resize(struct kv *kv)
+{
+	if (kv->rdonly || !kv__resize_in_flight(kv))
+		return KV_OK;
+	int rc = kv__os_lock_acquire(kv, kv__os_mono_ms() + KV_LOCK_WAIT_MS);
+	if (rc != KV_OK && rc != KV_LOCK_DIED)
+		return rc;
+	bool died = rc == KV_LOCK_DIED;
+	kv__os_lock_taken(kv);
+	rc = kv__finish_resize_locked(kv);
+	/* The resizer is the only holder that can have died here with
+	 * the journal committed (the store was sound before it took the
+	 * lock): finishing its words is the whole recovery. Any other
+	 * state of the journal is left for the next full lock holder. */
+	if (died)
+		kv__os_lock_consistent(kv);
+	atomic_store_explicit(&kv__hdr(kv)->resizing, 0, memory_order_relaxed);
+	kv__os_lock_release(kv);
 	return rc;
 }
 

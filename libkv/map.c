@@ -54,6 +54,17 @@ static uint64_t magic_word(void)
 	return w;
 }
 
+/* Attach a read-write handle to the store's writer lock, once. */
+static int open_lock(struct kv *kv)
+{
+	if (kv->lock_open)
+		return KV_OK;
+	int rc = kv__os_lock_attach(kv);
+	if (rc == KV_OK)
+		kv->lock_open = true;
+	return rc;
+}
+
 /* Check a header against the layout this build makes, and fill the
  * handle's private geometry from it. Only reads the mapping. The parts a
  * resize may change are read by kv__load_geometry (resize.c), which
@@ -89,8 +100,19 @@ static int adopt_geometry(struct kv *kv)
 		kv->class_size[c] = g.class_size[c];
 		kv->class_per_page[c] = g.page_size / g.class_size[c];
 	}
+	/* A resizer killed between its commit and its last word leaves
+	 * geometry that does not fit together; a writer finishes its
+	 * resize (a reader waits for one, kv__load_geometry). */
+	int rc;
+	if (!kv->rdonly && kv__resize_in_flight(kv)) {
+		rc = open_lock(kv);
+		if (rc == KV_OK)
+			rc = kv__finish_resize(kv);
+		if (rc != KV_OK)
+			return rc;
+	}
 	uint64_t gen;
-	int rc = kv__load_geometry(kv, &gen, &g);
+	rc = kv__load_geometry(kv, &gen, &g);
 	if (rc != KV_OK)
 		return rc;
 	return kv__adopt_ix(kv, gen, &g);
@@ -167,10 +189,9 @@ static int attach_obj(struct kv_os *o, const char *name, bool rdonly,
 		goto fail;
 	}
 	if (!rdonly) {
-		rc = kv__os_lock_attach(kv);
+		rc = open_lock(kv);
 		if (rc != KV_OK)
 			goto fail;
-		kv->lock_open = true;
 		kv->txmap = calloc(KV_TXMAP_SIZE, sizeof *kv->txmap);
 		if (kv->txmap == NULL) {
 			rc = KV_ENOMEM;

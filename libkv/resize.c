@@ -77,7 +77,7 @@ static int map_upto(struct kv *kv, uint64_t size)
 /* Is a resize's transaction committed and being applied (or was its
  * writer killed doing so)? Its words then do not fit together until it
  * is done, or recovered by the next lock holder. */
-static bool resize_in_flight(const struct kv *kv)
+bool kv__resize_in_flight(const struct kv *kv)
 {
 	const struct kv_journal *j = kv__journal(kv);
 	return atomic_load_explicit(&j->state, memory_order_acquire) ==
@@ -116,10 +116,14 @@ int kv__load_geometry(struct kv *kv, uint64_t *gen, struct kv_geometry *g)
 		if (rc != KV_EBUSY && rc != KV_ECORRUPT &&
 		    rc != KV_ETRUNCATED)
 			return rc;
-		if (rc != KV_EBUSY && !resize_in_flight(kv))
+		if (rc != KV_EBUSY && !kv__resize_in_flight(kv))
 			return rc;
+		/* A resize still unfinished after that had its writer
+		 * killed; the next writer to take the lock finishes it. */
 		if (kv__os_mono_ms() > deadline)
-			return rc;
+			return rc == KV_EBUSY || kv__resize_in_flight(kv)
+			           ? KV_EBUSY
+			           : rc;
 		kv__os_sleep_us(100);
 	}
 }
