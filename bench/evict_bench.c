@@ -7,7 +7,8 @@
  *
  * The "roomy" store is sized for 4N items; the "full" one has memory for
  * about N/2 (and an index for 2N), so loading N keys fills its memory and
- * every later put evicts. Each phase runs for S
+ * every later put evicts; the "ixfull" one has memory for 4N and an index
+ * for N/2, so its index fills first. Each phase runs for S
  * seconds over keys drawn before the clock starts. Output: a table on
  * stdout and, with --csv, the same rows as CSV.
  */
@@ -131,7 +132,7 @@ static void print_row(FILE *f, const struct row *r, bool csv)
 		        r->store, r->phase, r->ops_s, r->ns_op, r->evictions,
 		        r->expired);
 	else
-		fprintf(f, "%-6s %-24s %12.0f %9.1f %12" PRIu64 " %10" PRIu64
+		fprintf(f, "%-7s %-24s %12.0f %9.1f %12" PRIu64 " %10" PRIu64
 		           "\n",
 		        r->store, r->phase, r->ops_s, r->ns_op, r->evictions,
 		        r->expired);
@@ -167,15 +168,17 @@ int main(int argc, char **argv)
 	}
 	char *val = calloc(1, vlen + 1);
 	memset(val, 'v', vlen);
-	struct row rows[8];
+	struct row rows[12];
 	int nr = 0;
-	const char *names[2] = {"roomy", "full"};
+	const char *names[3] = {"roomy", "full", "ixfull"};
 	/* The full store runs out of memory, not index: the common case,
-	 * where CLOCK evicts within a size class. */
-	kv_t *stores[2] = {make("roomy", 4 * n, 4 * n, vlen),
-	                   make("full", n / 2, 2 * n, vlen)};
+	 * where CLOCK evicts within a size class. The ixfull one runs out
+	 * of index first: each new key evicts one near its home. */
+	kv_t *stores[3] = {make("roomy", 4 * n, 4 * n, vlen),
+	                   make("full", n / 2, 2 * n, vlen),
+	                   make("ixfull", 4 * n, n / 2, vlen)};
 
-	for (int s = 0; s < 2; s++) {
+	for (int s = 0; s < 3; s++) {
 		kv_t *kv = stores[s];
 		uint64_t next = 0;
 		struct kv_stats a, b;
@@ -235,7 +238,7 @@ int main(int argc, char **argv)
 	       "values; roomy store sized for %" PRIu64 " items, full for %"
 	       PRIu64 "\n",
 	       n, vlen, 4 * n, n / 2);
-	printf("%-6s %-24s %12s %9s %12s %10s\n", "store", "phase", "ops/s",
+	printf("%-7s %-24s %12s %9s %12s %10s\n", "store", "phase", "ops/s",
 	       "ns/op", "evictions", "expired");
 	for (int i = 0; i < nr; i++)
 		print_row(stdout, &rows[i], false);
@@ -250,7 +253,7 @@ int main(int argc, char **argv)
 			print_row(f, &rows[i], true);
 		fclose(f);
 	}
-	for (int s = 0; s < 2; s++) {
+	for (int s = 0; s < 3; s++) {
 		char name[KV_MAX_NAME + 1];
 		store_name(name, names[s]);
 		kv_close(stores[s]);

@@ -283,6 +283,14 @@ static void fill_item(struct kv *kv, const struct kv_alloc *a,
 	KV_CRASHPOINT(3);
 }
 
+/* Does the index hold KV_EVICT_LOAD percent of its slots? */
+static bool index_full(struct kv *kv)
+{
+	uint64_t items = atomic_load_explicit(&kv__hdr(kv)->items,
+	                                      memory_order_relaxed);
+	return items * 100 >= kv->nbuckets * KV_SLOTS * KV_EVICT_LOAD;
+}
+
 /* The body of a put, with the writer lock held: find the key and room for
  * it (evicting if the store allows), check the flags, then write the item
  * and publish it in one journal transaction. */
@@ -318,7 +326,13 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 		    ((const struct kv_item *)(void *)(kv->base + f.item))
 		            ->version != m->cas)
 			return KV_ECHANGED;
-		if (!f.item && !f.have_free)
+		/* A store that evicts, once its index is nearly full,
+		 * keeps new keys near their home: a free slot further away
+		 * is no room (evict.c). */
+		bool room = f.have_free &&
+		            (f.dist < KV_EVICT_REACH ||
+		             (kv->hflags & KV_HF_NOEVICT) || !index_full(kv));
+		if (!f.item && !room)
 			rc = KV_EFULL;
 		else
 			rc = cls < kv->nclasses ? kv__alloc_peek_locked(kv, cls, &a)
@@ -326,7 +340,7 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 		if (rc != KV_EFULL || (kv->hflags & KV_HF_NOEVICT) ||
 		    tries == KV_EVICT_TRIES)
 			break;
-		if (!f.item && !f.have_free)
+		if (!f.item && !room)
 			rc = kv__evict_on_path_locked(kv, h);
 		else
 			rc = kv__make_room_locked(kv, cls);
@@ -486,7 +500,8 @@ int kv_del(kv_t *kv, const void *key, size_t klen)
 		goto out;
 	}
 	bool was_expired = expired(kv, f.item, kv__now_ms());
-	kv__remove_locked(kv, &f, was_expired ? KV_WHY_EXPIRED : KV_WHY_DELETED);
+	kv__remove_locked(kv, &f, was_expired ? KV_WHY_EXPIRED : KV_WHY_DELETED,
+	                  false);
 	/* An expired key was already invisible: deleting it finds nothing. */
 	rc = was_expired ? KV_ENOTFOUND : KV_OK;
 out:

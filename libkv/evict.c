@@ -23,9 +23,13 @@
  * steady pressure each class's share of pages thus follows its share of
  * the puts.
  *
- * When the index rather than memory is full (no free slot on the key's
- * probe path), kv__evict_on_path_locked evicts an item on that path, by the same
- * second-chance rule.
+ * When the index rather than memory is full (it holds KV_EVICT_LOAD
+ * percent of its slots, and none is free within KV_EVICT_REACH buckets of
+ * the key's home), kv__evict_on_path_locked evicts an item in those
+ * buckets, by the same second-chance rule, and leaves its slot empty for
+ * the key. So a full index costs a put a few cache lines, not a walk
+ * along a probe path of up to KV_MAX_PROBE buckets that grows as the
+ * index fills, and the keys it places cost gets no more.
  *
  * The hands and since_move are hints kept outside the journal: any value
  * is safe, as each is checked before use.
@@ -104,13 +108,14 @@ static bool may_evict(struct kv *kv, const struct kv_found *f)
 	return false;
 }
 
-static void evict(struct kv *kv, const struct kv_found *f)
+static void evict(struct kv *kv, const struct kv_found *f, bool keep_hole)
 {
 	const struct kv_item *it =
 	    (const struct kv_item *)(void *)(kv->base + f->item);
 	uint64_t exp = kv__item_expire(it);
 	bool expired = exp != 0 && kv__now_ms() >= exp;
-	kv__remove_locked(kv, f, expired ? KV_WHY_EXPIRED : KV_WHY_EVICTED);
+	kv__remove_locked(kv, f, expired ? KV_WHY_EXPIRED : KV_WHY_EVICTED,
+	                  keep_hole);
 }
 
 /* The next page at or after p (wrapping) owned by cls, or npages. */
@@ -165,7 +170,7 @@ static int evict_in_class(struct kv *kv, uint32_t cls)
 			continue;
 		st(&c->hand, p);
 		st(&c->hand_chunk, i);
-		evict(kv, &f);
+		evict(kv, &f, false);
 		return KV_OK;
 	}
 	st(&c->hand, p);
@@ -202,7 +207,7 @@ static int take_page(struct kv *kv, uint32_t cls, uint64_t *taken)
 			int rc = kv__find_chunk_locked(kv, start + i * size, &f);
 			if (rc != KV_OK)
 				return rc;
-			evict(kv, &f);
+			evict(kv, &f, false);
 		}
 		st(&h->page_hand, (p + 1) % kv->npages);
 		if (atomic_load(&kv__page(kv, p)->cls) != KV_PAGE_FREE)
@@ -246,13 +251,17 @@ int kv__make_room_locked(struct kv *kv, uint32_t cls)
 int kv__evict_on_path_locked(struct kv *kv, uint64_t hash)
 {
 	uint64_t home = kv__home(kv, hash);
-	uint64_t maxd = KV_PATH_BUCKETS(kv);
+	uint64_t reach = KV_PATH_BUCKETS(kv);
+	if (reach > KV_EVICT_REACH)
+		reach = KV_EVICT_REACH;
 	/* Two rounds: the first clears reference bits, so the second always
 	 * finds a victim. The slot says all a choice needs (the bit, the
 	 * distance from its own home, whether it can expire): only the one
-	 * item chosen is read. */
+	 * item chosen is read. The victim's slot is left empty, so the key
+	 * takes it: no key is moved, and the work is bounded by the reach
+	 * however full the index. */
 	for (int round = 0; round < 2; round++) {
-		for (uint64_t d = 0; d < maxd; d++) {
+		for (uint64_t d = 0; d < reach; d++) {
 			uint64_t b = kv__badd(kv, home, d);
 			struct kv_bucket *bk = kv__bucket(kv, b);
 			for (unsigned s = 0; s < KV_SLOTS; s++) {
@@ -273,7 +282,7 @@ int kv__evict_on_path_locked(struct kv *kv, uint64_t hash)
 					continue;
 				if (kv__item_check(kv, f.item, &f.cls) != KV_OK)
 					return KV_ECORRUPT;
-				evict(kv, &f);
+				evict(kv, &f, true);
 				return KV_OK;
 			}
 		}

@@ -596,7 +596,7 @@ uint64_t kv__found_home(const struct kv *kv, const struct kv_found *f)
 	return kv__badd(kv, f->bucket, kv->nbuckets - f->dist % kv->nbuckets);
 }
 
-uint64_t kv__unlink_locked(struct kv *kv, const struct kv_found *f)
+uint64_t kv__unlink_locked(struct kv *kv, const struct kv_found *f, bool shift)
 {
 	uint64_t home = kv__found_home(kv, f);
 	uint64_t hole_b = f->bucket, span = f->dist;
@@ -609,7 +609,7 @@ uint64_t kv__unlink_locked(struct kv *kv, const struct kv_found *f)
 	/* Each move lowers some key's dist, so this ends; the caps keep the
 	 * journal bounded and the odd range from wrapping onto itself in a
 	 * tiny table. Stopping early leaves every invariant intact. */
-	for (int moves = 0; moves < KV_MAX_SHIFTS &&
+	for (int moves = 0; shift && moves < KV_MAX_SHIFTS &&
 	                    kv__tx_room_locked(kv) > KV_MAX_PROBE + 64;
 	     moves++) {
 		struct kv_bucket *hb = kv__bucket(kv, hole_b);

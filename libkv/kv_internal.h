@@ -437,7 +437,10 @@ void kv__link_locked(struct kv *kv, uint64_t hash, const struct kv_found *f,
               uint64_t item);
 void kv__replace_locked(struct kv *kv, uint64_t hash, const struct kv_found *f,
                  uint64_t item);
-uint64_t kv__unlink_locked(struct kv *kv, const struct kv_found *f);
+/* Unlink the key at f; with shift, move later keys back into the hole
+ * (index.c), else leave the hole where it is. */
+uint64_t kv__unlink_locked(struct kv *kv, const struct kv_found *f,
+                           bool shift);
 uint64_t kv__found_home(const struct kv *kv, const struct kv_found *f);
 int kv__item_check(const struct kv *kv, uint64_t off, uint32_t *cls);
 void kv__prefetch_bucket(const struct kv *kv, uint64_t hash);
@@ -473,8 +476,11 @@ void kv__prefetch_item(const struct kv *kv, uint64_t hash);
  * replaced (its chunk freed). */
 enum kv_why { KV_WHY_DELETED, KV_WHY_EXPIRED, KV_WHY_EVICTED };
 enum { KV_TX_PUT = 1, KV_TX_DEL = 2, KV_TX_RESIZE = 3 }; /* kv_journal.op */
+/* keep_hole: leave the freed slot empty where it is (for a put that
+ * evicted to have a slot near its key's home), rather than shift later
+ * keys back into it. */
 void kv__remove_locked(struct kv *kv, const struct kv_found *f,
-                       enum kv_why why);
+                       enum kv_why why, bool keep_hole);
 void kv__add64_locked(struct kv *kv, _Atomic uint64_t *field, int64_t delta);
 void kv__account_removed_locked(struct kv *kv, const struct kv_found *f,
                                 bool was_expired);
@@ -500,6 +506,12 @@ void kv__rstat_reset(struct kv *kv);
 
 /* evict.c: make room. Lock held, no transaction open. */
 int kv__make_room_locked(struct kv *kv, uint32_t cls);
+/* Once its index holds KV_EVICT_LOAD percent of its slots, a store that
+ * evicts places a new key within KV_EVICT_REACH buckets of its home, and
+ * evicts one of their keys when they are full (evict.c): below that load
+ * keys take the first free slot, however far. */
+#define KV_EVICT_REACH 16u
+#define KV_EVICT_LOAD 90u
 int kv__evict_on_path_locked(struct kv *kv, uint64_t hash);
 int kv__find_chunk_locked(struct kv *kv, uint64_t chunk, struct kv_found *f);
 

@@ -129,7 +129,8 @@ static uint64_t remove_in(struct kv *kv, uint64_t first, uint64_t n,
 			if (only_expired && !exp)
 				continue;
 			kv__remove_locked(kv, &f,
-			           exp ? KV_WHY_EXPIRED : KV_WHY_DELETED);
+			                  exp ? KV_WHY_EXPIRED : KV_WHY_DELETED,
+			                  false);
 			removed++;
 			s = (unsigned)-1; /* look at this bucket again */
 		}

@@ -29,12 +29,13 @@ void kv__account_removed_locked(struct kv *kv, const struct kv_found *f,
 	kv__free_chunk_locked(kv, f->cls, f->item);
 }
 
-void kv__remove_locked(struct kv *kv, const struct kv_found *f, enum kv_why why)
+void kv__remove_locked(struct kv *kv, const struct kv_found *f, enum kv_why why,
+                       bool keep_hole)
 {
 	struct kv_hdr *hdr = kv__hdr(kv);
 
 	kv__tx_begin_locked(kv, KV_TX_DEL);
-	uint64_t span = kv__unlink_locked(kv, f);
+	uint64_t span = kv__unlink_locked(kv, f, !keep_hole);
 	kv__mark_odd_locked(kv, kv__found_home(kv, f), (uint32_t)span + 1);
 	kv__account_removed_locked(kv, f, why == KV_WHY_EXPIRED);
 	kv__add64_locked(kv, &hdr->items, -1);

@@ -3,6 +3,8 @@
  * load, keys forced to collide, and delete-heavy churn that must leave
  * lookups as short as they were.
  */
+#include <inttypes.h>
+
 #include "unit.h"
 
 static uint64_t rng = 88172645463325252ull;
@@ -420,24 +422,58 @@ static void test_scan_concurrent_change(void **state)
 	kv_close(kv);
 }
 
-/* An index full of keys evicts one on the new key's probe path, with a
- * second chance for keys that were read. */
+/* An index full of keys evicts one near the new key's home: once it holds
+ * KV_EVICT_LOAD percent of its slots no key is placed KV_EVICT_REACH or
+ * more buckets from home (so neither the put nor later gets walk a long
+ * probe path), and keys that are read get a second chance. */
 static void test_index_eviction(void **state)
 {
 	(void)state;
-	kv_t *kv = u_create("idxevict", 8 << 20, 4096, 100);
+	kv_t *kv = u_create("idxevict", 8 << 20, 4096, 20000);
 	char k[32];
 	size_t kl;
 	uint64_t slots = kv->nbuckets * KV_SLOTS;
+	uint64_t full = slots * KV_EVICT_LOAD / 100 + 1;
+	struct kv_stats st;
+	/* Keys at 16 or more buckets from home, by the histogram's bins
+	 * (..., 8-15, 16-31, 32+). */
+	assert_true(KV_EVICT_REACH == 16);
+	enum { HOT = 8 };
+	uint64_t far_at_full = 0;
 	for (uint64_t i = 0; i < slots * 4; i++) {
+		if (i == full) {
+			assert_kv(KV_OK, kv_stats(kv, &st));
+			assert_int_equal(st.evictions, 0);
+			far_at_full = st.probe_hist[6] + st.probe_hist[7];
+		}
 		key_of(i, k, &kl);
 		assert_kv(KV_OK, kv_put(kv, k, kl, k, kl, NULL));
-		u_expect(kv, k, kl, k, kl);
+		/* The first HOT keys are read after every put; no other
+		 * key is (a get sets its reference bit). */
+		for (uint64_t j = 0; j < HOT && j <= i; j++) {
+			key_of(j, k, &kl);
+			u_expect(kv, k, kl, k, kl);
+		}
 	}
-	struct kv_stats st;
 	assert_kv(KV_OK, kv_stats(kv, &st));
 	assert_int_equal(st.items + st.evictions, slots * 4);
-	assert_true(st.items > slots * 9 / 10);
+	assert_true(st.items >= full - 1);
+	uint64_t far = st.probe_hist[6] + st.probe_hist[7];
+	print_message("index of %" PRIu64 " slots: %" PRIu64 " keys held, "
+	              "%" PRIu64 " evicted; keys 16+ buckets from home: %" PRIu64
+	              " when it filled, %" PRIu64 " after\n",
+	              slots, st.items, st.evictions, far_at_full, far);
+	if (far > far_at_full)
+		fail_msg("a full index placed %" PRIu64 " keys 16 or more "
+		         "buckets from home",
+		         far - far_at_full);
+	/* The last key put is there; so is every hot key. */
+	key_of(slots * 4 - 1, k, &kl);
+	u_expect(kv, k, kl, k, kl);
+	for (uint64_t j = 0; j < HOT; j++) {
+		key_of(j, k, &kl);
+		u_expect(kv, k, kl, k, kl);
+	}
 	assert_sound(kv);
 	kv_close(kv);
 }
