@@ -34,8 +34,12 @@
  * The hands and since_move are hints kept outside the journal: any value
  * is safe, as each is checked before use.
  *
- * Limitations: a read-only handle cannot set reference bits (its mapping
- * is read-only), so its reads do not protect keys from eviction. Taking a
+ * A read-only handle cannot set reference bits (its mapping is
+ * read-only): it sets the item's bit in the read hints instead
+ * (hint_posix.c), which count here as the reference bit does.
+ *
+ * Limitations: on Windows there are no read hints, so a read-only
+ * handle's reads do not protect keys from eviction there. Taking a
  * page evicts every item on it at once, which for small items is a burst
  * of deletes under the lock (thousands for 32-byte chunks in a 1 MiB page).
  */
@@ -89,8 +93,12 @@ int kv__find_chunk_locked(struct kv *kv, uint64_t chunk, struct kv_found *f)
 }
 
 /* Second chance for the item in slot f: clear its bit and return false if
- * it was set; true if it may go. Reads the item only if it has a TTL. */
-static bool may_evict(struct kv *kv, const struct kv_found *f)
+ * it was set; true if it may go. Reads the item only if it has a TTL. With
+ * hints, a read-only handle's hit (its read hint) counts as the bit does;
+ * the hints are writable by every reader of the store, so each search
+ * honours them on its first pass only, and a reader setting them without
+ * end can delay an eviction but never prevent it. */
+static bool may_evict(struct kv *kv, const struct kv_found *f, bool hints)
 {
 	_Atomic uint64_t *slot = &kv__bucket(kv, f->bucket)->slot[f->slot];
 	uint64_t w = atomic_load_explicit(slot, memory_order_relaxed);
@@ -101,8 +109,9 @@ static bool may_evict(struct kv *kv, const struct kv_found *f)
 		if (exp != 0 && kv__now_ms() >= exp)
 			return true;
 	}
+	bool read = hints && kv__hint_take(kv, f->item);
 	if (!(w & KV_SLOT_REF))
-		return true;
+		return !read;
 	/* A reader may set it again at any time: that is the point. */
 	atomic_compare_exchange_strong(slot, &w, w & ~KV_SLOT_REF);
 	return false;
@@ -142,6 +151,7 @@ static int evict_in_class(struct kv *kv, uint32_t cls)
 	if (used > kv->npages * per_page)
 		used = kv->npages * per_page;
 	uint64_t budget = 2 * (used + 1) + per_page;
+	uint64_t second = budget / 2; /* hints count until then */
 	uint64_t p = ld(&c->hand) % kv->npages, i = ld(&c->hand_chunk);
 
 	while (budget-- > 0) {
@@ -166,7 +176,7 @@ static int evict_in_class(struct kv *kv, uint32_t cls)
 		int rc = kv__find_chunk_locked(kv, chunk, &f);
 		if (rc != KV_OK)
 			return rc;
-		if (!may_evict(kv, &f))
+		if (!may_evict(kv, &f, budget > second))
 			continue;
 		st(&c->hand, p);
 		st(&c->hand_chunk, i);
@@ -278,7 +288,7 @@ int kv__evict_on_path_locked(struct kv *kv, uint64_t hash)
 				    f.item % KV_CHUNK_ALIGN != 0 ||
 				    f.item > kv->arena_end - KV_MIN_CHUNK)
 					return KV_ECORRUPT;
-				if (!may_evict(kv, &f))
+				if (!may_evict(kv, &f, round == 0))
 					continue;
 				if (kv__item_check(kv, f.item, &f.cls) != KV_OK)
 					return KV_ECORRUPT;

@@ -213,7 +213,12 @@ struct kv_hdr {
 	/* 0x1a0: keys by distance from home: 0, 1, 2, 3, 4-7, 8-15, 16-31,
 	 * 32+. Guarded by the mutex, changed through the journal. */
 	_Atomic uint64_t probe_hist[8];  /* 0x1a0 */
-	uint64_t reserved3[4];           /* 0x1e0 */
+	/* 0x1e0: the read-hint segment (struct kv_hint), as its System V
+	 * shared-memory id + 1, 0 for none: set by compare-and-swap, without
+	 * the mutex, by the creator or kvd (hint_posix.c). Untrusted like
+	 * every byte: a segment is used only if it checks out. */
+	_Atomic uint64_t hint_id;        /* 0x1e0 */
+	uint64_t reserved3[3];           /* 0x1e8 */
 
 	/* 0x200: chunk size of each class, ascending; immutable. */
 	uint32_t class_size[KV_MAX_CLASSES]; /* 0x200 */
@@ -244,6 +249,7 @@ static_assert(offsetof(struct kv_hdr, page_bump) == 0x100, "layout");
 static_assert(offsetof(struct kv_hdr, data_used) == 0x150, "layout");
 static_assert(offsetof(struct kv_hdr, sweep_ns) == 0x188, "layout");
 static_assert(offsetof(struct kv_hdr, probe_hist) == 0x1a0, "layout");
+static_assert(offsetof(struct kv_hdr, hint_id) == 0x1e0, "layout");
 static_assert(offsetof(struct kv_hdr, class_size) == 0x200, "layout");
 
 /* ------------------------------------------------------------------------
@@ -442,5 +448,29 @@ static inline uint8_t kv_item_flags(uint64_t expire, uint32_t cflags)
 {
 	return (uint8_t)((expire ? KV_IF_TTL : 0) | (cflags ? KV_IF_CFLAGS : 0));
 }
+
+/* ------------------------------------------------------------------------
+ * Read hints: a System V shared-memory segment beside the store, named by
+ * the header's hint_id, that every process allowed to read the store may
+ * write (hint_posix.c). A read-only handle cannot set an index slot's
+ * reference bit, so on a hit it sets the item's bit here instead: bit
+ * (off - arena_off) / KV_MIN_CHUNK of the words after this header, one
+ * bit per place a chunk can start, sized for the store's max_map so
+ * growing needs no new segment. Eviction treats either bit as a
+ * reference and clears both (evict.c). Nothing here is data: any value
+ * of any bit only changes which item is evicted next.
+ */
+#define KV_HINT_MAGIC "KVHINT1" /* 8 bytes with its NUL */
+
+struct kv_hint {
+	char magic[8];       /* 0x00 KV_HINT_MAGIC, written last */
+	uint64_t seed;       /* 0x08 the store's seed */
+	uint64_t created_ms; /* 0x10 the store's created_ms */
+	uint64_t bits;       /* 0x18 max_map / KV_MIN_CHUNK */
+	uint64_t reserved[4];/* 0x20 */
+	/* 0x40: the bits, in 64-bit words */
+};
+
+static_assert(sizeof(struct kv_hint) == 64, "kv_hint header is a line");
 
 #endif /* KV_FORMAT_H */

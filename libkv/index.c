@@ -240,12 +240,15 @@ restart:
 				return KV_ENOTFOUND;
 			/* Tell eviction this key is in use: one CAS, and only
 			 * when the bit is clear, so hot keys cost no shared
-			 * writes between sweeps. A read-only mapping cannot. */
+			 * writes between sweeps. A read-only mapping cannot:
+			 * it sets the item's read hint instead. */
 			if (!(w & KV_SLOT_REF) && !kv->rdonly &&
 			    ix_current(kv, ix))
 				atomic_compare_exchange_strong_explicit(
 				    &bk->slot[s], &w, w | KV_SLOT_REF,
 				    memory_order_relaxed, memory_order_relaxed);
+			else if (kv->hint != NULL && kv->rdonly)
+				kv__hint_set(kv, off);
 			r->vlen = iv;
 			r->expire_ms = exp;
 			r->version = ver;

@@ -118,7 +118,48 @@ struct kv {
 	struct kv_warm *warm;
 	/* Bytes per page backing the mapping (kv_stats), 0 until asked. */
 	_Atomic uint64_t mem_page;
+
+	/* The read-hint bits (format.h struct kv_hint), or NULL; set at
+	 * open, before the handle is shared, then fixed. */
+	_Atomic uint64_t *hint;
+	uint64_t hint_bits;
+	void *hint_seg; /* the segment as attached */
 };
+
+/* The read hint of the chunk at off (format.h struct kv_hint): which
+ * bit, and whether the handle has it. */
+static inline bool kv__hint_bit(const struct kv *kv, uint64_t off,
+                                _Atomic uint64_t **word, uint64_t *mask)
+{
+	uint64_t u = (off - kv->arena_off) / KV_MIN_CHUNK;
+	if (kv->hint == NULL || off < kv->arena_off || u >= kv->hint_bits)
+		return false;
+	*word = &kv->hint[u / 64];
+	*mask = UINT64_C(1) << (u % 64);
+	return true;
+}
+
+/* A read-only handle's hit: set the bit, only when clear, so a hot key
+ * costs one shared write per eviction pass. */
+static inline void kv__hint_set(const struct kv *kv, uint64_t off)
+{
+	_Atomic uint64_t *w;
+	uint64_t m;
+	if (kv__hint_bit(kv, off, &w, &m) &&
+	    !(atomic_load_explicit(w, memory_order_relaxed) & m))
+		atomic_fetch_or_explicit(w, m, memory_order_relaxed);
+}
+
+/* Eviction: was the item read through a read-only handle since the last
+ * pass? Clears the bit. */
+static inline bool kv__hint_take(const struct kv *kv, uint64_t off)
+{
+	_Atomic uint64_t *w;
+	uint64_t m;
+	return kv__hint_bit(kv, off, &w, &m) &&
+	       (atomic_load_explicit(w, memory_order_relaxed) & m) &&
+	       (atomic_fetch_and_explicit(w, ~m, memory_order_relaxed) & m);
+}
 
 /* KV_TSAN: a ThreadSanitizer build. Code that reads the mapping racily
  * by design (index.c, warm_posix.c) is then left uninstrumented. */

@@ -199,6 +199,10 @@ static int attach_obj(struct kv_os *o, const char *name, bool rdonly,
 		}
 	}
 	kv__rstat_attach(kv);
+	/* A read-only handle records its hits in the read hints; a
+	 * read-write one clears them as it evicts (evict.c), and makes
+	 * them if the store has none. */
+	kv__os_hint_open(kv, !rdonly);
 	*out = kv;
 	return KV_OK;
 fail:
@@ -374,6 +378,7 @@ void kv_close(kv_t *kv)
 		kv__rstat_detach(kv);
 	if (kv->lock_open)
 		kv__os_lock_detach(kv);
+	kv__os_hint_close(kv);
 	kv__os_unmap(kv->base, kv->reserved);
 	kv__os_close(&kv->os);
 	free(kv->txmap);

@@ -158,6 +158,17 @@ int kv__os_claim(struct kv_os *o);
 void kv__os_unclaim(struct kv_os *o);
 
 /* ------------------------------------------------------------------------
+ * Read hints (format.h struct kv_hint; hint_posix.c on Linux; none on
+ * Windows, where read-only handles' hits do not count toward recency).
+ * kv__os_hint_open attaches the handle to the store's segment
+ * (kv->hint, kv->hint_bits), making one first if create and the store has
+ * none that checks out; any failure leaves the handle without hints, never
+ * an error. A segment lives while any handle has it attached.
+ */
+void kv__os_hint_open(struct kv *kv, bool create);
+void kv__os_hint_close(struct kv *kv);
+
+/* ------------------------------------------------------------------------
  * The writer lock (lock_posix.c, lock_win32.c). lock.c builds the journal
  * and recovery on top; these only take and give the lock and say whether
  * its last holder died.

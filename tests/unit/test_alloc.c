@@ -4,6 +4,10 @@
  * "store full" with everything acknowledged intact, and the accounting
  * matches what the index holds.
  */
+#include <sys/ipc.h>
+#include <sys/shm.h>
+#include <unistd.h>
+
 #include "unit.h"
 
 static uint32_t class_of_key(kv_t *kv, const char *k)
@@ -215,6 +219,112 @@ static void test_lru_eviction(void **state)
 	kv_close(kv);
 }
 
+/* The same with the hot keys read only through a read-only handle, which
+ * cannot set an index slot's reference bit: its hits go to the read hints
+ * (libkv/hint_posix.c), and the hot keys must survive just the same. */
+static void test_lru_eviction_readonly(void **state)
+{
+	(void)state;
+	struct kv_options o = {.size = 4 << 20, .max_value = 4096};
+	const char *name = h_store_name("lruro");
+	kv_t *kv = NULL, *ro = NULL;
+	assert_kv(KV_OK, kv_create(name, &o, &kv));
+	assert_kv(KV_OK, kv_open(name, KV_RDONLY, &ro));
+	assert_non_null(ro->hint);
+	char key[32], val[1000], buf[1000];
+	size_t n;
+	memset(val, 'r', sizeof val);
+	enum { HOT = 200, TOTAL = 20000 };
+	for (int i = 0; i < TOTAL; i++) {
+		int kl = snprintf(key, sizeof key, "k%d", i);
+		assert_kv(KV_OK,
+		          kv_put(kv, key, (size_t)kl, val, sizeof val, NULL));
+		int h = i % HOT;
+		kl = snprintf(key, sizeof key, "k%d", h);
+		if (i >= HOT)
+			assert_kv(KV_OK, kv_get(ro, key, (size_t)kl, buf,
+			                        sizeof buf, &n));
+	}
+	struct kv_stats st;
+	assert_kv(KV_OK, kv_stats(kv, &st));
+	assert_true(st.evictions > 0);
+	int hot_alive = 0;
+	for (int i = 0; i < HOT; i++) {
+		int kl = snprintf(key, sizeof key, "k%d", i);
+		hot_alive += kv_get(ro, key, (size_t)kl, buf, sizeof buf, &n) ==
+		             KV_OK;
+	}
+	print_message("%llu evictions, %d of %d keys read read-only kept\n",
+	              (unsigned long long)st.evictions, hot_alive, HOT);
+	assert_int_equal(hot_alive, HOT);
+	assert_sound(kv);
+	kv_close(ro);
+	kv_close(kv);
+}
+
+/* The read-hint segment: writable by exactly who may read the store,
+ * ignored when it does not check out (a stale or planted id), replaced by
+ * the next read-write attach, and gone when the last handle detaches, so
+ * nothing can leave one behind. */
+static bool seg_exists(uint64_t id)
+{
+	struct shmid_ds ds;
+	return shmctl((int)(id - 1), IPC_STAT, &ds) == 0;
+}
+
+static void test_read_hints_segment(void **state)
+{
+	(void)state;
+	struct kv_options o = {.size = 4 << 20, .mode = 0640};
+	kv_t *kv = NULL, *ro = NULL, *rw = NULL;
+	const char *name = h_store_name("hints");
+	assert_kv(KV_OK, kv_create(name, &o, &kv));
+	struct kv_hdr *h = kv__hdr(kv);
+	uint64_t id = atomic_load(&h->hint_id);
+	assert_true(id != 0);
+	struct shmid_ds ds;
+	assert_int_equal(shmctl((int)(id - 1), IPC_STAT, &ds), 0);
+	/* Read by the group: written by the group, by nobody else; and
+	 * already marked to go with its last user. */
+	assert_int_equal(ds.shm_perm.mode & 0777, 0660);
+	assert_int_equal(ds.shm_perm.uid, geteuid());
+	assert_true(ds.shm_perm.mode & SHM_DEST);
+
+	/* A segment that is not this store's: ignored by a reader. */
+	int other = shmget(IPC_PRIVATE, 1 << 20, IPC_CREAT | 0600);
+	assert_true(other >= 0);
+	atomic_store(&h->hint_id, (uint64_t)other + 1);
+	assert_kv(KV_OK, kv_open(name, KV_RDONLY, &ro));
+	assert_null(ro->hint);
+	char buf[16];
+	size_t n;
+	assert_kv(KV_OK, u_puts(kv, "a", "b"));
+	assert_kv(KV_OK, kv_get(ro, "a", 1, buf, sizeof buf, &n));
+	kv_close(ro);
+	/* A read-write attach replaces it with a good one. */
+	assert_kv(KV_OK, kv_open(name, KV_RDWR, &rw));
+	assert_non_null(rw->hint);
+	uint64_t id2 = atomic_load(&h->hint_id);
+	assert_true(id2 != 0 && id2 != (uint64_t)other + 1 && id2 != id);
+	assert_int_equal(shmctl(other, IPC_RMID, NULL), 0);
+	assert_kv(KV_OK, kv_open(name, KV_RDONLY, &ro));
+	assert_non_null(ro->hint);
+	assert_ptr_not_equal(ro->hint, rw->hint);
+
+	/* The first segment went with... nothing yet: the creator's
+	 * handle has it. Closing the handles frees each. */
+	assert_true(seg_exists(id));
+	kv_close(kv);
+	assert_false(seg_exists(id));
+	assert_kv(KV_OK, kv_destroy(name));
+	assert_kv(KV_EDESTROYED, kv_get(ro, "a", 1, buf, sizeof buf, &n));
+	assert_true(seg_exists(id2));
+	kv_close(rw);
+	assert_true(seg_exists(id2)); /* the reader still has it */
+	kv_close(ro);
+	assert_false(seg_exists(id2));
+}
+
 /* Filled by one size, the store then takes a flood of another size: the
  * new class takes pages from the old one instead of failing or evicting
  * only among its own few items, and both sizes keep working. */
@@ -283,6 +393,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_accounting, h_teardown),
 		cmocka_unit_test_teardown(test_pages_return, h_teardown),
 		cmocka_unit_test_teardown(test_lru_eviction, h_teardown),
+		cmocka_unit_test_teardown(test_lru_eviction_readonly,
+		                          h_teardown),
+		cmocka_unit_test_teardown(test_read_hints_segment, h_teardown),
 		cmocka_unit_test_teardown(test_no_calcification, h_teardown),
 		cmocka_unit_test_teardown(test_mixed_fill, h_teardown),
 	};
