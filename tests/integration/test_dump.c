@@ -303,7 +303,7 @@ static void test_round_trip(void **state)
 	put_flags(kv, "\0", 1, "\0", 1, 0, 0xffffffffu);
 	lib_put(kv, "\n", 1, "line\nfeed\r\n", 11, 120000);
 	lib_put(kv, "empty", 5, "", 0, 0);
-	lib_put(kv, "empty-ttl", 9, "", 0, 5000);
+	lib_put(kv, "empty-ttl", 9, "", 0, 60000);
 	lib_put(kv, "nuls", 4, nuls, sizeof nuls, 0);
 	lib_put(kv, "\xff\xfe\xfd", 3, all, sizeof all, 0);
 	kv_close(kv);
