@@ -9,12 +9,13 @@
  * read-write handle, one read-only) that get random keys and verify each
  * value, and one writer process that replaces random keys, all attached
  * before the resize; after a second of steady state, grows the store to
- * --to (default 4G) with kv_resize, and runs a second more. Every get and
+ * --to (default 4G) with kv_resize (or shrinks it, when --to is the
+ * smaller), and runs a second more. Every get and
  * put is timed. Prints one table (and, with --csv, the same rows): the
  * resize's total time; the longest get any reader saw before, during and
  * after it, and the p99 and p99.9 of gets during it; the longest put the
  * writer saw (writers wait while the index is rebuilt); and kv_check of
- * the grown store. Figures are measured, never asserted.
+ * the resized store. Figures are measured, never asserted.
  */
 #include <inttypes.h>
 #include <signal.h>
@@ -217,7 +218,7 @@ int main(int argc, char **argv)
 
 	char name[KV_MAX_NAME + 1];
 	snprintf(name, sizeof name, "rsbench.%d", (int)getpid());
-	struct kv_options o = {.size = from, .max_size = to,
+	struct kv_options o = {.size = from, .max_size = to > from ? to : from,
 	                       .max_value = 4096, .flags = KV_CREATE_EXCL};
 	kv_t *kv = NULL;
 	int rc = kv_create(name, &o, &kv);
@@ -271,7 +272,7 @@ int main(int argc, char **argv)
 	rc = kv_resize(kv, to);
 	uint64_t t1 = now_ns();
 	atomic_store(&sh->phase, 2);
-	fprintf(stderr, "grown (%s); after (1 s)...\n", kv_errname(rc));
+	fprintf(stderr, "resized (%s); after (1 s)...\n", kv_errname(rc));
 	sleep_s(1.0);
 	atomic_store(&sh->phase, 3);
 	for (int i = 0; i < np; i++)

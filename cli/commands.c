@@ -560,15 +560,15 @@ int cli_resize(const struct cli *cli)
 	case KV_OK:
 		break;
 	case KV_ENOTSUP:
-		if (size < before.map_size)
-			cli_fail("resize: store %s is %s; a live store cannot "
-			         "shrink. To make it smaller: kv dump FILE, kv "
-			         "destroy --yes, start kvd with --size %s, kv "
-			         "load FILE",
-			         q, from, cli->arg[0]);
-		else
-			cli_fail("resize: store %s: stores do not grow on this "
-			         "platform", q);
+		cli_fail("resize: store %s: stores do not change size on "
+		         "this platform", q);
+		goto out;
+	case KV_EFULL:
+		cli_format_bytes(before.data_used, lim, sizeof lim);
+		cli_fail("resize: store %s holds %" PRIu64 " keys in %s, which "
+		         "do not fit in %s; nothing changed (delete keys first, "
+		         "or choose a larger size)",
+		         q, before.items, lim, to);
 		goto out;
 	case KV_ETOOBIG:
 		cli_format_bytes(before.max_size, lim, sizeof lim);
@@ -577,10 +577,17 @@ int cli_resize(const struct cli *cli)
 		         q, lim);
 		goto out;
 	case KV_ETOOSMALL:
-		cli_fail("resize: store %s is %s: %s is too small a step (the "
-		         "new index must fit past the current end; grow by "
-		         "at least a tenth)",
-		         q, from, to);
+		if (size < before.map_size)
+			cli_fail("resize: store %s is %s: %s is too small a "
+			         "step down (the new index must fit below the "
+			         "one in use; shrink by at least a tenth), or "
+			         "too small for a store",
+			         q, from, to);
+		else
+			cli_fail("resize: store %s is %s: %s is too small a "
+			         "step (the new index must fit past the current "
+			         "end; grow by at least a tenth)",
+			         q, from, to);
 		goto out;
 	default:
 		cli_fail("resize: store %s: %s", q, kv_strerror(rc));

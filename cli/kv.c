@@ -188,14 +188,14 @@ static const struct command commands[] = {
 	  "                       checksum shows cannot be located: nothing loads\n"
 	  "  -f, --force          read from a terminal anyway\n" },
 	{ "resize", cli_resize, 0, 1, 1, "resize [-s NAME] SIZE",
-	  "Grow the store to SIZE (bytes, or with a suffix: 256M, 4G) while it\n"
-	  "serves: every process attached goes on reading and writing and\n"
-	  "follows the new size by itself; kvd keeps running. The index grows in\n"
-	  "proportion, so the store holds proportionally more keys. Writers wait\n"
-	  "while the index is rebuilt (about 0.2 s per million keys); readers do\n"
-	  "not. A store grows up to its limit, set when it was made (kvd\n"
-	  "--max-size; 16 times its size by default); it does not shrink while\n"
-	  "live (dump, destroy, create smaller, load).\n" },
+	  "Grow or shrink the store to SIZE (bytes, or with a suffix: 256M, 4G)\n"
+	  "while it serves: every process attached goes on reading and writing\n"
+	  "and follows the new size by itself; kvd keeps running. The index\n"
+	  "changes in proportion. Writers wait while keys move and the index is\n"
+	  "rebuilt (about 0.2 s per million keys); readers do not. A store grows\n"
+	  "up to its limit, set when it was made (kvd --max-size; 16 times its\n"
+	  "size by default); it shrinks as far as its keys fit, and says so\n"
+	  "when they do not, changing nothing.\n" },
 	{ "destroy", cli_destroy, BIT(OPT_YES), 0, 0, "destroy [-s NAME] --yes",
 	  "Remove the store and all its data (gone once every process has\n"
 	  "detached). There is no prompt: -y or --yes is required.\n" },

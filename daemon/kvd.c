@@ -412,7 +412,7 @@ static void log_resizes(struct served *s)
 	if (kv_stats(s->kv, &st) != KV_OK || st.resizes == s->resizes)
 		return;
 	kvd_log(KVD_INFO,
-	        "store '%s': grown to %" PRIu64 " MiB: %" PRIu64
+	        "store '%s': resized to %" PRIu64 " MiB: %" PRIu64
 	        " buckets / %" PRIu64 " slots, %" PRIu64 " pages (resizes so "
 	        "far: %" PRIu64 ")",
 	        s->store, st.map_size >> 20, st.buckets, st.slots,

@@ -264,19 +264,22 @@ KV_API void kv_close(kv_t *kv);
  * KV_ESYS. */
 KV_API int kv_destroy(const char *name);
 
-/* Grow the store to size bytes (rounded down to 4 KiB) while it serves:
- * every process attached goes on reading and writing, and follows the new
- * size by itself at its next call; the index grows in proportion, so the
- * store holds proportionally more keys at the same probe lengths. Writers
- * wait while the index is rebuilt (about 0.2 s per million keys); lock-free
- * readers do not. A writer killed at any point leaves the store as it was
- * or grown, never in between. Returns KV_OK (also when size is the
- * current size); KV_ENOTSUP (size is smaller: a live store does not
- * shrink yet; or Windows, whose sections have a fixed size); KV_ETOOBIG
- * (beyond the store's growth limit, kv_options.max_size); KV_ETOOSMALL
- * (too small a step: the new index must fit past the current end);
- * KV_ENOSPC; KV_ERDONLY; KV_EBUSY; KV_ECORRUPT; KV_EDESTROYED;
- * KV_ENOMEM; KV_ESYS. */
+/* Grow or shrink the store to size bytes (rounded down to 4 KiB) while it
+ * serves: every process attached goes on reading and writing, and follows
+ * the new size by itself at its next call; the index changes in
+ * proportion, so the store holds proportionally more (or fewer) keys at
+ * the same probe lengths. A shrink first moves the items in the part given
+ * up below the new end, then gives that part's memory back. Writers wait
+ * while items move and the index is rebuilt (about 0.2 s per million
+ * keys); lock-free readers do not. A writer killed at any point leaves the
+ * store as it was or resized, never in between, every key intact.
+ * Returns KV_OK (also when size is the current size); KV_EFULL (a shrink
+ * the live keys do not fit: nothing changed); KV_ENOTSUP (Windows, whose
+ * sections have a fixed size); KV_ETOOBIG (beyond the store's growth
+ * limit, kv_options.max_size); KV_ETOOSMALL (too small a step: the new
+ * index must fit past the current end, or below the one in use; or too
+ * small for a store); KV_ENOSPC; KV_ERDONLY; KV_EBUSY; KV_ECORRUPT;
+ * KV_EDESTROYED; KV_ENOMEM; KV_ESYS. */
 KV_API int kv_resize(kv_t *kv, uint64_t size);
 
 /* Copy the value of key into buf[0..cap). *vlen receives the value's length

@@ -257,3 +257,93 @@ void kv__free_chunk_locked(struct kv *kv, uint32_t cls, uint64_t chunk)
 	if (was_full)
 		partial_push(kv, cls, p);
 }
+
+int kv__alloc_below_locked(struct kv *kv, uint32_t cls, uint64_t limit,
+                           struct kv_alloc *a, uint64_t *pred)
+{
+	struct kv_hdr *h = kv__hdr(kv);
+	uint64_t size = kv->class_size[cls];
+
+	*a = (struct kv_alloc){.cls = cls};
+	*pred = 0;
+	/* A partial page of the class below the limit. Lists are walked
+	 * at most npages steps: a cycle is damage, not a hang. */
+	uint64_t link = kv__tx_get64_locked(kv, &kv__class(kv, cls)->partial);
+	for (uint64_t n = 0; link != 0 && n < kv->npages; n++) {
+		uint64_t p = link_page(kv, link);
+		if (p == kv->npages)
+			return KV_ECORRUPT;
+		struct kv_page *pg = kv__page(kv, p);
+		if (kv__tx_get32_locked(kv, &pg->cls) != cls)
+			return KV_ECORRUPT;
+		if (p < limit) {
+			a->page = p;
+			uint64_t head = kv__tx_get64_locked(kv, &pg->free_head);
+			if (head != 0) {
+				uint32_t hc;
+				if (kv__chunk_check(kv, head, &hc) != KV_OK ||
+				    hc != cls || page_of(kv, head) != p)
+					return KV_ECORRUPT;
+				a->chunk = head;
+				a->next = kv__tx_get64_locked(
+				    kv, kv->base + head + KV_FREE_LINK);
+				if (a->next != 0 &&
+				    (kv__chunk_check(kv, a->next, &hc) !=
+				         KV_OK ||
+				     page_of(kv, a->next) != p))
+					return KV_ECORRUPT;
+				a->src = KV_SRC_FREE;
+				return KV_OK;
+			}
+			uint32_t bump = kv__tx_get32_locked(kv, &pg->bump);
+			if (bump >= kv->class_per_page[cls])
+				return KV_ECORRUPT;
+			a->chunk = page_start(kv, p) + bump * size;
+			a->src = KV_SRC_BUMP;
+			return KV_OK;
+		}
+		link = kv__tx_get32_locked(kv, &pg->next);
+	}
+	/* A free page below it; *pred is the page before it on the list. */
+	uint64_t prev = 0;
+	link = kv__tx_get64_locked(kv, &h->free_pages);
+	for (uint64_t n = 0; link != 0 && n < kv->npages; n++) {
+		uint64_t p = link_page(kv, link);
+		if (p == kv->npages ||
+		    kv__tx_get32_locked(kv, &kv__page(kv, p)->cls) != KV_PAGE_FREE)
+			return KV_ECORRUPT;
+		if (p < limit) {
+			a->page = p;
+			a->chunk = page_start(kv, p);
+			a->src = KV_SRC_FREEPAGE;
+			*pred = prev;
+			return KV_OK;
+		}
+		prev = link;
+		link = kv__tx_get32_locked(kv, &kv__page(kv, p)->next);
+	}
+	uint64_t pb = kv__tx_get64_locked(kv, &h->page_bump);
+	if (pb < limit && pb < kv->npages) {
+		if (kv__tx_get32_locked(kv, &kv__page(kv, pb)->cls) != KV_PAGE_FREE)
+			return KV_ECORRUPT;
+		a->page = pb;
+		a->chunk = page_start(kv, pb);
+		a->src = KV_SRC_NEWPAGE;
+		return KV_OK;
+	}
+	return KV_EFULL;
+}
+
+void kv__alloc_promote_locked(struct kv *kv, const struct kv_alloc *a,
+                              uint64_t pred)
+{
+	struct kv_hdr *h = kv__hdr(kv);
+	if (a->src != KV_SRC_FREEPAGE || pred == 0)
+		return;
+	struct kv_page *pg = kv__page(kv, a->page);
+	kv__tx_put32_locked(kv, &kv__page(kv, pred - 1)->next,
+	                    kv__tx_get32_locked(kv, &pg->next));
+	kv__tx_put32_locked(kv, &pg->next,
+	                    (uint32_t)kv__tx_get64_locked(kv, &h->free_pages));
+	kv__tx_put64_locked(kv, &h->free_pages, a->page + 1);
+}

@@ -442,6 +442,15 @@ int kv__alloc_peek_locked(struct kv *kv, uint32_t cls, struct kv_alloc *a);
 void kv__alloc_pend_locked(struct kv *kv, const struct kv_alloc *a);
 void kv__alloc_take_locked(struct kv *kv, const struct kv_alloc *a);
 void kv__free_chunk_locked(struct kv *kv, uint32_t cls, uint64_t chunk);
+/* For a shrink (resize.c): a chunk of cls in a page below limit (a
+ * partial page, else a free page, else a never-used one), or KV_EFULL.
+ * A free page that is not the head of the free-page list has *pred set to
+ * the one before it (index+1), and kv__alloc_promote_locked, in the open
+ * transaction before kv__alloc_take_locked, moves it to the head. */
+int kv__alloc_below_locked(struct kv *kv, uint32_t cls, uint64_t limit,
+                           struct kv_alloc *a, uint64_t *pred);
+void kv__alloc_promote_locked(struct kv *kv, const struct kv_alloc *a,
+                              uint64_t pred);
 int kv__chunk_check(const struct kv *kv, uint64_t off, uint32_t *cls);
 
 /* index.c */

@@ -128,9 +128,14 @@ int kv__os_map_reserved(struct kv_os *o, uint64_t size, uint64_t reserve,
  * are. KV_ENOTSUP where the platform cannot. */
 int kv__os_map_more(struct kv_os *o, void *base, uint64_t from, uint64_t to,
                     bool rdonly);
-/* Grow the object to size bytes with its memory reserved, as at
- * creation (KV_ENOSPC when there is none). Never shrinks it. */
-int kv__os_grow(struct kv_os *o, uint64_t size);
+/* Reserve memory for bytes [from, size) of the object, growing it to
+ * size bytes if it is smaller, as at creation (KV_ENOSPC when there is
+ * none): bytes a shrink released are reserved again. Never shrinks it. */
+int kv__os_grow(struct kv_os *o, uint64_t from, uint64_t size);
+/* Give the memory of bytes [from, to) back (a shrunk store's old tail);
+ * they read as zeros from then on, in every mapping, and the object keeps
+ * its size, so a process still reading them never faults. Best effort. */
+void kv__os_release(struct kv_os *o, uint64_t from, uint64_t to);
 /* Resizers of one store take turns: a lock on the object, released by
  * the system if the holder dies. Waits. */
 int kv__os_resize_lock(struct kv_os *o);

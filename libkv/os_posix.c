@@ -430,23 +430,32 @@ void kv__os_resize_unlock(struct kv_os *o)
 	(void)resize_lock_op(o, F_UNLCK);
 }
 
-int kv__os_grow(struct kv_os *o, uint64_t size)
+int kv__os_grow(struct kv_os *o, uint64_t from, uint64_t size)
 {
 	struct stat st;
 	if (fstat(o->fd, &st) != 0)
 		return status_of_errno(errno);
-	if ((uint64_t)st.st_size >= size)
+	if (from >= size)
 		return KV_OK;
-	int e = posix_fallocate(o->fd, st.st_size, (off_t)size - st.st_size);
+	int e = posix_fallocate(o->fd, (off_t)from, (off_t)(size - from));
 	if (e == 0)
 		return KV_OK;
 	/* Give back what a partial allocation took: the store's size is
 	 * the header's, and a larger object is only address space. */
-	int t = ftruncate(o->fd, st.st_size);
-	(void)t;
+	if ((uint64_t)st.st_size < size) {
+		int t = ftruncate(o->fd, st.st_size);
+		(void)t;
+	}
 	return e == ENOSPC ? KV_ENOSPC
 	       : e == EINVAL || e == EOPNOTSUPP ? KV_ENOTSUP
 	                                        : status_of_errno(e);
+}
+
+void kv__os_release(struct kv_os *o, uint64_t from, uint64_t to)
+{
+	if (from < to)
+		(void)fallocate(o->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		                (off_t)from, (off_t)(to - from));
 }
 
 void kv__os_unmap(void *base, uint64_t size)

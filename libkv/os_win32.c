@@ -462,11 +462,19 @@ void kv__os_resize_unlock(struct kv_os *o)
 	(void)o;
 }
 
-int kv__os_grow(struct kv_os *o, uint64_t size)
+int kv__os_grow(struct kv_os *o, uint64_t from, uint64_t size)
 {
 	(void)o;
+	(void)from;
 	(void)size;
 	return KV_ENOTSUP;
+}
+
+void kv__os_release(struct kv_os *o, uint64_t from, uint64_t to)
+{
+	(void)o;
+	(void)from;
+	(void)to;
 }
 
 void kv__os_unmap(void *base, uint64_t size)

@@ -28,6 +28,7 @@
 #include "kv_internal.h"
 
 #define KV_GEOMETRY_WAIT_MS 1000 /* a resize being applied takes µs */
+#define KV_SHRINK_GRACE_US 20000 /* before the old tail's memory goes */
 
 static uint64_t ld64(const void *p)
 {
@@ -241,11 +242,11 @@ static int rehash_locked(struct kv *kv, const struct kv_geometry *g,
 					break;
 				}
 			}
-			/* A bigger index at a lower load than the old one
-			 * always has room; not finding it means the old
-			 * index held more than it can. */
+			/* No room within the longest probe path: for a
+			 * grow (a bigger index at a lower load) that means
+			 * the old index held more than it can. */
 			if (!placed)
-				return KV_ECORRUPT;
+				return KV_EFULL;
 		}
 	}
 	return KV_OK;
@@ -268,7 +269,7 @@ static int grow_locked(struct kv *kv, const struct kv_geometry *g)
 	int rc = rehash_locked(kv, g, hist, &max_probe);
 	if (rc != KV_OK) {
 		atomic_store_explicit(&h->resizing, 0, memory_order_relaxed);
-		return rc;
+		return rc == KV_EFULL ? KV_ECORRUPT : rc;
 	}
 	KV_CRASHPOINT(12);
 
@@ -294,6 +295,231 @@ static int grow_locked(struct kv *kv, const struct kv_geometry *g)
 	kv__tx_end_locked(kv);
 	atomic_store_explicit(&h->resizing, 0, memory_order_relaxed);
 	return kv__sync(kv);
+}
+
+/* ------------------------------------------------------------------------
+ * Shrinking
+ *
+ * The new index and page table go where the new arena ends, inside the
+ * old arena, so first every item in a page at or past that point moves
+ * to a page below it: each move is an ordinary committed transaction
+ * (copy the item to a chunk below, point its slot at the copy, free the
+ * original), so a lock-free reader sees the old or the new place, never
+ * a torn one, and a shrinker killed between moves leaves a sound store
+ * with some items moved. The writer lock is held throughout, so nobody
+ * else allocates meanwhile, and the moves need no mark of their own on
+ * the pages being emptied. Then, as for a grow, the new index and page
+ * table are built off to the side and published in one transaction with
+ * gen last, and the old tail's memory is given back. Its bytes stay
+ * mapped and read as zeros: a reader still on the old index finds empty
+ * buckets, re-checks gen and reads again, and never faults.
+ */
+
+/* Can every live item in pages at or past g's arena end move below it,
+ * and does the smaller index hold them all? Counts only. */
+static int shrink_fits(struct kv *kv, const struct kv_geometry *g)
+{
+	uint64_t np = g->npages, free_low = 0, need_pages = 0;
+	uint64_t need[KV_MAX_CLASSES] = {0}, room[KV_MAX_CLASSES] = {0};
+	uint64_t items = atomic_load(&kv__hdr(kv)->items);
+
+	if (items * 100 > g->nbuckets * KV_SLOTS * KV_EVICT_LOAD)
+		return KV_EFULL;
+	for (uint64_t p = 0; p < kv->npages; p++) {
+		const struct kv_page *pg = kv__page(kv, p);
+		uint32_t c = atomic_load(&pg->cls);
+		uint32_t used = atomic_load(&pg->used);
+		if (c == KV_PAGE_FREE) {
+			free_low += p < np;
+			continue;
+		}
+		if (c >= kv->nclasses || used > kv->class_per_page[c])
+			return KV_ECORRUPT;
+		if (p >= np)
+			need[c] += used;
+		else
+			room[c] += kv->class_per_page[c] - used;
+	}
+	for (uint32_t c = 0; c < kv->nclasses; c++)
+		if (need[c] > room[c])
+			need_pages += (need[c] - room[c] +
+			               kv->class_per_page[c] - 1) /
+			              kv->class_per_page[c];
+	return need_pages <= free_low ? KV_OK : KV_EFULL;
+}
+
+/* Move the item in chunk old (class cls) to a chunk below page limit. */
+static int move_below(struct kv *kv, uint64_t old, uint32_t cls,
+                      uint64_t limit)
+{
+	struct kv_found f;
+	struct kv_alloc a;
+	uint64_t pred;
+	int rc = kv__find_chunk_locked(kv, old, &f);
+	if (rc == KV_OK && f.cls != cls)
+		rc = KV_ECORRUPT;
+	if (rc == KV_OK)
+		rc = kv__alloc_below_locked(kv, cls, limit, &a, &pred);
+	if (rc != KV_OK)
+		return rc;
+	const struct kv_item *it =
+	    (const struct kv_item *)(const void *)(kv->base + old);
+	uint64_t len = kv_item_hdr_len(it->flags) + it->klen + it->vlen;
+	uint64_t h = kv__hash(kv, kv__item_key(it), it->klen);
+
+	kv__tx_begin_locked(kv, KV_TX_PUT);
+	kv__alloc_pend_locked(kv, &a);
+	memcpy(kv->base + a.chunk, kv->base + old, len);
+	kv__mark_odd_locked(kv, f.bucket, 1);
+	kv__alloc_promote_locked(kv, &a, pred);
+	kv__alloc_take_locked(kv, &a);
+	kv__replace_locked(kv, h, &f, a.chunk);
+	kv__free_chunk_locked(kv, cls, old);
+	kv__tx_commit_locked(kv);
+	kv__mark_even_locked(kv);
+	kv__tx_end_locked(kv);
+	return KV_OK;
+}
+
+/* Empty every page at or past limit. */
+static int evacuate(struct kv *kv, uint64_t limit)
+{
+	for (uint64_t p = limit; p < kv->npages; p++) {
+		struct kv_page *pg = kv__page(kv, p);
+		uint32_t c = atomic_load(&pg->cls);
+		if (c == KV_PAGE_FREE)
+			continue;
+		if (c >= kv->nclasses)
+			return KV_ECORRUPT;
+		uint64_t start = kv->arena_off + p * kv->page_size;
+		uint32_t bump = atomic_load(&pg->bump);
+		for (uint32_t i = 0; i < bump && i < kv->class_per_page[c];
+		     i++) {
+			uint64_t chunk = start + (uint64_t)i *
+			                             kv->class_size[c];
+			const struct kv_item *it =
+			    (const struct kv_item *)(const void *)(kv->base +
+			                                           chunk);
+			if (it->klen == 0)
+				continue; /* free */
+			int rc = move_below(kv, chunk, c, limit);
+			if (rc != KV_OK)
+				return rc;
+			if (atomic_load(&pg->cls) != c)
+				break; /* its last item left: the page is free */
+		}
+		if (atomic_load(&pg->cls) != KV_PAGE_FREE)
+			return KV_ECORRUPT; /* an item the walk did not see */
+	}
+	return KV_OK;
+}
+
+/* Lock held, the handle's geometry the store's, g the smaller layout. */
+static int shrink_locked(struct kv *kv, const struct kv_geometry *g)
+{
+	struct kv_hdr *h = kv__hdr(kv);
+	uint64_t hist[8], max_probe;
+
+	int rc = shrink_fits(kv, g);
+	if (rc != KV_OK)
+		return rc;
+	atomic_store_explicit(&h->resizing, kv__os_pid(), memory_order_relaxed);
+	rc = evacuate(kv, g->npages);
+	if (rc != KV_OK)
+		goto out;
+	KV_CRASHPOINT(14);
+
+	/* The new tail lies in pages now free, which nobody allocates while
+	 * we hold the lock. Its page table: the pages below the new end as
+	 * they are, the free-page list rebuilt from those of them that are
+	 * free. */
+	memset(kv->base + g->index_off, 0, g->map_size - g->index_off);
+	struct kv_page *np = (struct kv_page *)(void *)(kv->base + g->ptab_off);
+	memcpy(np, kv__page(kv, 0), g->npages * sizeof *np);
+	uint64_t pb = atomic_load(&h->page_bump), head = 0;
+	if (pb > g->npages)
+		pb = g->npages;
+	for (uint64_t p = pb; p-- > 0;) {
+		if (atomic_load(&np[p].cls) != KV_PAGE_FREE)
+			continue;
+		atomic_store(&np[p].next, (uint32_t)head);
+		head = p + 1;
+	}
+	/* KV_EFULL: a probe path in the smaller index would be too long
+	 * (the load check above makes that rare); nothing is published. */
+	rc = rehash_locked(kv, g, hist, &max_probe);
+	if (rc != KV_OK)
+		goto out;
+	KV_CRASHPOINT(12);
+
+	kv__tx_begin_locked(kv, KV_TX_RESIZE);
+	kv__tx_put64_locked(kv, &h->map_size, g->map_size);
+	kv__tx_put64_locked(kv, &h->npages, g->npages);
+	kv__tx_put64_locked(kv, &h->nbuckets, g->nbuckets);
+	kv__tx_put64_locked(kv, &h->index_off, g->index_off);
+	kv__tx_put64_locked(kv, &h->ptab_off, g->ptab_off);
+	kv__tx_put64_locked(kv, &h->page_bump, pb);
+	kv__tx_put64_locked(kv, &h->free_pages, head);
+	for (unsigned i = 0; i < 8; i++)
+		kv__tx_put64_locked(kv, &h->probe_hist[i], hist[i]);
+	kv__tx_put64_locked(kv, &h->max_probe, max_probe);
+	kv__tx_put64_locked(kv, &h->sweep_hand, 0);
+	kv__tx_put64_locked(kv, &h->page_hand, 0);
+	kv__tx_put64_locked(kv, &h->gen,
+	                    atomic_load_explicit(&h->gen,
+	                                         memory_order_relaxed) +
+	                        1);
+	kv__tx_commit_locked(kv);
+	kv__tx_end_locked(kv);
+	rc = kv__sync(kv);
+out:
+	atomic_store_explicit(&h->resizing, 0, memory_order_relaxed);
+	return rc;
+}
+
+static int shrink(struct kv *kv, const struct kv_ix *ix, uint64_t size)
+{
+	__extension__ typedef unsigned __int128 u128;
+	if (!kv__os_can_grow())
+		return KV_ENOTSUP;
+	struct kv_geometry g = {.page_size = kv->page_size};
+	u128 nb = (u128)ix->nbuckets * size / ix->map_size;
+	int rc = kv__layout(size, nb < 64 ? 64 : (uint64_t)nb, &g);
+	if (rc != KV_OK)
+		return rc;
+	/* The new index must not overlap the one in use. */
+	if (g.map_size > ix->index_off)
+		return KV_ETOOSMALL;
+	rc = kv__os_resize_lock(&kv->os);
+	if (rc != KV_OK)
+		return rc;
+	rc = kv__lock(kv);
+	if (rc != KV_OK) {
+		kv__os_resize_unlock(&kv->os);
+		return rc;
+	}
+	if (atomic_load_explicit(&kv->gen, memory_order_relaxed) != ix->gen) {
+		kv__unlock(kv);
+		kv__os_resize_unlock(&kv->os);
+		return KV_EBUSY; /* resized meanwhile: the caller looks again */
+	}
+	rc = shrink_locked(kv, &g);
+	kv__unlock(kv);
+	/* Every process now maps the old tail for nothing: give its memory
+	 * back (a later grow reserves it again), all of it to the object's
+	 * end. Only a reader that checked gen just before the commit can
+	 * still touch it, for the microseconds of one lookup; it is given
+	 * those first. Should it fault a page of the hole in, that page
+	 * comes out of the memory this has just freed. */
+	if (rc == KV_OK) {
+		uint64_t end = ix->map_size;
+		if (kv__os_size(&kv->os, &end) != KV_OK || end < ix->map_size)
+			end = ix->map_size;
+		kv__os_sleep_us(KV_SHRINK_GRACE_US);
+		kv__os_release(&kv->os, g.map_size, end);
+	}
+	kv__os_resize_unlock(&kv->os);
+	return rc;
 }
 
 static int resize_serialised(struct kv *kv, uint64_t size);
@@ -331,9 +557,13 @@ static int resize_serialised(struct kv *kv, uint64_t size)
 		uint64_t cur = ix->map_size;
 		if (size == cur)
 			return KV_OK;
-		/* Shrinking would move live items out of the tail while
-		 * readers read them; not done yet (docs/resize.md). */
-		if (size < cur || !kv__os_can_grow())
+		if (size < cur) {
+			rc = shrink(kv, ix, size);
+			if (rc == KV_EBUSY)
+				continue;
+			return rc;
+		}
+		if (!kv__os_can_grow())
 			return KV_ENOTSUP;
 		if (size > kv->max_map || size > KV_MAX_MAP)
 			return KV_ETOOBIG;
@@ -373,7 +603,7 @@ static int resize_serialised(struct kv *kv, uint64_t size)
 			kv__os_resize_unlock(&kv->os);
 			continue;
 		}
-		rc = kv__os_grow(&kv->os, size);
+		rc = kv__os_grow(&kv->os, cur, size);
 		while (rc == KV_OK &&
 		       atomic_flag_test_and_set_explicit(&kv->sync_busy,
 		                                         memory_order_acquire))

@@ -61,6 +61,7 @@ struct kv_warm {
 	uint32_t pid;            /* the process the thread runs in */
 	_Atomic bool stop;
 	_Atomic bool done;
+	uint64_t gen;            /* the geometry the ranges belong to */
 	const uint8_t *base;
 	uint64_t ranges[2][2];   /* [start, end) byte offsets, in order */
 };
@@ -86,8 +87,15 @@ static void *warm_main(void *arg)
 	for (int r = 0; r < 2; r++) {
 		uint64_t off = w->ranges[r][0], end = w->ranges[r][1];
 		while (off < end) {
+			/* A resize moves the index, and a shrink gives the
+			 * old one's memory back: warming it again would only
+			 * take that memory back. */
 			if (atomic_load_explicit(&w->stop,
-			                         memory_order_relaxed))
+			                         memory_order_relaxed) ||
+			    atomic_load_explicit(
+			        &((const struct kv_hdr *)(const void *)w->base)
+			             ->gen,
+			        memory_order_relaxed) != w->gen)
 				goto out;
 			size_t len = end - off < WARM_STEP ? (size_t)(end - off)
 			                                   : WARM_STEP;
@@ -132,6 +140,7 @@ void kv__warm_start(struct kv *kv)
 	page_align = (uint64_t)sysconf(_SC_PAGESIZE);
 	w->base = kv->base;
 	w->pid = kv__os_pid();
+	w->gen = atomic_load_explicit(&kv->gen, memory_order_relaxed);
 	/* The index, then the page table and the arena in use. Offsets are
 	 * page-aligned for madvise: index_off and arena_off are. */
 	w->ranges[0][0] = kv->index_off & ~(page_align - 1);

@@ -1063,13 +1063,14 @@ PyDoc_STRVAR(resize_doc,
 "resize($self, size, /)\n"
 "--\n"
 "\n"
-"Grow the store to size (an int of bytes, or \"256M\", \"4G\") while it\n"
-"serves: every process attached keeps reading and writing and follows the\n"
-"new size by itself; the index grows in proportion. Writers wait while\n"
-"the index is rebuilt; readers do not. The same size is not an error. A\n"
-"smaller size, or a platform where stores cannot grow, raises kv.Error\n"
-"(KV_ENOTSUP); past the store's growth limit, KV_ETOOBIG; too small a\n"
-"step, KV_ETOOSMALL.");
+"Grow or shrink the store to size (an int of bytes, or \"256M\", \"4G\")\n"
+"while it serves: every process attached keeps reading and writing and\n"
+"follows the new size by itself; the index changes in proportion. Writers\n"
+"wait while keys move and the index is rebuilt; readers do not. The same\n"
+"size is not an error. A size the keys do not fit raises kv.Error\n"
+"(KV_EFULL, nothing changed); a platform where stores cannot change size,\n"
+"KV_ENOTSUP; past the store's growth limit, KV_ETOOBIG; too small a step,\n"
+"KV_ETOOSMALL.");
 
 static PyObject *store_resize(pykv_store *s, PyObject *arg)
 {

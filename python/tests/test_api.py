@@ -477,12 +477,21 @@ def test_resize(store):
         assert other.stats()["resizes"] == 1
         assert other["k99"] == b"v99" and len(other) == 100
     store.resize(32 << 20)  # the same size: nothing to do
+    store.resize("16M")  # and shrinks, the keys moving down
+    assert other_keys_ok(store, 100)
+    store.set_many({"big%d" % i: b"x" * 100000 for i in range(40)})
     with pytest.raises(kv.Error) as e:
-        store.resize("16M")  # a live store does not shrink
-    assert e.value.name == "KV_ENOTSUP"
+        store.resize("2M")  # too small for what it holds
+    assert e.value.name == "KV_EFULL"
+    assert store.stats()["map_size"] == 16 << 20
+    assert other_keys_ok(store, 100) and store["big39"] == b"x" * 100000
     with pytest.raises(ValueError):
         store.resize("lots")
     assert store.check() == []
+
+
+def other_keys_ok(store, n):
+    return all(store["k%d" % i] == b"v%d" % i for i in range(n))
 
 
 # --- stats, check --------------------------------------------------------------------

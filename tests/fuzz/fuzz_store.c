@@ -40,6 +40,7 @@
  *   variant: bit 7 picks the template (0: the main one, 1: a 64-bucket
  *   index, nearly full); bits 0-6 pick keys, sizes and the crash point;
  *   with bit 5 the read-write phase also doubles the store (kv_resize),
+ *   and with bits 5 and 6 shrinks it back after (its items moving down),
  *   and a store kv_check called sound must come out sound with every key.
  *
  *   patch = kind:u8 then, by kind % 16 (others are no-ops):
@@ -350,7 +351,8 @@ static uint64_t documented_call(enum call c)
 	case C_MAINTAIN: /* "a negative status if the store is corrupt" */
 		return ok | B(KV_ECORRUPT) | B(KV_ENOSTORE);
 	case C_RESIZE:
-		return ok | B(KV_ENOTSUP) | B(KV_ETOOBIG) | B(KV_ETOOSMALL) |
+		return ok | B(KV_EFULL) | B(KV_ENOTSUP) | B(KV_ETOOBIG) |
+		       B(KV_ETOOSMALL) |
 		       B(KV_ENOSPC) | B(KV_ERDONLY) | B(KV_EBUSY) |
 		       B(KV_ECORRUPT) | B(KV_ENOMEM) | B(KV_ESYS) |
 		       B(KV_EINVAL);
@@ -1523,6 +1525,35 @@ static void rw_ops(struct run *r, kv_t *kv)
 					        " -> %" PRIu64 " items)",
 					        ck, s0.map_size, s1.map_size,
 					        s0.items, s1.items);
+			}
+			/* Back to the size it had: every item in the half
+			 * given up moves down first. */
+			if (g == KV_OK && (v & 0x40)) {
+				int b = note(C_RESIZE,
+				             kv_resize(kv, s0.map_size));
+				lock_released(kv, "kv_resize");
+				struct kv_stats s2 = {0};
+				if (r->sound && (b == KV_OK || b == KV_EFULL)) {
+					int ck = note(C_CHECK,
+					              kv_check(kv, NULL, NULL));
+					lock_released(kv, "kv_check");
+					note(C_STATS, kv_stats(kv, &s2));
+					uint64_t want = b == KV_OK
+					                    ? s0.map_size
+					                    : s0.map_size * 2;
+					if (ck != KV_OK || s2.map_size != want ||
+					    s2.items != s0.items)
+						FINDING("ORACLE: on a store "
+						        "kv_check called sound, "
+						        "a shrink returned %d but "
+						        "left it unsound or "
+						        "changed (check %d, "
+						        "%" PRIu64 " bytes, "
+						        "%" PRIu64 " -> %" PRIu64
+						        " items)",
+						        b, ck, s2.map_size,
+						        s0.items, s2.items);
+				}
 			}
 		}
 	}

@@ -529,7 +529,7 @@ static void test_listen_resize(void **state)
 	H_ASSERT_EXIT(&r, 0);
 	H_ASSERT_OUT_HAS(&r, "from 16.0 MiB to 64.0 MiB");
 	h_result_free(&r);
-	wait_log(p, "grown to 64 MiB");
+	wait_log(p, "resized to 64 MiB");
 	assert_true(h_alive(p->pid));
 
 	/* The same connection: old keys, new keys, through kvd's handle. */
@@ -549,9 +549,20 @@ static void test_listen_resize(void **state)
 	H_ASSERT_EXIT(&r, 0);
 	h_result_free(&r);
 
-	/* Refusals change nothing. */
-	h_kv(&r, store, "resize", "32M", NULL);
-	H_ASSERT_FAILS(&r, 2, "kv: ", "a live store cannot shrink");
+	/* Refusals change nothing: 1.2 MB of values do not fit in 1 MiB. */
+	static char big[100 * 1000 + 1];
+	memset(big, 'b', sizeof big - 1);
+	for (int i = 0; i < 12; i++) {
+		snprintf(key, sizeof key, "big%d", i);
+		h_kv(&r, store, "put", key, big, NULL);
+		H_ASSERT_EXIT(&r, 0);
+		h_result_free(&r);
+	}
+	h_kv(&r, store, "resize", "1M", NULL);
+	H_ASSERT_FAILS(&r, 2, "kv: ", "which do not fit in 1.0 MiB");
+	h_result_free(&r);
+	h_kv(&r, store, "resize", "63M", NULL);
+	H_ASSERT_FAILS(&r, 2, "kv: ", "too small a step down");
 	h_result_free(&r);
 	h_kv(&r, store, "resize", "256M", NULL);
 	H_ASSERT_FAILS(&r, 2, "kv: ", "may grow to 128.0 MiB at most");
@@ -562,6 +573,26 @@ static void test_listen_resize(void **state)
 	h_kv(&r, store, "resize", "64M", NULL);
 	H_ASSERT_EXIT(&r, 0);
 	H_ASSERT_OUT_HAS(&r, "is already 64.0 MiB");
+	h_result_free(&r);
+
+	/* And shrinks under it: kvd logs it, the client keeps its keys. */
+	h_kv(&r, store, "resize", "24M", NULL);
+	H_ASSERT_EXIT(&r, 0);
+	H_ASSERT_OUT_HAS(&r, "from 64.0 MiB to 24.0 MiB");
+	h_result_free(&r);
+	wait_log(p, "resized to 24 MiB");
+	for (int i = 0; i < 200; i += 7) {
+		char want[128];
+		snprintf(key, sizeof key, "before%d", i);
+		snprintf(val, sizeof val, "value %d", i);
+		snprintf(want, sizeof want, "get %s\r\n", key);
+		send_str(fd, want);
+		snprintf(want, sizeof want, "VALUE %s 0 %zu\r\n%s\r\nEND\r\n",
+		         key, strlen(val), val);
+		expect(fd, want);
+	}
+	h_kv(&r, store, "check", NULL);
+	H_ASSERT_EXIT(&r, 0);
 	h_result_free(&r);
 
 	roundtrip(fd, "last", "still serving");
