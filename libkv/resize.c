@@ -477,6 +477,8 @@ out:
 	return rc;
 }
 
+#define SHRINK_AGAIN 1 /* resized meanwhile: the caller looks again */
+
 static int shrink(struct kv *kv, const struct kv_ix *ix, uint64_t size)
 {
 	__extension__ typedef unsigned __int128 u128;
@@ -501,7 +503,7 @@ static int shrink(struct kv *kv, const struct kv_ix *ix, uint64_t size)
 	if (atomic_load_explicit(&kv->gen, memory_order_relaxed) != ix->gen) {
 		kv__unlock(kv);
 		kv__os_resize_unlock(&kv->os);
-		return KV_EBUSY; /* resized meanwhile: the caller looks again */
+		return SHRINK_AGAIN;
 	}
 	rc = shrink_locked(kv, &g);
 	kv__unlock(kv);
@@ -559,7 +561,7 @@ static int resize_serialised(struct kv *kv, uint64_t size)
 			return KV_OK;
 		if (size < cur) {
 			rc = shrink(kv, ix, size);
-			if (rc == KV_EBUSY)
+			if (rc == SHRINK_AGAIN)
 				continue;
 			return rc;
 		}
