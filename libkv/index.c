@@ -195,6 +195,10 @@ restart:
 			    (const struct kv_item *)(void *)(kv->base + off);
 			uint64_t ik = 0, iv = 0, hl = 0;
 			uint8_t fl = 0;
+			/* A read-only handle's hit reads its read hint: start
+			 * that miss now, beside the item's. */
+			if (kv->rdonly && kv->hint != NULL)
+				kv__hint_prefetch(kv, off);
 			bool ok = off >= kv->arena_off &&
 			          off % KV_CHUNK_ALIGN == 0 &&
 			          off <= ix->arena_end - KV_ITEM_HDR;

@@ -139,6 +139,14 @@ static inline bool kv__hint_bit(const struct kv *kv, uint64_t off,
 	return true;
 }
 
+static inline void kv__hint_prefetch(const struct kv *kv, uint64_t off)
+{
+	_Atomic uint64_t *w;
+	uint64_t m;
+	if (kv__hint_bit(kv, off, &w, &m))
+		__builtin_prefetch((const void *)w, 0, 3);
+}
+
 /* A read-only handle's hit: set the bit, only when clear, so a hot key
  * costs one shared write per eviction pass. */
 static inline void kv__hint_set(const struct kv *kv, uint64_t off)
