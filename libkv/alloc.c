@@ -55,67 +55,44 @@ static uint64_t link_page(const struct kv *kv, uint64_t link)
 	return link >= 1 && link <= kv->npages ? link - 1 : kv->npages;
 }
 
+/* The chunk a partial page p of class cls hands out next: from its free
+ * list, else its next never-used chunk. */
+static int partial_chunk(struct kv *kv, uint32_t cls, uint64_t p,
+                         struct kv_alloc *a)
+{
+	struct kv_page *pg = kv__page(kv, p);
+	uint64_t head = kv__tx_get64_locked(kv, &pg->free_head);
+
+	a->page = p;
+	if (head != 0) {
+		uint32_t hc;
+		if (kv__chunk_check(kv, head, &hc) != KV_OK || hc != cls ||
+		    page_of(kv, head) != p)
+			return KV_ECORRUPT;
+		uint64_t next =
+		    kv__tx_get64_locked(kv, kv->base + head + KV_FREE_LINK);
+		if (next != 0 && (kv__chunk_check(kv, next, &hc) != KV_OK ||
+		                  page_of(kv, next) != p))
+			return KV_ECORRUPT;
+		a->chunk = head;
+		a->next = next;
+		a->src = KV_SRC_FREE;
+		return KV_OK;
+	}
+	uint32_t bump = kv__tx_get32_locked(kv, &pg->bump);
+	if (bump >= kv->class_per_page[cls])
+		return KV_ECORRUPT; /* a full page on the list */
+	a->chunk = page_start(kv, p) + bump * (uint64_t)kv->class_size[cls];
+	a->src = KV_SRC_BUMP;
+	return KV_OK;
+}
+
 int kv__alloc_peek_locked(struct kv *kv, uint32_t cls, struct kv_alloc *a)
 {
-	struct kv_class *c = kv__class(kv, cls);
-	uint64_t size = kv->class_size[cls];
-
-	a->cls = cls;
-	a->next = 0;
-	uint64_t link = kv__tx_get64_locked(kv, &c->partial);
-	if (link != 0) {
-		uint64_t p = link_page(kv, link);
-		if (p == kv->npages)
-			return KV_ECORRUPT;
-		struct kv_page *pg = kv__page(kv, p);
-		if (kv__tx_get32_locked(kv, &pg->cls) != cls)
-			return KV_ECORRUPT;
-		a->page = p;
-		uint64_t head = kv__tx_get64_locked(kv, &pg->free_head);
-		if (head != 0) {
-			uint32_t hc;
-			if (kv__chunk_check(kv, head, &hc) != KV_OK ||
-			    hc != cls || page_of(kv, head) != p)
-				return KV_ECORRUPT;
-			uint64_t next = kv__tx_get64_locked(
-			    kv, kv->base + head + KV_FREE_LINK);
-			if (next != 0 && (kv__chunk_check(kv, next, &hc) !=
-			                      KV_OK ||
-			                  page_of(kv, next) != p))
-				return KV_ECORRUPT;
-			a->chunk = head;
-			a->next = next;
-			a->src = KV_SRC_FREE;
-			return KV_OK;
-		}
-		uint32_t bump = kv__tx_get32_locked(kv, &pg->bump);
-		if (bump >= kv->class_per_page[cls])
-			return KV_ECORRUPT; /* a full page on the list */
-		a->chunk = page_start(kv, p) + bump * size;
-		a->src = KV_SRC_BUMP;
-		return KV_OK;
-	}
-	uint64_t fp = kv__tx_get64_locked(kv, &kv__hdr(kv)->free_pages);
-	if (fp != 0) {
-		uint64_t p = link_page(kv, fp);
-		if (p == kv->npages ||
-		    kv__tx_get32_locked(kv, &kv__page(kv, p)->cls) != KV_PAGE_FREE)
-			return KV_ECORRUPT;
-		a->page = p;
-		a->chunk = page_start(kv, p);
-		a->src = KV_SRC_FREEPAGE;
-		return KV_OK;
-	}
-	uint64_t pb = kv__tx_get64_locked(kv, &kv__hdr(kv)->page_bump);
-	if (pb < kv->npages) {
-		if (kv__tx_get32_locked(kv, &kv__page(kv, pb)->cls) != KV_PAGE_FREE)
-			return KV_ECORRUPT;
-		a->page = pb;
-		a->chunk = page_start(kv, pb);
-		a->src = KV_SRC_NEWPAGE;
-		return KV_OK;
-	}
-	return KV_EFULL;
+	/* Below the end of the arena: the first partial page, else the
+	 * head of the free-page list, else the next never-used page. */
+	uint64_t pred;
+	return kv__alloc_below_locked(kv, cls, kv->npages, a, &pred);
 }
 
 void kv__alloc_pend_locked(struct kv *kv, const struct kv_alloc *a)
@@ -262,7 +239,6 @@ int kv__alloc_below_locked(struct kv *kv, uint32_t cls, uint64_t limit,
                            struct kv_alloc *a, uint64_t *pred)
 {
 	struct kv_hdr *h = kv__hdr(kv);
-	uint64_t size = kv->class_size[cls];
 
 	*a = (struct kv_alloc){.cls = cls};
 	*pred = 0;
@@ -276,32 +252,8 @@ int kv__alloc_below_locked(struct kv *kv, uint32_t cls, uint64_t limit,
 		struct kv_page *pg = kv__page(kv, p);
 		if (kv__tx_get32_locked(kv, &pg->cls) != cls)
 			return KV_ECORRUPT;
-		if (p < limit) {
-			a->page = p;
-			uint64_t head = kv__tx_get64_locked(kv, &pg->free_head);
-			if (head != 0) {
-				uint32_t hc;
-				if (kv__chunk_check(kv, head, &hc) != KV_OK ||
-				    hc != cls || page_of(kv, head) != p)
-					return KV_ECORRUPT;
-				a->chunk = head;
-				a->next = kv__tx_get64_locked(
-				    kv, kv->base + head + KV_FREE_LINK);
-				if (a->next != 0 &&
-				    (kv__chunk_check(kv, a->next, &hc) !=
-				         KV_OK ||
-				     page_of(kv, a->next) != p))
-					return KV_ECORRUPT;
-				a->src = KV_SRC_FREE;
-				return KV_OK;
-			}
-			uint32_t bump = kv__tx_get32_locked(kv, &pg->bump);
-			if (bump >= kv->class_per_page[cls])
-				return KV_ECORRUPT;
-			a->chunk = page_start(kv, p) + bump * size;
-			a->src = KV_SRC_BUMP;
-			return KV_OK;
-		}
+		if (p < limit)
+			return partial_chunk(kv, cls, p, a);
 		link = kv__tx_get32_locked(kv, &pg->next);
 	}
 	/* A free page below it; *pred is the page before it on the list. */

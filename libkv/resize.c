@@ -252,6 +252,33 @@ static int rehash_locked(struct kv *kv, const struct kv_geometry *g,
 	return KV_OK;
 }
 
+/* In the open resize transaction: the geometry g and its index's probe
+ * statistics, then commit. gen is its last word, so a process that sees
+ * the new gen sees every other word (apply stores with release). */
+static void publish_locked(struct kv *kv, const struct kv_geometry *g,
+                           const uint64_t hist[8], uint64_t max_probe)
+{
+	struct kv_hdr *h = kv__hdr(kv);
+
+	kv__tx_put64_locked(kv, &h->map_size, g->map_size);
+	kv__tx_put64_locked(kv, &h->npages, g->npages);
+	kv__tx_put64_locked(kv, &h->nbuckets, g->nbuckets);
+	kv__tx_put64_locked(kv, &h->index_off, g->index_off);
+	kv__tx_put64_locked(kv, &h->ptab_off, g->ptab_off);
+	for (unsigned i = 0; i < 8; i++)
+		kv__tx_put64_locked(kv, &h->probe_hist[i], hist[i]);
+	if (max_probe > atomic_load_explicit(&h->max_probe,
+	                                     memory_order_relaxed))
+		kv__tx_put64_locked(kv, &h->max_probe, max_probe);
+	kv__tx_put64_locked(kv, &h->sweep_hand, 0);
+	kv__tx_put64_locked(kv, &h->gen,
+	                    atomic_load_explicit(&h->gen,
+	                                         memory_order_relaxed) +
+	                        1);
+	kv__tx_commit_locked(kv);
+	kv__tx_end_locked(kv);
+}
+
 /* Build the new index and page table and publish them. Lock held, the
  * handle's geometry the store's, g laid out past the current end. */
 static int grow_locked(struct kv *kv, const struct kv_geometry *g)
@@ -273,26 +300,8 @@ static int grow_locked(struct kv *kv, const struct kv_geometry *g)
 	}
 	KV_CRASHPOINT(12);
 
-	/* One transaction; gen is its last word, so a process that sees the
-	 * new gen sees every other word (apply stores with release). */
 	kv__tx_begin_locked(kv, KV_TX_RESIZE);
-	kv__tx_put64_locked(kv, &h->map_size, g->map_size);
-	kv__tx_put64_locked(kv, &h->npages, g->npages);
-	kv__tx_put64_locked(kv, &h->nbuckets, g->nbuckets);
-	kv__tx_put64_locked(kv, &h->index_off, g->index_off);
-	kv__tx_put64_locked(kv, &h->ptab_off, g->ptab_off);
-	for (unsigned i = 0; i < 8; i++)
-		kv__tx_put64_locked(kv, &h->probe_hist[i], hist[i]);
-	if (max_probe > atomic_load_explicit(&h->max_probe,
-	                                     memory_order_relaxed))
-		kv__tx_put64_locked(kv, &h->max_probe, max_probe);
-	kv__tx_put64_locked(kv, &h->sweep_hand, 0);
-	kv__tx_put64_locked(kv, &h->gen,
-	                    atomic_load_explicit(&h->gen,
-	                                         memory_order_relaxed) +
-	                        1);
-	kv__tx_commit_locked(kv);
-	kv__tx_end_locked(kv);
+	publish_locked(kv, g, hist, max_probe);
 	atomic_store_explicit(&h->resizing, 0, memory_order_relaxed);
 	return kv__sync(kv);
 }
@@ -452,32 +461,46 @@ static int shrink_locked(struct kv *kv, const struct kv_geometry *g)
 		goto out;
 	KV_CRASHPOINT(12);
 
+	/* The allocator's words for the smaller page table, then the
+	 * geometry (gen last). */
 	kv__tx_begin_locked(kv, KV_TX_RESIZE);
-	kv__tx_put64_locked(kv, &h->map_size, g->map_size);
-	kv__tx_put64_locked(kv, &h->npages, g->npages);
-	kv__tx_put64_locked(kv, &h->nbuckets, g->nbuckets);
-	kv__tx_put64_locked(kv, &h->index_off, g->index_off);
-	kv__tx_put64_locked(kv, &h->ptab_off, g->ptab_off);
 	kv__tx_put64_locked(kv, &h->page_bump, pb);
 	kv__tx_put64_locked(kv, &h->free_pages, head);
-	for (unsigned i = 0; i < 8; i++)
-		kv__tx_put64_locked(kv, &h->probe_hist[i], hist[i]);
-	kv__tx_put64_locked(kv, &h->max_probe, max_probe);
-	kv__tx_put64_locked(kv, &h->sweep_hand, 0);
 	kv__tx_put64_locked(kv, &h->page_hand, 0);
-	kv__tx_put64_locked(kv, &h->gen,
-	                    atomic_load_explicit(&h->gen,
-	                                         memory_order_relaxed) +
-	                        1);
-	kv__tx_commit_locked(kv);
-	kv__tx_end_locked(kv);
+	publish_locked(kv, g, hist, max_probe);
 	rc = kv__sync(kv);
 out:
 	atomic_store_explicit(&h->resizing, 0, memory_order_relaxed);
 	return rc;
 }
 
-#define SHRINK_AGAIN 1 /* resized meanwhile: the caller looks again */
+#define RESIZE_AGAIN 1 /* resized meanwhile: the caller looks again */
+
+/* Take the resizers' lock, then the writer lock once: that follows what
+ * resizers before us published and finishes one killed after its commit,
+ * so the generation compared is the store's, not this handle's last view
+ * of it. RESIZE_AGAIN (nothing held) if it is not ix's any more; else
+ * KV_OK with both held, or the writer lock given back already unless
+ * keep. */
+static int resize_locks(struct kv *kv, const struct kv_ix *ix, bool keep)
+{
+	int rc = kv__os_resize_lock(&kv->os);
+	if (rc != KV_OK)
+		return rc;
+	rc = kv__lock(kv);
+	if (rc != KV_OK) {
+		kv__os_resize_unlock(&kv->os);
+		return rc;
+	}
+	if (atomic_load_explicit(&kv->gen, memory_order_relaxed) != ix->gen) {
+		kv__unlock(kv);
+		kv__os_resize_unlock(&kv->os);
+		return RESIZE_AGAIN;
+	}
+	if (!keep)
+		kv__unlock(kv);
+	return KV_OK;
+}
 
 static int shrink(struct kv *kv, const struct kv_ix *ix, uint64_t size)
 {
@@ -492,19 +515,9 @@ static int shrink(struct kv *kv, const struct kv_ix *ix, uint64_t size)
 	/* The new index must not overlap the one in use. */
 	if (g.map_size > ix->index_off)
 		return KV_ETOOSMALL;
-	rc = kv__os_resize_lock(&kv->os);
+	rc = resize_locks(kv, ix, true);
 	if (rc != KV_OK)
 		return rc;
-	rc = kv__lock(kv);
-	if (rc != KV_OK) {
-		kv__os_resize_unlock(&kv->os);
-		return rc;
-	}
-	if (atomic_load_explicit(&kv->gen, memory_order_relaxed) != ix->gen) {
-		kv__unlock(kv);
-		kv__os_resize_unlock(&kv->os);
-		return SHRINK_AGAIN;
-	}
 	rc = shrink_locked(kv, &g);
 	kv__unlock(kv);
 	/* Every process now maps the old tail for nothing: give its memory
@@ -561,7 +574,7 @@ static int resize_serialised(struct kv *kv, uint64_t size)
 			return KV_OK;
 		if (size < cur) {
 			rc = shrink(kv, ix, size);
-			if (rc == SHRINK_AGAIN)
+			if (rc == RESIZE_AGAIN)
 				continue;
 			return rc;
 		}
@@ -587,24 +600,11 @@ static int resize_serialised(struct kv *kv, uint64_t size)
 		 * before it, under the resizers' own lock, so writers wait
 		 * only for the rehash. Memory first: a full tmpfs is an error
 		 * here, never a fault later. */
-		rc = kv__os_resize_lock(&kv->os);
+		rc = resize_locks(kv, ix, false);
+		if (rc == RESIZE_AGAIN)
+			continue;
 		if (rc != KV_OK)
 			return rc;
-		/* Resizers before us are done or dead: take the writer lock
-		 * once, which follows what they published and finishes one
-		 * killed after its commit, so that the generation compared
-		 * below is the store's, not this handle's last view of it. */
-		rc = kv__lock(kv);
-		if (rc != KV_OK) {
-			kv__os_resize_unlock(&kv->os);
-			return rc;
-		}
-		kv__unlock(kv);
-		if (atomic_load_explicit(&kv->gen, memory_order_relaxed) !=
-		    ix->gen) {
-			kv__os_resize_unlock(&kv->os);
-			continue;
-		}
 		rc = kv__os_grow(&kv->os, cur, size);
 		while (rc == KV_OK &&
 		       atomic_flag_test_and_set_explicit(&kv->sync_busy,

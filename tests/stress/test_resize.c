@@ -332,6 +332,32 @@ static int resize_child(void *arg)
 	return rc == KV_OK ? 0 : 40 - rc; /* status 40 + -KV_E... */
 }
 
+/* Fork resize_child (kstore to ktarget, crash point kpoint armed), or
+ * with no point, kill it after a random delay of up to max_us; wait for
+ * it. It must die at its point, or finish or be killed. Returns whether
+ * it was killed; *st its status. */
+static bool run_resizer(bool by_point, uint64_t *seed, uint64_t max_us,
+                        int *st)
+{
+	pid_t pid = sw_fork(resize_child, NULL);
+	if (!by_point) {
+		uint64_t us = sw_range(seed, 0, max_us);
+		struct timespec ts = {0, (long)us * 1000L};
+		nanosleep(&ts, NULL);
+		kill(pid, SIGKILL);
+	}
+	assert_true(sw_wait(pid, 60000, st));
+	bool killed = WIFSIGNALED(*st);
+	if (!killed && !(WIFEXITED(*st) && WEXITSTATUS(*st) == 0)) {
+		char sb[64];
+		fail_msg("resizer (point %d): %s", kpoint,
+		         sw_status_str(*st, sb, sizeof sb));
+	}
+	if (by_point && !killed)
+		fail_msg("crash point %d did not fire", kpoint);
+	return killed;
+}
+
 static void put_all(kv_t *kv)
 {
 	char k[SW_KEYMAX], v[256];
@@ -426,24 +452,9 @@ static void test_resize_killed(void **state)
 			size = ktarget;
 		}
 		ktarget = (size + size / 4) / 4096 * 4096;
-		pid_t pid = sw_fork(resize_child, NULL);
+		/* Growing a store of 30,000 keys takes ms. */
 		int st;
-		if (!by_point) {
-			/* Growing a store of 30,000 keys takes ms. */
-			uint64_t us = sw_range(&seed, 0, 200000);
-			struct timespec ts = {0, (long)us * 1000L};
-			nanosleep(&ts, NULL);
-			kill(pid, SIGKILL);
-		}
-		assert_true(sw_wait(pid, 30000, &st));
-		bool killed = WIFSIGNALED(st);
-		if (!killed && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-			char sb[64];
-			fail_msg("resizer (point %d): %s", kpoint,
-			         sw_status_str(st, sb, sizeof sb));
-		}
-		if (by_point && !killed)
-			fail_msg("crash point %d did not fire", kpoint);
+		bool killed = run_resizer(by_point, &seed, 200000, &st);
 		died += killed;
 		finished += !killed;
 		if (mode == KM_FRESH) {
@@ -754,19 +765,6 @@ static void test_resize_shrink(void **state)
 	kv_close(kv);
 }
 
-static int shrink_child(void *arg)
-{
-	(void)arg;
-	kv_t *kv = NULL;
-	if (kv_open(kstore, KV_RDWR | KV_NOWARM, &kv) != KV_OK)
-		return 20;
-	if (kpoint)
-		kv__crash_arm(kpoint);
-	int rc = kv_resize(kv, ktarget);
-	kv_close(kv);
-	return rc == KV_OK ? 0 : 40 - rc;
-}
-
 static void test_resize_shrink_killed(void **state)
 {
 	(void)state;
@@ -786,22 +784,8 @@ static void test_resize_shrink_killed(void **state)
 		                 KV_OK);
 		kpoint = by_point ? points[n] : 0;
 		ktarget = 24 * MIB;
-		pid_t pid = sw_fork(shrink_child, NULL);
 		int st;
-		if (!by_point) {
-			uint64_t us = sw_range(&seed, 0, 150000);
-			struct timespec ts = {0, (long)us * 1000L};
-			nanosleep(&ts, NULL);
-			kill(pid, SIGKILL);
-		}
-		assert_true(sw_wait(pid, 60000, &st));
-		bool killed = WIFSIGNALED(st);
-		char sb[64];
-		if (!killed && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
-			fail_msg("shrinker (point %d): %s", kpoint,
-			         sw_status_str(st, sb, sizeof sb));
-		if (by_point && !killed)
-			fail_msg("crash point %d did not fire", kpoint);
+		bool killed = run_resizer(by_point, &seed, 150000, &st);
 		died += killed;
 		char when[64];
 		snprintf(when, sizeof when, "after shrinker %zu (point %d, %s)",
