@@ -358,10 +358,11 @@ static bool run_resizer(bool by_point, uint64_t *seed, uint64_t max_us,
 	return killed;
 }
 
-static void put_all(kv_t *kv)
+/* Keys 0 .. n-1, each with its self-checking value of sequence i + 1. */
+static void put_keys(kv_t *kv, uint32_t n)
 {
 	char k[SW_KEYMAX], v[256];
-	for (uint32_t i = 0; i < KILL_KEYS; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		size_t kl = sw_key(i, k);
 		size_t vl = SW_VMIN + i % 200;
 		sw_encode(v, vl, i, 0, i + 1);
@@ -429,7 +430,7 @@ static void test_resize_killed(void **state)
 	                       .max_size = 8192 * MIB,
 	                       .flags = KV_CREATE_NOEVICT};
 	assert_int_equal(kv_create(kstore, &o, &kv), KV_OK);
-	put_all(kv);
+	put_keys(kv, KILL_KEYS);
 	/* A read-only reader attached before it all: it must follow. (No
 	 * warm-up thread: children forked later exit normally, and
 	 * ThreadSanitizer reports a parent's unjoined thread in them.) */
@@ -550,7 +551,7 @@ static void test_resize_racing(void **state)
 	                       .max_size = 1024 * MIB,
 	                       .flags = KV_CREATE_NOEVICT};
 	assert_int_equal(kv_create(kstore, &o, &kv), KV_OK);
-	put_all(kv);
+	put_keys(kv, KILL_KEYS);
 	pid_t pids[N];
 	for (int i = 0; i < N; i++) {
 		ktarget = sizes[i];
@@ -658,15 +659,8 @@ static kv_t *shrink_store(const char *name)
 	                       .flags = KV_CREATE_NOEVICT};
 	assert_int_equal(kv_create(name, &o, &kv), KV_OK);
 	assert_int_equal(kv_resize(kv, 64 * MIB), KV_OK);
-	char k[SW_KEYMAX], v[512];
-	for (uint32_t i = 0; i < SHRINK_KEYS; i++) {
-		size_t kl = sw_key(i, k);
-		size_t vl = SW_VMIN + i % 200;
-		sw_encode(v, vl, i, 0, i + 1);
-		int rc = kv_put(kv, k, kl, v, vl, NULL);
-		if (rc != KV_OK)
-			fail_msg("put %u: %s", i, kv_strerror(rc));
-	}
+	put_keys(kv, SHRINK_KEYS);
+	char k[SW_KEYMAX];
 	for (uint32_t i = 0; i < SHRINK_KEYS - SHRINK_LIVE; i++) {
 		size_t kl = sw_key(i, k);
 		assert_int_equal(kv_del(kv, k, kl), KV_OK);
