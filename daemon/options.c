@@ -95,7 +95,8 @@ static void usage(FILE *out)
 	    KVD_SYS_HELP_STORE
 	    "      --size BYTES       size of the whole mapping (default 64M)\n"
 	    KVD_SYS_HELP_ACCESS
-	    "      --max-value BYTES  largest value (default 1M; size/64 under 64M)\n"
+	    "      --max-value BYTES  largest value, at most 1G (default size/16,\n"
+	    "                         at least 1M)\n"
 	    "      --max-items N      size the index for N keys (default: from\n"
 	    "                         --size)\n"
 	    "      --max-size BYTES   how large 'kv resize' may grow the store\n"

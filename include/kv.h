@@ -62,12 +62,12 @@ extern "C" {
 #define KV_VERSION_STRING "0.1.0"
 
 /* Limits. Keys are 1..KV_MAX_KEY bytes. Values are 0..max_value bytes,
- * where max_value is fixed when the store is created (KV_DEFAULT_MAX_VALUE,
- * or size / 64 for a store smaller than 64 MiB, unless kv_options says
+ * where max_value is fixed when the store is created (a sixteenth of the
+ * store's size, at least KV_DEFAULT_MAX_VALUE, unless kv_options says
  * otherwise; at most KV_MAX_VALUE_LIMIT). */
 #define KV_MAX_KEY 4096u
 #define KV_DEFAULT_MAX_VALUE (1024u * 1024u)
-#define KV_MAX_VALUE_LIMIT (64u * 1024u * 1024u)
+#define KV_MAX_VALUE_LIMIT (1024u * 1024u * 1024u)
 #define KV_MAX_NAME 64u
 
 /* Status codes: one list, used for the enum, kv_strerror and kv_errname. */
@@ -130,8 +130,8 @@ typedef struct kv kv_t;
 struct kv_options {
 	uint64_t size;      /* bytes of the whole mapping; default 64 MiB */
 	uint32_t mode;      /* permission bits; default 0600 */
-	uint32_t max_value; /* largest value in bytes; default 1 MiB, or
-	                     * size / 64 for a store under 64 MiB */
+	uint32_t max_value; /* largest value in bytes; default size / 16,
+	                     * at least 1 MiB; at most KV_MAX_VALUE_LIMIT */
 	uint64_t max_items; /* index sized for this many keys; default from size */
 	uint32_t flags;     /* KV_CREATE_... */
 	uint32_t gid;       /* with KV_CREATE_GID: the store's group */

@@ -258,7 +258,7 @@ static bool expired(const struct kv *kv, uint64_t item, uint64_t now)
 static void fill_item(struct kv *kv, const struct kv_alloc *a,
                       const void *key, size_t klen, const void *val,
                       size_t vlen, const struct kv_put_meta *m,
-                      uint64_t version)
+                      uint64_t version, uint64_t first, uint64_t npages)
 {
 	struct kv_item *it = (struct kv_item *)(void *)(kv->base + a->chunk);
 	uint8_t *p = (uint8_t *)(it + 1);
@@ -266,7 +266,8 @@ static void fill_item(struct kv *kv, const struct kv_alloc *a,
 	it->vlen = (uint32_t)vlen;
 	it->klen = (uint16_t)klen;
 	it->cls = (uint8_t)a->cls;
-	it->flags = kv_item_flags(m->expire, m->cflags);
+	it->flags = (uint8_t)(kv_item_flags(m->expire, m->cflags) |
+	                      (npages ? KV_IF_LARGE : 0));
 	it->version = version;
 	KV_CRASHPOINT(2);
 	if (m->expire) {
@@ -277,9 +278,22 @@ static void fill_item(struct kv *kv, const struct kv_alloc *a,
 		memcpy(p, &m->cflags, sizeof m->cflags);
 		p += sizeof m->cflags;
 	}
+	if (it->flags & KV_IF_LARGE) {
+		/* The value's first in_pages bytes went to its pages. */
+		struct kv_large lg = {.first = (uint32_t)first,
+		                      .npages = (uint32_t)npages};
+		uint64_t in_pages = npages * (uint64_t)kv->page_size;
+		if (in_pages > vlen)
+			in_pages = vlen;
+		memcpy(p, &lg, sizeof lg);
+		p += sizeof lg;
+		val = (const uint8_t *)val + in_pages;
+		vlen -= in_pages;
+	}
 	memcpy(p, key, klen);
+	p += klen;
 	if (vlen)
-		memcpy(p + klen, val, vlen);
+		memcpy(p, val, vlen);
 	KV_CRASHPOINT(3);
 }
 
@@ -306,10 +320,10 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 
 	if (vlen > kv->max_value)
 		return KV_EVALSIZE;
-	uint32_t cls = kv__class_for(
-	    kv, kv_item_hdr_len(kv_item_flags(m->expire, m->cflags)) + klen +
-	            vlen);
-	bool old_expired;
+	uint64_t hl = kv_item_hdr_len(kv_item_flags(m->expire, m->cflags));
+	uint64_t npages = kv__large_npages(hl, klen, vlen);
+	uint32_t cls = kv__class_for(kv, kv__chunk_bytes(hl, klen, vlen));
+	bool old_expired, pages_short = false;
 	/* Find the key and room for it. Making room evicts (each eviction
 	 * its own committed delete), which may move keys: look again. */
 	for (unsigned tries = 0;; tries++) {
@@ -332,9 +346,16 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 		bool room = f.have_free &&
 		            (f.dist < KV_EVICT_REACH ||
 		             (kv->hflags & KV_HF_NOEVICT) || !index_full(kv));
+		/* A large value's pages first: putting never-used pages on
+		 * the free-page list changes which chunk a peek picks. */
+		pages_short = false;
 		if (!f.item && !room)
 			rc = KV_EFULL;
-		else
+		else if (npages > 0 &&
+		         (rc = kv__large_room_locked(kv, npages, false)) ==
+		             KV_EFULL)
+			pages_short = true;
+		else if (rc == KV_OK || npages == 0)
 			rc = cls < kv->nclasses ? kv__alloc_peek_locked(kv, cls, &a)
 			                        : KV_EVALSIZE;
 		if (rc != KV_EFULL || (kv->hflags & KV_HF_NOEVICT) ||
@@ -342,6 +363,8 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 			break;
 		if (!f.item && !room)
 			rc = kv__evict_on_path_locked(kv, h);
+		else if (pages_short)
+			rc = kv__large_room_locked(kv, npages, true);
 		else
 			rc = kv__make_room_locked(kv, cls);
 		if (rc != KV_OK)
@@ -355,13 +378,23 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 	uint64_t next = atomic_load_explicit(&hdr->version,
 	                                     memory_order_relaxed) + 1;
 	uint64_t version = m->version != 0 ? m->version : next;
-	fill_item(kv, &a, key, klen, val, vlen, m, version);
+	uint64_t first = 0;
+	kv__alloc_take_locked(kv, &a);
+	if (npages > 0) {
+		rc = kv__large_take_locked(kv, npages, a.chunk, &first);
+		if (rc != KV_OK) {
+			/* Nothing applied: the journal is dropped unseen. */
+			kv__tx_abort_locked(kv);
+			return rc;
+		}
+		kv__large_fill(kv, first, val, vlen);
+	}
+	fill_item(kv, &a, key, klen, val, vlen, m, version, first, npages);
 	uint64_t home = kv__home(kv, h);
 	if (f.item)
 		kv__mark_odd_locked(kv, f.bucket, 1);
 	else
 		kv__mark_odd_locked(kv, home, f.dist + 1);
-	kv__alloc_take_locked(kv, &a);
 	if (f.item) {
 		kv__replace_locked(kv, h, &f, a.chunk);
 		kv__account_removed_locked(kv, &f, old_expired);
@@ -464,7 +497,9 @@ int kv_touch(kv_t *kv, const void *key, size_t klen, uint64_t ttl_ms)
 		rc = KV_ENOMEM;
 		goto out;
 	}
-	memcpy(copy, kv__item_key(it) + it->klen, vlen);
+	rc = kv__value_locked(kv, f.item, copy);
+	if (rc != KV_OK)
+		goto out;
 	rc = kv__put_locked(kv, h, key, klen, copy, vlen, &m);
 	/* Touching a key that eviction removed while making room for its
 	 * copy finds it gone, as a touch just after the eviction would. */

@@ -18,6 +18,9 @@
  *   allocator each page's free list is acyclic, stays in its page below
  *             its bump, holds only chunks marked free and not linked; per
  *             page, used + free == handed out; used matches the index
+ *   large     a large item's pages are its own (KV_PAGE_LARGE, owned by
+ *             it), as many as its lengths say, each in one item only;
+ *             every such page is a live item's
  *   counters  items, key and value bytes and bytes in use match the walk
  *
  * With a read-write handle the writer lock is held for the walk, so the
@@ -44,6 +47,7 @@ struct checker {
 	uint32_t *ovf;     /* expected overflow per bucket */
 	uint64_t *cls_live;
 	uint32_t *page_live; /* items the index links, per page */
+	uint8_t *large;      /* bit per page: a live large item's */
 	uint64_t hist[8];    /* keys by distance from home */
 };
 
@@ -164,10 +168,27 @@ static void check_index(struct checker *c, bool locked)
 					c->ovf[kv__badd(kv, home, d)]++;
 				c->hist[kv__probe_bin(dist)]++;
 			}
+			uint64_t first, np, last;
+			if (kv__large_pages_of(kv, off, &first, &np, &last) !=
+			    KV_OK) {
+				problem(c, "large item at offset %llu: its "
+				           "pages do not check out",
+				        (unsigned long long)off);
+				np = 0;
+			}
+			for (uint64_t n = 0, link = first; n < np; n++) {
+				uint64_t p = link - 1;
+				if (bit_get(c->large, p))
+					problem(c, "page %llu belongs to two "
+					           "items",
+					        (unsigned long long)p);
+				bit_set(c->large, p);
+				link = atomic_load(&kv__page(kv, p)->next);
+			}
 			items++;
 			kbytes += it->klen;
 			vbytes += it->vlen;
-			used += kv->class_size[cls];
+			used += kv->class_size[cls] + np * kv->page_size;
 			c->cls_live[cls]++;
 			c->page_live[(off - kv->arena_off) / kv->page_size]++;
 		}
@@ -281,6 +302,18 @@ static void check_pages(struct checker *c)
 				        (unsigned long long)p);
 			continue;
 		}
+		if (k == KV_PAGE_LARGE && p < pb) {
+			if (!bit_get(c->large, p))
+				problem(c, "page %llu of a large item that no "
+				           "live item owns",
+				        (unsigned long long)p);
+			if (atomic_load(&pg->used) || atomic_load(&pg->bump) ||
+			    atomic_load(&pg->partial))
+				problem(c, "page %llu of a large item has "
+				           "chunks",
+				        (unsigned long long)p);
+			continue;
+		}
 		if (p >= pb || k >= kv->nclasses) {
 			problem(c, "page %llu has class %u", (unsigned long long)p,
 			        k);
@@ -370,7 +403,9 @@ static int walk(struct kv *kv, bool locked,
 	c.ovf = calloc(kv->nbuckets, sizeof *c.ovf);
 	c.cls_live = calloc(KV_MAX_CLASSES, sizeof *c.cls_live);
 	c.page_live = calloc(kv->npages, sizeof *c.page_live);
-	if (!c.live || !c.freed || !c.ovf || !c.cls_live || !c.page_live)
+	c.large = calloc(kv->npages / 8 + 1, 1);
+	if (!c.live || !c.freed || !c.ovf || !c.cls_live || !c.page_live ||
+	    !c.large)
 		goto out;
 
 	struct kv_journal *j = kv__journal(kv);
@@ -386,6 +421,7 @@ out:
 	free(c.ovf);
 	free(c.cls_live);
 	free(c.page_live);
+	free(c.large);
 	return rc;
 }
 

@@ -188,37 +188,60 @@ static int evict_in_class(struct kv *kv, uint32_t cls)
 	return KV_EFULL;
 }
 
-/* Take a page from another class for cls: evict everything on the next
- * page the page hand finds, which then returns to the free-page list.
- * *taken receives its number. */
-static int take_page(struct kv *kv, uint32_t cls, uint64_t *taken)
+/* Evict the owner of a page of a large item (its chunk's offset is the
+ * page's owner word): that frees every page of it. */
+static int evict_large_owner(struct kv *kv, uint64_t p)
+{
+	uint64_t owner = ld(&kv__page(kv, p)->free_head);
+	struct kv_found f;
+	int rc = kv__find_chunk_locked(kv, owner, &f);
+	if (rc != KV_OK)
+		return rc;
+	evict(kv, &f, false);
+	return KV_OK;
+}
+
+/* Evict every item on page p, a page of class owner. */
+static int evict_page_items(struct kv *kv, uint64_t p, uint32_t owner)
+{
+	uint64_t size = kv->class_size[owner];
+	uint64_t start = kv->arena_off + p * kv->page_size;
+	uint32_t bump = atomic_load(&kv__page(kv, p)->bump);
+
+	for (uint32_t i = 0; i < bump && i < kv->class_per_page[owner]; i++) {
+		const struct kv_item *it =
+		    (const struct kv_item *)(void *)(kv->base + start +
+		                                     i * size);
+		if (atomic_load(&kv__page(kv, p)->cls) != owner)
+			break; /* emptied: the page is free now */
+		if (it->klen == 0)
+			continue;
+		struct kv_found f;
+		int rc = kv__find_chunk_locked(kv, start + i * size, &f);
+		if (rc != KV_OK)
+			return rc;
+		evict(kv, &f, false);
+	}
+	return KV_OK;
+}
+
+int kv__take_page_locked(struct kv *kv, uint32_t cls, uint64_t *taken)
 {
 	struct kv_hdr *h = kv__hdr(kv);
 	uint64_t p = ld(&h->page_hand) % kv->npages;
 
 	for (uint64_t n = 0; n < kv->npages; n++, p = (p + 1) % kv->npages) {
 		uint32_t owner = atomic_load(&kv__page(kv, p)->cls);
-		if (owner == KV_PAGE_FREE || owner == cls ||
-		    owner >= kv->nclasses)
+		int rc;
+		if (owner == KV_PAGE_LARGE)
+			rc = evict_large_owner(kv, p);
+		else if (owner != KV_PAGE_FREE && owner != cls &&
+		         owner < kv->nclasses)
+			rc = evict_page_items(kv, p, owner);
+		else
 			continue;
-		uint64_t size = kv->class_size[owner];
-		uint64_t start = kv->arena_off + p * kv->page_size;
-		uint32_t bump = atomic_load(&kv__page(kv, p)->bump);
-		for (uint32_t i = 0; i < bump && i < kv->class_per_page[owner];
-		     i++) {
-			const struct kv_item *it =
-			    (const struct kv_item *)(void *)(kv->base + start +
-			                                     i * size);
-			if (atomic_load(&kv__page(kv, p)->cls) != owner)
-				break; /* emptied: the page is free now */
-			if (it->klen == 0)
-				continue;
-			struct kv_found f;
-			int rc = kv__find_chunk_locked(kv, start + i * size, &f);
-			if (rc != KV_OK)
-				return rc;
-			evict(kv, &f, false);
-		}
+		if (rc != KV_OK)
+			return rc;
 		st(&h->page_hand, (p + 1) % kv->npages);
 		if (atomic_load(&kv__page(kv, p)->cls) != KV_PAGE_FREE)
 			return KV_ECORRUPT; /* the page did not empty */
@@ -239,7 +262,7 @@ int kv__make_room_locked(struct kv *kv, uint32_t cls)
 	                    : KV_MOVE_PACE;
 	if (ld(&c->pages) == 0 || ld(&c->since_move) >= pace) {
 		uint64_t p;
-		int rc = take_page(kv, cls, &p);
+		int rc = kv__take_page_locked(kv, cls, &p);
 		if (rc == KV_OK) {
 			/* The page will hold the class's newest items: put
 			 * the hand just past it, so it is swept last. */

@@ -66,14 +66,17 @@
 #include "os.h" /* KV_OS_LOCK_KIND */
 
 /* Bump whenever any byte of the layout or any protocol on it changes. */
-#define KV_FORMAT_VERSION 4u
+#define KV_FORMAT_VERSION 5u
 /* Changes:
  *   1  first format.
  *   2  the store's life word (destroyed stores), the lock record, the
  *      boot tag and the repair word (stale locks); see struct kv_hdr.
  *   3  items may carry 32 bits of client flags (KV_IF_CFLAGS).
  *   4  the index and page table follow the arena; gen and max_map in the
- *      header; stores grow online (resize.c). */
+ *      header; stores grow online (resize.c).
+ *   5  pages are KV_PAGE_SIZE whatever the largest value; an item larger
+ *      than a page keeps most of its value in whole pages of its own
+ *      (KV_IF_LARGE, KV_PAGE_LARGE); journal chain entries. */
 
 /* The format word folds the layout version with the ABI facts the layout
  * depends on, so a store made by a build with another writer lock (a
@@ -92,7 +95,7 @@
 #define KV_MIN_CHUNK 32u     /* smallest size class */
 #define KV_CHUNK_ALIGN 8u    /* every chunk size is a multiple of this */
 #define KV_PAGE_ALIGN KV_SIZE_ALIGN /* kv.h: sizes round down to it */
-#define KV_MIN_PAGE (64u * 1024u)
+#define KV_PAGE_SIZE (64u * 1024u) /* every store's allocator page */
 
 #define KV_HDR_OFF 0x0000u
 #define KV_CLASS_OFF 0x1000u
@@ -299,6 +302,11 @@ struct kv_page {
 };
 
 #define KV_PAGE_FREE 0xffffffffu
+/* A page holding part of one large item's value (see struct kv_large):
+ * next links the item's pages in value order (0 on its last), free_head
+ * holds the offset of the item's chunk, used, bump, prev and partial are
+ * 0. */
+#define KV_PAGE_LARGE 0xfffffffeu
 #define KV_FREE_LINK 8u /* offset of a free chunk's link */
 
 static_assert(sizeof(struct kv_page) == 32, "kv_page");
@@ -318,6 +326,16 @@ struct kv_logent {
 };
 
 #define KV_LOG_W32 (UINT64_C(1) << 63)
+/* A chain entry: two entries that set, for each of `count` pages
+ * following the page table's next links from page `first`, cls and
+ * free_head (the owner word of a KV_PAGE_LARGE page). So giving a large
+ * item its pages, or taking them back, costs two entries however many
+ * pages it has. Applying it twice is applying it once: the links it
+ * follows are ones no entry of the same transaction changes before the
+ * last of the count pages.
+ *   ent[i]   .off = KV_LOG_CHAIN | first, .val = count
+ *   ent[i+1] .off = cls,                  .val = free_head */
+#define KV_LOG_CHAIN (UINT64_C(1) << 62)
 
 enum kv_jstate {
 	KV_J_IDLE = 0,   /* nothing in flight */
@@ -419,28 +437,74 @@ struct kv_item {
 	uint8_t flags;          /* 0x07 KV_IF_... */
 	uint64_t version;       /* 0x08 store-wide put counter at its put */
 	/* 0x10: with KV_IF_TTL, the expiry (uint64_t ms since the epoch);
-	 * then, with KV_IF_CFLAGS, the client flags (uint32_t); then the key
-	 * bytes, then the value bytes. Items without a TTL or flags do not
-	 * pay for them. */
+	 * then, with KV_IF_CFLAGS, the client flags (uint32_t); then, with
+	 * KV_IF_LARGE, a struct kv_large (4-aligned, as all before it are
+	 * multiples of 4); then the key bytes, then the value bytes (of a
+	 * large item, the value's rest). Items without a TTL, flags or
+	 * pages do not pay for them. */
 };
 
 #define KV_IF_TTL 0x1u
 #define KV_IF_CFLAGS 0x2u
-#define KV_IF_KNOWN (KV_IF_TTL | KV_IF_CFLAGS)
+#define KV_IF_LARGE 0x4u /* the value continues in pages: struct kv_large */
+#define KV_IF_KNOWN (KV_IF_TTL | KV_IF_CFLAGS | KV_IF_LARGE)
 #define KV_ITEM_HDR 16u
 #define KV_ITEM_TTL 8u    /* the expiry's bytes, when KV_IF_TTL */
 #define KV_ITEM_CFLAGS 4u /* the client flags' bytes, when KV_IF_CFLAGS */
-#define KV_ITEM_HDR_MAX (KV_ITEM_HDR + KV_ITEM_TTL + KV_ITEM_CFLAGS)
+#define KV_ITEM_HDR_MAX (KV_ITEM_HDR + KV_ITEM_TTL + KV_ITEM_CFLAGS + 8u)
 static_assert(sizeof(struct kv_item) == KV_ITEM_HDR, "kv_item header");
 static_assert(offsetof(struct kv_item, version) == 8, "layout");
 static_assert(KV_FREE_LINK == offsetof(struct kv_item, version),
               "a free chunk's link overlays the version");
 
+/* A large item: one whose header, key and value would not fit a page.
+ * Its chunk holds the header, this and the key as any item's, then the
+ * value's last bytes; the value's first npages * KV_PAGE_SIZE bytes (or
+ * all of it, if that is fewer: a long key with a value just short of a
+ * page) lie in npages pages of its own, linked from `first` through the
+ * page table (KV_PAGE_LARGE). npages is the least that lets the chunk fit a
+ * page (kv__large_npages), so the lengths alone say how the value is
+ * split, and a damaged count is refused. */
+struct kv_large {
+	uint32_t first;  /* 0x00 first page of the value (index+1) */
+	uint32_t npages; /* 0x04 pages of the value */
+};
+
+#define KV_ITEM_LARGE 8u
+static_assert(sizeof(struct kv_large) == KV_ITEM_LARGE, "kv_large");
+
 /* Bytes of an item's header, expiry and client flags included. */
 static inline uint64_t kv_item_hdr_len(uint8_t flags)
 {
 	return KV_ITEM_HDR + ((flags & KV_IF_TTL) ? KV_ITEM_TTL : 0) +
-	       ((flags & KV_IF_CFLAGS) ? KV_ITEM_CFLAGS : 0);
+	       ((flags & KV_IF_CFLAGS) ? KV_ITEM_CFLAGS : 0) +
+	       ((flags & KV_IF_LARGE) ? KV_ITEM_LARGE : 0);
+}
+
+/* How many whole pages an item of these lengths keeps its value in: 0 if
+ * header, key and value fit one page, else the fewest that leave the
+ * chunk (header, struct kv_large, key, the value's rest) within one.
+ * hlen is the header's length without the struct kv_large. */
+static inline uint64_t kv__large_npages(uint64_t hlen, uint64_t klen,
+                                        uint64_t vlen)
+{
+	uint64_t all = hlen + klen + vlen;
+	if (all <= KV_PAGE_SIZE)
+		return 0;
+	all += KV_ITEM_LARGE;
+	return (all - KV_PAGE_SIZE + KV_PAGE_SIZE - 1) / KV_PAGE_SIZE;
+}
+
+/* Bytes of the chunk of an item of these lengths (hlen as above). */
+static inline uint64_t kv__chunk_bytes(uint64_t hlen, uint64_t klen,
+                                       uint64_t vlen)
+{
+	uint64_t np = kv__large_npages(hlen, klen, vlen);
+	if (np == 0)
+		return hlen + klen + vlen;
+	uint64_t in_pages = np * KV_PAGE_SIZE;
+	return hlen + klen + KV_ITEM_LARGE +
+	       (vlen > in_pages ? vlen - in_pages : 0);
 }
 
 /* The KV_IF_ bits of an item with this expiry and client flags. */

@@ -5,10 +5,10 @@
  * build would have made (anything else is refused as corrupt).
  *
  * Size classes grow by 1/8 (rounded up to 8 bytes), so a chunk wastes at
- * most 12.5 % of itself; the last class is a whole page, and a page is just
- * large enough for the largest item (header + longest key + largest value).
- * Items above a few hundred KiB therefore waste more (one per page); a
- * store for large values should be given more pages, not bigger ones.
+ * most 1/9 of itself; the last class is a whole page. Pages are
+ * KV_PAGE_SIZE whatever the largest value: an item that does not fit one
+ * keeps its value in whole pages and its last bytes in a chunk (format.h,
+ * struct kv_large), so a large value wastes only its chunk's share.
  */
 #include <errno.h>
 
@@ -40,12 +40,7 @@ int kv__classes(uint32_t max_value, struct kv_geometry *g)
 {
 	if (max_value == 0 || max_value > KV_MAX_VALUE_LIMIT)
 		return KV_EINVAL;
-	uint64_t page = round_up(KV_ITEM_HDR_MAX + KV_MAX_KEY +
-	                             (uint64_t)max_value,
-	                         KV_PAGE_ALIGN);
-	if (page < KV_MIN_PAGE)
-		page = KV_MIN_PAGE;
-	g->page_size = (uint32_t)page;
+	g->page_size = KV_PAGE_SIZE;
 	g->max_value = max_value;
 	return make_classes(g->page_size, g);
 }
@@ -56,16 +51,17 @@ int kv__geometry(uint64_t map_size, uint32_t max_value, uint64_t max_items,
 	*g = (struct kv_geometry){0};
 	if (map_size == 0)
 		map_size = KV_DEFAULT_SIZE;
-	/* A page holds at least the largest item, and every size class in
-	 * use needs pages of its own: a small store with 1 MiB pages would
-	 * have fewer pages than a mixed workload has classes. So below 64 MiB
-	 * the default largest value shrinks with the store (size / 64). */
+	/* The default largest value is a sixteenth of the store, at least
+	 * KV_DEFAULT_MAX_VALUE: a value larger than a page costs no more
+	 * than its bytes, so the limit only keeps one value from taking
+	 * more of the store than a caller meant. */
 	if (max_value == 0) {
-		max_value = KV_DEFAULT_MAX_VALUE;
-		if (map_size < (uint64_t)max_value * 64)
-			max_value = (uint32_t)(map_size / 64 > 4096
-			                           ? map_size / 64
-			                           : 4096);
+		uint64_t v = map_size / 16;
+		if (v < KV_DEFAULT_MAX_VALUE)
+			v = KV_DEFAULT_MAX_VALUE;
+		if (v > KV_MAX_VALUE_LIMIT)
+			v = KV_MAX_VALUE_LIMIT;
+		max_value = (uint32_t)v;
 	}
 	if (max_value > KV_MAX_VALUE_LIMIT)
 		return KV_EINVAL;

@@ -147,13 +147,19 @@ static bool backoff(struct kv_backoff *bo, bool rdonly)
  * table and two divisions: cheap enough for the read path. */
 static inline bool item_in_bounds(const struct kv *kv,
                                   const struct kv_ix *ix, uint64_t off,
-                                  uint8_t cls, uint64_t hlen, uint64_t klen,
-                                  uint64_t vlen)
+                                  uint8_t cls, uint8_t flags, uint64_t hlen,
+                                  uint64_t klen, uint64_t vlen)
 {
 	if (off < kv->arena_off || off % KV_CHUNK_ALIGN != 0 ||
-	    off > ix->arena_end - KV_ITEM_HDR || cls >= kv->nclasses)
+	    off > ix->arena_end - KV_ITEM_HDR || cls >= kv->nclasses ||
+	    vlen > kv->max_value)
 		return false;
-	uint64_t total = hlen + klen + vlen;
+	/* A large item is one that must be: the lengths say so. */
+	uint64_t base = hlen - ((flags & KV_IF_LARGE) ? KV_ITEM_LARGE : 0);
+	if ((kv__large_npages(base, klen, vlen) != 0) !=
+	    ((flags & KV_IF_LARGE) != 0))
+		return false;
+	uint64_t total = kv__chunk_bytes(base, klen, vlen);
 	uint64_t size = kv->class_size[cls];
 	uint64_t below = cls == 0 ? 0 : kv->class_size[cls - 1];
 	if (vlen > kv->max_value || total <= below || total > size ||
@@ -208,8 +214,8 @@ restart:
 				fl = it->flags;
 				hl = kv_item_hdr_len(fl);
 				ok = (fl & ~KV_IF_KNOWN) == 0 &&
-				     item_in_bounds(kv, ix, off, it->cls, hl, ik,
-				                    iv);
+				     item_in_bounds(kv, ix, off, it->cls, fl, hl,
+				                    ik, iv);
 			}
 			if (!ok) {
 				/* Garbage: a torn read, or corruption if the
@@ -229,11 +235,30 @@ restart:
 			if (fl & KV_IF_TTL)
 				racy_copy(&exp, it + 1, sizeof exp);
 			if (fl & KV_IF_CFLAGS)
-				racy_copy(&cf, ip - KV_ITEM_CFLAGS, sizeof cf);
+				racy_copy(&cf,
+				          (const uint8_t *)(it + 1) +
+				              ((fl & KV_IF_TTL) ? KV_ITEM_TTL : 0),
+				          sizeof cf);
 			uint64_t ver = it->version;
 			bool fits = iv <= r->cap;
-			if (fits && iv > 0)
+			if (fits && (fl & KV_IF_LARGE)) {
+				if (!kv__large_copy(
+				        kv, ix, off, ip - KV_ITEM_LARGE, ip + ik,
+				        kv__large_npages(hl - KV_ITEM_LARGE, ik,
+				                         iv),
+				        r->buf, iv)) {
+					atomic_thread_fence(
+					    memory_order_acquire);
+					if (locked ||
+					    atomic_load_explicit(
+					        &bk->seq, memory_order_relaxed) ==
+					        s1)
+						return KV_ECORRUPT;
+					goto retry;
+				}
+			} else if (fits && iv > 0) {
 				racy_copy(r->buf, ip + ik, iv);
+			}
 			/* A hit needs only this bucket to have held still:
 			 * the slot named this item for the whole copy. */
 			atomic_thread_fence(memory_order_acquire);
@@ -357,7 +382,8 @@ restart:
 			uint64_t hl = kv_item_hdr_len(fl), exp = 0;
 			if (kl == 0 || kl > kv->max_key ||
 			    (fl & ~KV_IF_KNOWN) != 0 ||
-			    !item_in_bounds(kv, ix, off, it->cls, hl, kl, vl))
+			    !item_in_bounds(kv, ix, off, it->cls, fl, hl, kl,
+			                    vl))
 				goto bad;
 			if (fl & KV_IF_TTL)
 				racy_copy(&exp, it + 1, sizeof exp);
@@ -472,14 +498,75 @@ int kv__item_check(const struct kv *kv, uint64_t off, uint32_t *cls)
 		return KV_ECORRUPT;
 	const struct kv_item *it =
 	    (const struct kv_item *)(const void *)(kv->base + off);
+	uint64_t base = kv_item_hdr_len(it->flags & ~KV_IF_LARGE);
 	if (it->klen == 0 || it->klen > kv->max_key ||
 	    it->vlen > kv->max_value || it->cls != c ||
 	    (it->flags & ~KV_IF_KNOWN) != 0 ||
-	    kv_item_hdr_len(it->flags) + (uint64_t)it->klen + it->vlen >
-	        kv->class_size[c])
+	    (kv__large_npages(base, it->klen, it->vlen) != 0) !=
+	        ((it->flags & KV_IF_LARGE) != 0) ||
+	    kv__chunk_bytes(base, it->klen, it->vlen) > kv->class_size[c])
 		return KV_ECORRUPT;
 	*cls = c;
 	return KV_OK;
+}
+
+KV_RACY bool kv__large_copy(struct kv *kv, const struct kv_ix *ix,
+                            uint64_t item, const uint8_t *meta,
+                            const uint8_t *rest, uint64_t npages, void *buf,
+                            uint64_t vlen)
+{
+	struct kv_large lg;
+	uint8_t *out = buf;
+
+	racy_copy(&lg, meta, sizeof lg);
+	if (lg.npages != npages)
+		return false;
+	/* Each page must still be this item's: a page freed and reused
+	 * under the copy fails here or at the caller's sequence check. */
+	uint64_t link = lg.first;
+	for (uint64_t n = 0; n < npages; n++) {
+		if (link == 0 || link > ix->npages)
+			return false;
+		const struct kv_page *pg =
+		    (const struct kv_page *)(const void *)(kv->base +
+		                                           ix->ptab_off) +
+		    (link - 1);
+		if (atomic_load_explicit(&pg->cls, memory_order_relaxed) !=
+		        KV_PAGE_LARGE ||
+		    atomic_load_explicit(&pg->free_head,
+		                         memory_order_relaxed) != item)
+			return false;
+		uint64_t len = vlen < kv->page_size ? vlen : kv->page_size;
+		racy_copy(out, kv->base + kv->arena_off +
+		                   (link - 1) * kv->page_size,
+		          len);
+		out += len;
+		vlen -= len;
+		link = atomic_load_explicit(&pg->next, memory_order_relaxed);
+	}
+	if (vlen > 0)
+		racy_copy(out, rest, vlen);
+	return true;
+}
+
+int kv__value_locked(struct kv *kv, uint64_t off, void *buf)
+{
+	const struct kv_item *it =
+	    (const struct kv_item *)(const void *)(kv->base + off);
+	uint64_t first, np, last;
+	int rc = kv__large_pages_of(kv, off, &first, &np, &last);
+	if (rc != KV_OK)
+		return rc;
+	const uint8_t *key = kv__item_key(it);
+	if (np == 0) {
+		memcpy(buf, key + it->klen, it->vlen);
+		return KV_OK;
+	}
+	return kv__large_copy(kv, atomic_load(&kv->ix), off,
+	                      key - KV_ITEM_LARGE, key + it->klen, np, buf,
+	                      it->vlen)
+	           ? KV_OK
+	           : KV_ECORRUPT;
 }
 
 int kv__find_locked(struct kv *kv, uint64_t hash, const void *key,

@@ -399,6 +399,13 @@ bool kv__resize_in_flight(const struct kv *kv);
 int kv__finish_resize_locked(struct kv *kv);
 int kv__finish_resize(struct kv *kv);
 void kv__tx_begin_locked(struct kv *kv, uint32_t op);
+/* Drop a transaction that has recorded entries only: no chunk filled, no
+ * bucket made odd. */
+void kv__tx_abort_locked(struct kv *kv);
+/* Record a chain entry (format.h, KV_LOG_CHAIN): cls and free_head of
+ * count pages from page first along their links. */
+void kv__tx_chain_locked(struct kv *kv, uint64_t first, uint64_t count,
+                         uint32_t cls, uint64_t owner);
 uint32_t kv__tx_room_locked(struct kv *kv); /* journal entries left */
 void kv__tx_put64_locked(struct kv *kv, const void *addr, uint64_t val);
 void kv__tx_put32_locked(struct kv *kv, const void *addr, uint32_t val);
@@ -563,6 +570,35 @@ void kv__rstat_detach(struct kv *kv);
 void kv__rstat_reset(struct kv *kv);
 
 /* evict.c: make room. Lock held, no transaction open. */
+/* evict.c: empty the next page the page hand finds that cls does not
+ * own (KV_MAX_CLASSES: any), evicting every item on it; *taken receives
+ * its number. */
+int kv__take_page_locked(struct kv *kv, uint32_t cls, uint64_t *taken);
+
+/* large.c: values in pages of their own (format.h, struct kv_large).
+ * kv__large_room_locked makes the free-page list hold npages + 1 pages
+ * (evicting whole pages if may_evict), else KV_EFULL; in the put's
+ * transaction, after its chunk is taken, kv__large_take_locked takes
+ * npages off the list for the item at owner (*first: index+1) and
+ * kv__large_fill writes the value's first bytes into them.
+ * kv__large_pages_of checks a large item's chain (npages 0 for an item
+ * that is not large); kv__free_item_locked frees an item's chunk and
+ * pages. kv__large_copy copies a value, pages and chunk, without the
+ * lock: false if what it read cannot be the item's (the caller checks
+ * the bucket's sequence, as for any read). */
+int kv__large_room_locked(struct kv *kv, uint64_t npages, bool may_evict);
+int kv__large_take_locked(struct kv *kv, uint64_t npages, uint64_t owner,
+                          uint64_t *first);
+void kv__large_fill(struct kv *kv, uint64_t first, const uint8_t *val,
+                    uint64_t vlen);
+int kv__large_pages_of(struct kv *kv, uint64_t item, uint64_t *first,
+                       uint64_t *npages, uint64_t *last);
+void kv__free_item_locked(struct kv *kv, uint32_t cls, uint64_t item);
+bool kv__large_copy(struct kv *kv, const struct kv_ix *ix, uint64_t item,
+                    const uint8_t *meta, const uint8_t *rest,
+                    uint64_t npages, void *buf, uint64_t vlen);
+/* Copy the value of the item at off (lock held: trusted, checked). */
+int kv__value_locked(struct kv *kv, uint64_t off, void *buf);
 int kv__make_room_locked(struct kv *kv, uint32_t cls);
 /* Once its index holds KV_EVICT_LOAD percent of its slots, a store that
  * evicts places a new key within KV_EVICT_REACH buckets of its home, and

@@ -207,6 +207,48 @@ static void tx_add(struct kv *kv, uint64_t off, uint64_t val)
 	j->n++;
 }
 
+void kv__tx_chain_locked(struct kv *kv, uint64_t first, uint64_t count,
+                         uint32_t cls, uint64_t owner)
+{
+	struct kv_journal *j = kv__journal(kv);
+
+	assert(j->n + 2 <= KV_LOG_MAX);
+	if (j->n + 2 > KV_LOG_MAX)
+		return; /* unreachable: operations are sized to fit */
+	/* Not indexed: kv__tx_get does not see a chain entry's words, so a
+	 * transaction reads no page it names after naming it. */
+	j->ent[j->n].off = KV_LOG_CHAIN | first;
+	j->ent[j->n].val = count;
+	j->ent[j->n + 1].off = cls;
+	j->ent[j->n + 1].val = owner;
+	j->n += 2;
+}
+
+/* Apply the chain entry at ent[i] (see KV_LOG_CHAIN). Its words are
+ * untrusted like any journal word: a page outside the table, a link out
+ * of it or a class other than the two a chain may set stop it. */
+static bool apply_chain(struct kv *kv, const struct kv_logent *e)
+{
+	uint64_t p = e[0].off & ~(KV_LOG_CHAIN | KV_LOG_W32);
+	uint64_t count = e[0].val;
+	uint64_t cls = e[1].off, owner = e[1].val;
+
+	if (count > kv->npages || (cls != KV_PAGE_FREE && cls != KV_PAGE_LARGE))
+		return false;
+	for (uint64_t n = 0; n < count; n++) {
+		if (p >= kv->npages)
+			return false;
+		struct kv_page *pg = kv__page(kv, p);
+		atomic_store_explicit(&pg->cls, (uint32_t)cls,
+		                      memory_order_release);
+		atomic_store_explicit(&pg->free_head, owner,
+		                      memory_order_release);
+		p = (uint64_t)atomic_load_explicit(&pg->next,
+		                                   memory_order_relaxed) - 1;
+	}
+	return true;
+}
+
 uint32_t kv__tx_room_locked(struct kv *kv)
 {
 	return KV_LOG_MAX - kv__journal(kv)->n;
@@ -256,6 +298,13 @@ static int apply(struct kv *kv, uint32_t n)
 	int rc = KV_OK;
 
 	for (uint32_t i = 0; i < n; i++) {
+		if (j->ent[i].off & KV_LOG_CHAIN) {
+			if (op == KV_TX_RESIZE || i + 1 >= n ||
+			    !apply_chain(kv, &j->ent[i]))
+				rc = KV_ECORRUPT;
+			i++;
+			continue;
+		}
 		uint64_t off = j->ent[i].off & ~KV_LOG_W32;
 		bool w32 = (j->ent[i].off & KV_LOG_W32) != 0;
 		if (!log_target_ok(kv, off, w32, op)) {
@@ -288,6 +337,16 @@ void kv__tx_commit_locked(struct kv *kv)
 	KV_CRASHPOINT(6);
 	(void)apply(kv, j->n);
 	KV_CRASHPOINT(8);
+}
+
+void kv__tx_abort_locked(struct kv *kv)
+{
+	/* Before COMMIT and before any bucket was made odd or chunk
+	 * filled: dropping the entries is the whole undo. */
+	struct kv_journal *j = kv__journal(kv);
+	atomic_store_explicit(&j->state, KV_J_IDLE, memory_order_release);
+	j->pend_chunk = 0;
+	j->n = 0;
 }
 
 void kv__tx_end_locked(struct kv *kv)

@@ -342,6 +342,10 @@ static int shrink_fits(struct kv *kv, const struct kv_geometry *g)
 			free_low += p < np;
 			continue;
 		}
+		if (c == KV_PAGE_LARGE) {
+			need_pages += p >= np;
+			continue;
+		}
 		if (c >= kv->nclasses || used > kv->class_per_page[c])
 			return KV_ECORRUPT;
 		if (p >= np)
@@ -373,8 +377,14 @@ static int move_below(struct kv *kv, uint64_t old, uint32_t cls,
 		return rc;
 	const struct kv_item *it =
 	    (const struct kv_item *)(const void *)(kv->base + old);
-	uint64_t len = kv_item_hdr_len(it->flags) + it->klen + it->vlen;
+	uint64_t len = kv__chunk_bytes(kv_item_hdr_len(it->flags &
+	                                               ~KV_IF_LARGE),
+	                               it->klen, it->vlen);
 	uint64_t h = kv__hash(kv, kv__item_key(it), it->klen);
+	uint64_t first, np, last;
+	rc = kv__large_pages_of(kv, old, &first, &np, &last);
+	if (rc != KV_OK)
+		return rc;
 
 	kv__tx_begin_locked(kv, KV_TX_PUT);
 	kv__alloc_pend_locked(kv, &a);
@@ -383,10 +393,127 @@ static int move_below(struct kv *kv, uint64_t old, uint32_t cls,
 	kv__alloc_promote_locked(kv, &a, pred);
 	kv__alloc_take_locked(kv, &a);
 	kv__replace_locked(kv, h, &f, a.chunk);
+	if (np > 0) /* a large item's pages name their new owner */
+		kv__tx_chain_locked(kv, first - 1, np, KV_PAGE_LARGE, a.chunk);
 	kv__free_chunk_locked(kv, cls, old);
 	kv__tx_commit_locked(kv);
 	kv__mark_even_locked(kv);
 	kv__tx_end_locked(kv);
+	return KV_OK;
+}
+
+/* A free page below limit for a large item's page to move to: off the
+ * free-page list (*pred: the page before it, index+1, or 0 at the head),
+ * else the next never-used page. */
+static int free_page_below(struct kv *kv, uint64_t limit, uint64_t *q,
+                           uint64_t *pred, bool *bump)
+{
+	struct kv_hdr *h = kv__hdr(kv);
+	uint64_t link = atomic_load(&h->free_pages), prev = 0;
+
+	for (uint64_t n = 0; link != 0 && n < kv->npages; n++) {
+		if (link > kv->npages ||
+		    atomic_load(&kv__page(kv, link - 1)->cls) != KV_PAGE_FREE)
+			return KV_ECORRUPT;
+		if (link - 1 < limit) {
+			*q = link - 1;
+			*pred = prev;
+			*bump = false;
+			return KV_OK;
+		}
+		prev = link;
+		link = atomic_load(&kv__page(kv, link - 1)->next);
+	}
+	uint64_t pb = atomic_load(&h->page_bump);
+	if (pb >= limit || pb >= kv->npages)
+		return KV_EFULL;
+	*q = pb;
+	*bump = true;
+	return KV_OK;
+}
+
+/* Move page p of the large item at item (found at f) to a free page
+ * below limit; prev is the page before it in the item's chain (index+1),
+ * or 0 if p is its first. *moved receives the new page. The bucket is
+ * odd while the chain changes, so a reader copying the value meanwhile
+ * reads it again. */
+static int move_large_page(struct kv *kv, uint64_t item,
+                           const struct kv_found *f, uint64_t prev,
+                           uint64_t p, uint64_t limit, uint64_t *moved)
+{
+	struct kv_hdr *h = kv__hdr(kv);
+	uint64_t q, qpred;
+	bool bump;
+	int rc = free_page_below(kv, limit, &q, &qpred, &bump);
+	if (rc != KV_OK)
+		return rc;
+	/* q is free: its bytes are nobody's until the commit. */
+	memcpy(kv->base + kv->arena_off + q * kv->page_size,
+	       kv->base + kv->arena_off + p * kv->page_size, kv->page_size);
+	struct kv_page *qp = kv__page(kv, q), *pp = kv__page(kv, p);
+	const struct kv_item *it =
+	    (const struct kv_item *)(const void *)(kv->base + item);
+
+	kv__tx_begin_locked(kv, KV_TX_PUT);
+	kv__mark_odd_locked(kv, f->bucket, 1);
+	if (bump)
+		kv__tx_put64_locked(kv, &h->page_bump, q + 1);
+	else if (qpred != 0)
+		kv__tx_put32_locked(kv, &kv__page(kv, qpred - 1)->next,
+		                    kv__tx_get32_locked(kv, &qp->next));
+	else
+		kv__tx_put64_locked(kv, &h->free_pages,
+		                    kv__tx_get32_locked(kv, &qp->next));
+	kv__tx_put32_locked(kv, &qp->next, kv__tx_get32_locked(kv, &pp->next));
+	kv__tx_put32_locked(kv, &qp->cls, KV_PAGE_LARGE);
+	kv__tx_put64_locked(kv, &qp->free_head, item);
+	kv__tx_put32_locked(kv, &qp->used, 0);
+	kv__tx_put32_locked(kv, &qp->bump, 0);
+	kv__tx_put32_locked(kv, &qp->prev, 0);
+	kv__tx_put32_locked(kv, &qp->partial, 0);
+	if (prev != 0)
+		kv__tx_put32_locked(kv, &kv__page(kv, prev - 1)->next,
+		                    (uint32_t)(q + 1));
+	else /* the item's own link: struct kv_large, 4-aligned */
+		kv__tx_put32_locked(
+		    kv, kv__item_key(it) - KV_ITEM_LARGE +
+		            offsetof(struct kv_large, first),
+		    (uint32_t)(q + 1));
+	kv__tx_put32_locked(kv, &pp->cls, KV_PAGE_FREE);
+	kv__tx_put64_locked(kv, &pp->free_head, 0);
+	kv__tx_put32_locked(kv, &pp->next,
+	                    (uint32_t)kv__tx_get64_locked(kv, &h->free_pages));
+	kv__tx_put64_locked(kv, &h->free_pages, p + 1);
+	kv__tx_commit_locked(kv);
+	kv__mark_even_locked(kv);
+	kv__tx_end_locked(kv);
+	*moved = q;
+	return KV_OK;
+}
+
+/* Move every page at or past limit of the large item at item below it. */
+static int move_large(struct kv *kv, uint64_t item, uint64_t limit)
+{
+	struct kv_found f;
+	uint64_t first, np, last;
+	int rc = kv__find_chunk_locked(kv, item, &f);
+	if (rc == KV_OK)
+		rc = kv__large_pages_of(kv, item, &first, &np, &last);
+	if (rc != KV_OK)
+		return rc;
+	if (np == 0)
+		return KV_ECORRUPT; /* a page's owner that is not large */
+	uint64_t prev = 0, link = first;
+	for (uint64_t n = 0; n < np; n++) {
+		uint64_t p = link - 1;
+		link = atomic_load(&kv__page(kv, p)->next);
+		if (p >= limit) {
+			rc = move_large_page(kv, item, &f, prev, p, limit, &p);
+			if (rc != KV_OK)
+				return rc;
+		}
+		prev = p + 1;
+	}
 	return KV_OK;
 }
 
@@ -398,6 +525,15 @@ static int evacuate(struct kv *kv, uint64_t limit)
 		uint32_t c = atomic_load(&pg->cls);
 		if (c == KV_PAGE_FREE)
 			continue;
+		if (c == KV_PAGE_LARGE) {
+			int rc = move_large(kv, atomic_load(&pg->free_head),
+			                    limit);
+			if (rc != KV_OK)
+				return rc;
+			if (atomic_load(&pg->cls) != KV_PAGE_FREE)
+				return KV_ECORRUPT;
+			continue;
+		}
 		if (c >= kv->nclasses)
 			return KV_ECORRUPT;
 		uint64_t start = kv->arena_off + p * kv->page_size;

@@ -26,7 +26,7 @@ void kv__account_removed_locked(struct kv *kv, const struct kv_found *f,
 	kv__add64_locked(kv, &h->value_bytes, -(int64_t)old->vlen);
 	if (was_expired)
 		kv__add64_locked(kv, &h->expired, 1);
-	kv__free_chunk_locked(kv, f->cls, f->item);
+	kv__free_item_locked(kv, f->cls, f->item);
 }
 
 void kv__remove_locked(struct kv *kv, const struct kv_found *f, enum kv_why why,

@@ -41,7 +41,7 @@
 #define R_END 20u
 #define R_MARK 0xFFFFFFFFu
 #define R_KEY_MAX 4096u
-#define R_VALUE_MAX 67108864u
+#define R_VALUE_MAX 1073741824u
 
 enum kind {
 	K_OK,
@@ -367,7 +367,7 @@ static void check(const uint8_t *img, size_t len, uint32_t max_key,
 static const struct {
 	uint32_t max_key, max_value;
 } limits[] = {
-	{ 4096, 67108864 }, /* the format's own bounds */
+	{ 4096, 1073741824 }, /* the format's own bounds */
 	{ 4096, 1048576 },  /* a default store */
 	{ 250, 65536 },
 	{ 16, 64 },

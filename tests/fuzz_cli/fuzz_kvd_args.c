@@ -16,7 +16,7 @@
  *     status 2, exactly one line "kvd: ..." of printable ASCII on stderr,
  *     nothing on stdout);
  *   - when it runs, what it decided is possible: a store name kv accepts,
- *     a size above zero, max_value at most 64 MiB, a mode with owner rw
+ *     a size above zero, max_value at most 1 GiB, a mode with owner rw
  *     and no world write, an absolute pid file exactly when asked for one,
  *     at most 16 listen addresses, each a UNIX path that is absolute and
  *     fits a sockaddr_un or a host and a port, 1 to 256 threads, 1 to a

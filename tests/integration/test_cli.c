@@ -726,13 +726,13 @@ static void test_bad_command_lines(void **state)
 	h_result_free(&r);
 }
 
-/* The default max value (1 MiB) is accepted in full; one byte more is not. */
-/* A store of the default size takes values up to 1 MiB by default. */
+/* The default max value (a sixteenth of the store: 4 MiB of 64 MiB) is
+ * accepted in full; one byte more is not. */
 static void test_default_max_value(void **state)
 {
 	const char *s = h_store_name("bigval");
 	h_kvd(s, "--size", "64M", NULL);
-	size_t max = 1024 * 1024;
+	size_t max = 4 * 1024 * 1024;
 	char *v = h_alloc(max + 1);
 	struct h_result r;
 

@@ -573,7 +573,7 @@ static void test_kvd_command_line(void **state)
 	const char *store = h_store_name("cmdline");
 	static const char *const bad[][4] = {
 		{"--frobnicate", NULL},
-		{"--max-value", "65M", NULL},
+		{"--max-value", "1025M", NULL},
 		{"--max-value", "junk", NULL},
 		{"--max-items", "lots", NULL},
 		{"--pidfile", "", NULL},

@@ -501,7 +501,8 @@ class Runner:
 def body(h):
     netlib.need_tool('memcached')
     _, mport = h.start_memcached()
-    k = h.start_kvd()
+    # memcached's item size limit is 1 MiB (-I): the same for kvd.
+    k = h.start_kvd(['--max-value', '1M'])
     mc = Runner('memcached', lambda: Conn.tcp('127.0.0.1', mport, 5))
     kd = Runner('kvd', lambda: k.connect(timeout=5))
     diffs = []

@@ -175,7 +175,7 @@ def part_max_value(h, k, c):
 
 def part_too_large(c):
     eq(c.set(b'k', b'val'), b'STORED\r\n', 'set k')
-    n = 2 * 1024 * 1024
+    n = 5 * 1024 * 1024  # past the 4 MiB max value of kvd's 64 MiB store
     c.send(b'set huge 0 0 %d\r\n' % n)
     chunk = b'\r\nget k\r\n' * (64 * 1024 // 9)  # data that looks like commands
     sent = 0
@@ -185,9 +185,9 @@ def part_too_large(c):
         sent += len(part)
     c.send(b'\r\n')
     eq(c.line(), b'SERVER_ERROR object too large for cache\r\n',
-       'a 2 MiB value')
+       'a 5 MiB value')
     eq(sync(c), b'', 'the refused value\'s data was swallowed')
-    eq(c.get(b'huge'), None, 'the 2 MiB value is not stored')
+    eq(c.get(b'huge'), None, 'the 5 MiB value is not stored')
     eq(c.get(b'k'), (b'val', 0), 'get after a value too large')
 
 
