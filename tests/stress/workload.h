@@ -48,11 +48,13 @@
 
 #define SW_MAGIC 0x6b767374u /* "tsvk" */
 #define SW_VMIN 32u          /* header size = smallest value */
-#define SW_VMAX 65536u       /* largest value the stress writers put */
+#define SW_VMAX 262144u      /* largest value the stress writers put:
+                              * several pages, so some values live in
+                              * pages of their own (large.c) */
 #define SW_KEYMAX 64u        /* longest key name */
 #define SW_ERRLEN 4096u
 
-/* Store size for the stress tests (values up to 64 KiB): 64 MiB, or
+/* Store size for the stress tests (values up to 256 KiB): 64 MiB, or
  * $KV_STRESS_STORE_MB (a small store makes writers meet KV_EFULL). */
 uint64_t sw_store_size(void);
 
@@ -123,7 +125,7 @@ uint64_t sw_seed(void);
  * (2 .. 40 bytes in all). Returns its length; buf needs SW_KEYMAX. */
 size_t sw_key(uint32_t id, char *buf);
 
-/* A random value length: mostly 32 .. 8 KiB, sometimes up to 64 KiB. */
+/* A random value length: mostly 32 .. 8 KiB, sometimes up to 256 KiB. */
 size_t sw_len(uint64_t *rng);
 
 /* Write the value (key, writer, seq) of len bytes (>= SW_VMIN) into buf. */

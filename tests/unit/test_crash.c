@@ -11,7 +11,9 @@
  *
  * The operations cover each path through the allocator and index: a new
  * key into a never-used chunk, a new key into a chunk popped from a free
- * list (whose link recovery must restore), a replace, and a delete.
+ * list (whose link recovery must restore), a replace, and a delete; and
+ * the same for values that live in pages of their own (large.c), whose
+ * pages come off and go back on the free-page list by chain entries.
  */
 #include <signal.h>
 #include <sys/wait.h>
@@ -22,10 +24,34 @@
 #define KV_NPOINTS 10
 #define COMMIT_POINT 6 /* points >= this are after the commit */
 
-enum op { OP_INSERT, OP_INSERT_REUSE, OP_REPLACE, OP_DELETE, OP_DELETE_SHIFT };
+enum op {
+	OP_INSERT,
+	OP_INSERT_REUSE,
+	OP_REPLACE,
+	OP_DELETE,
+	OP_DELETE_SHIFT,
+	OP_BIG_INSERT,  /* a value in pages, the pages off the free list */
+	OP_BIG_REPLACE, /* one value in pages for another */
+	OP_BIG_DELETE,  /* a value in pages, its pages back on the list */
+	OP_BIG_FRESH,   /* the first value in pages: never-used pages too */
+};
 
-static const char *op_name[] = {"insert", "insert-reuse", "replace",
-                                "delete", "delete-shift"};
+static const char *op_name[] = {"insert",      "insert-reuse", "replace",
+                                "delete",      "delete-shift", "big-insert",
+                                "big-replace", "big-delete",   "big-fresh"};
+
+/* Values of several pages, each byte a function of its place and seed,
+ * so a value stitched from two puts' pages does not compare equal. */
+enum { BIG_A = 5 * 65536 + 1234, BIG_B = 3 * 65536 + 99, BIG_SPARE = 700000 };
+
+static unsigned char *big_value(size_t len, unsigned seed)
+{
+	unsigned char *v = malloc(len);
+	assert_non_null(v);
+	for (size_t i = 0; i < len; i++)
+		v[i] = (unsigned char)((i * 2654435761u >> 13) + seed * 77 + i / 65536);
+	return v;
+}
 
 /* Keys that all hash to one home bucket, so they spill over several
  * buckets and deleting the first makes the others shift back. */
@@ -96,6 +122,16 @@ static bool crash_child(const char *name, enum op op, int point)
 		case OP_DELETE_SHIFT:
 			kv_del(kv, coll[0], coll_len[0]);
 			break;
+		case OP_BIG_INSERT:
+		case OP_BIG_FRESH:
+			kv_put(kv, "big", 3, big_value(BIG_A, 1), BIG_A, NULL);
+			break;
+		case OP_BIG_REPLACE:
+			kv_put(kv, "big", 3, big_value(BIG_B, 2), BIG_B, NULL);
+			break;
+		case OP_BIG_DELETE:
+			kv_del(kv, "big", 3);
+			break;
 		}
 		_exit(21); /* the point is not on this path */
 	}
@@ -112,13 +148,25 @@ static bool crash_child(const char *name, enum op op, int point)
 
 static void one_case(enum op op, int point, int *crashed)
 {
-	kv_t *kv = u_create("crash", 8 << 20, 4096, 0);
+	bool big = op >= OP_BIG_INSERT;
+	kv_t *kv = u_create("crash", 8 << 20, big ? 1 << 20 : 4096, 0);
 	const char *name = kv__path(kv) + strlen("/dev/shm/kv.");
 	enum { N = 200 };
+	unsigned char *a = big_value(BIG_A, 1), *b = big_value(BIG_B, 2);
 
 	fill(kv, N);
 	if (op == OP_DELETE_SHIFT)
 		make_colliding(kv);
+	if (op == OP_BIG_INSERT || op == OP_BIG_REPLACE) {
+		/* Pages enough on the free-page list, so the put's own
+		 * transaction is the first the crash point meets. */
+		unsigned char *spare = big_value(BIG_SPARE, 3);
+		assert_kv(KV_OK, kv_put(kv, "spare", 5, spare, BIG_SPARE, NULL));
+		assert_kv(KV_OK, kv_del(kv, "spare", 5));
+		free(spare);
+	}
+	if (op == OP_BIG_REPLACE || op == OP_BIG_DELETE)
+		assert_kv(KV_OK, kv_put(kv, "big", 3, a, BIG_A, NULL));
 	if (op == OP_INSERT_REUSE) {
 		/* Free a chunk of the class "new" will use. */
 		assert_kv(KV_OK, kv_put(kv, "gone", 4, "new value", 9, NULL));
@@ -129,6 +177,8 @@ static void one_case(enum op op, int point, int *crashed)
 
 	if (!crash_child(name, op, point)) {
 		kv_close(kv);
+		free(a);
+		free(b);
 		return;
 	}
 	(*crashed)++;
@@ -172,7 +222,43 @@ static void one_case(enum op op, int point, int *crashed)
 			u_expect(kv, coll[0], coll_len[0], coll[0], coll_len[0]);
 		assert_int_equal(after.items, before.items - (done ? 1 : 0));
 		break;
+	case OP_BIG_INSERT:
+		expect_fill(kv, N, -1);
+		if (done)
+			u_expect(kv, "big", 3, a, BIG_A);
+		else
+			u_absent(kv, "big", 3);
+		break;
+	case OP_BIG_REPLACE:
+		expect_fill(kv, N, -1);
+		if (done)
+			u_expect(kv, "big", 3, b, BIG_B);
+		else
+			u_expect(kv, "big", 3, a, BIG_A);
+		break;
+	case OP_BIG_DELETE:
+		expect_fill(kv, N, -1);
+		if (done)
+			u_absent(kv, "big", 3);
+		else
+			u_expect(kv, "big", 3, a, BIG_A);
+		break;
+	case OP_BIG_FRESH:
+		/* Killed in the transaction that puts never-used pages on
+		 * the free list, or in the put's: either way the value is
+		 * whole or absent. */
+		expect_fill(kv, N, -1);
+		if (u_item_of(kv, "big", 3))
+			u_expect(kv, "big", 3, a, BIG_A);
+		break;
 	}
+	if (big) {
+		/* The pages freed or never used serve the next large put. */
+		assert_kv(KV_OK, kv_put(kv, "big2", 4, b, BIG_B, NULL));
+		u_expect(kv, "big2", 4, b, BIG_B);
+	}
+	free(a);
+	free(b);
 	/* The store keeps working: more writes, then sound again. */
 	assert_kv(KV_OK, u_puts(kv, "after", "crash"));
 	assert_kv(KV_OK, u_puts(kv, "new", "again"));
@@ -185,7 +271,7 @@ static void one_case(enum op op, int point, int *crashed)
 static void test_crash_points(void **state)
 {
 	(void)state;
-	for (int op = OP_INSERT; op <= OP_DELETE_SHIFT; op++) {
+	for (int op = OP_INSERT; op <= OP_BIG_FRESH; op++) {
 		int crashed = 0;
 		for (int point = 1; point <= KV_NPOINTS; point++)
 			one_case((enum op)op, point, &crashed);
@@ -193,7 +279,8 @@ static void test_crash_points(void **state)
 		              op_name[op], crashed, KV_NPOINTS);
 		/* Puts pass every point; deletes skip the two inside the
 		 * item copy. */
-		bool del = op == OP_DELETE || op == OP_DELETE_SHIFT;
+		bool del = op == OP_DELETE || op == OP_DELETE_SHIFT ||
+		           op == OP_BIG_DELETE;
 		assert_int_equal(crashed, del ? KV_NPOINTS - 2 : KV_NPOINTS);
 	}
 }
