@@ -258,7 +258,8 @@ static bool expired(const struct kv *kv, uint64_t item, uint64_t now)
 static void fill_item(struct kv *kv, const struct kv_alloc *a,
                       const void *key, size_t klen, const void *val,
                       size_t vlen, const struct kv_put_meta *m,
-                      uint64_t version, uint64_t first, uint64_t npages)
+                      uint64_t version, const struct kv_large *lg,
+                      uint64_t rest)
 {
 	struct kv_item *it = (struct kv_item *)(void *)(kv->base + a->chunk);
 	uint8_t *p = (uint8_t *)(it + 1);
@@ -267,7 +268,7 @@ static void fill_item(struct kv *kv, const struct kv_alloc *a,
 	it->klen = (uint16_t)klen;
 	it->cls = (uint8_t)a->cls;
 	it->flags = (uint8_t)(kv_item_flags(m->expire, m->cflags) |
-	                      (npages ? KV_IF_LARGE : 0));
+	                      (lg != NULL ? KV_IF_LARGE : 0));
 	it->version = version;
 	KV_CRASHPOINT(2);
 	if (m->expire) {
@@ -278,22 +279,16 @@ static void fill_item(struct kv *kv, const struct kv_alloc *a,
 		memcpy(p, &m->cflags, sizeof m->cflags);
 		p += sizeof m->cflags;
 	}
-	if (it->flags & KV_IF_LARGE) {
-		/* The value's first in_pages bytes went to its pages. */
-		struct kv_large lg = {.first = (uint32_t)first,
-		                      .npages = (uint32_t)npages};
-		uint64_t in_pages = npages * (uint64_t)kv->page_size;
-		if (in_pages > vlen)
-			in_pages = vlen;
-		memcpy(p, &lg, sizeof lg);
-		p += sizeof lg;
-		val = (const uint8_t *)val + in_pages;
-		vlen -= in_pages;
+	if (lg != NULL) {
+		/* val is the value's rest: the pages and pieces hold the
+		 * bytes before it. */
+		memcpy(p, lg, sizeof *lg);
+		p += sizeof *lg;
 	}
 	memcpy(p, key, klen);
 	p += klen;
-	if (vlen)
-		memcpy(p, val, vlen);
+	if (rest)
+		memcpy(p, val, rest);
 	KV_CRASHPOINT(3);
 }
 
@@ -320,9 +315,10 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 
 	if (vlen > kv->max_value)
 		return KV_EVALSIZE;
-	uint64_t hl = kv_item_hdr_len(kv_item_flags(m->expire, m->cflags));
-	uint64_t npages = kv__large_npages(hl, klen, vlen);
-	uint32_t cls = kv__class_for(kv, kv__chunk_bytes(hl, klen, vlen));
+	struct kv_split sp;
+	kv__split(kv_item_hdr_len(kv_item_flags(m->expire, m->cflags)), klen,
+	          vlen, &sp);
+	uint32_t cls = kv__class_for(kv, sp.chunk);
 	bool old_expired, pages_short = false;
 	/* Find the key and room for it. Making room evicts (each eviction
 	 * its own committed delete), which may move keys: look again. */
@@ -351,11 +347,11 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 		pages_short = false;
 		if (!f.item && !room)
 			rc = KV_EFULL;
-		else if (npages > 0 &&
-		         (rc = kv__large_room_locked(kv, npages, false)) ==
+		else if (sp.large &&
+		         (rc = kv__large_room_locked(kv, &sp, cls, false)) ==
 		             KV_EFULL)
 			pages_short = true;
-		else if (rc == KV_OK || npages == 0)
+		else if (rc == KV_OK || !sp.large)
 			rc = cls < kv->nclasses ? kv__alloc_peek_locked(kv, cls, &a)
 			                        : KV_EVALSIZE;
 		if (rc != KV_EFULL || (kv->hflags & KV_HF_NOEVICT) ||
@@ -364,7 +360,7 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 		if (!f.item && !room)
 			rc = kv__evict_on_path_locked(kv, h);
 		else if (pages_short)
-			rc = kv__large_room_locked(kv, npages, true);
+			rc = kv__large_room_locked(kv, &sp, cls, true);
 		else
 			rc = kv__make_room_locked(kv, cls);
 		if (rc != KV_OK)
@@ -378,18 +374,20 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 	uint64_t next = atomic_load_explicit(&hdr->version,
 	                                     memory_order_relaxed) + 1;
 	uint64_t version = m->version != 0 ? m->version : next;
-	uint64_t first = 0;
+	struct kv_large lg;
+	const uint8_t *rest = val;
 	kv__alloc_take_locked(kv, &a);
-	if (npages > 0) {
-		rc = kv__large_take_locked(kv, npages, a.chunk, &first);
+	if (sp.large) {
+		rc = kv__large_take_locked(kv, &sp, a.chunk, &lg);
 		if (rc != KV_OK) {
 			/* Nothing applied: the journal is dropped unseen. */
 			kv__tx_abort_locked(kv);
 			return rc;
 		}
-		kv__large_fill(kv, first, val, vlen);
+		rest = kv__large_fill(kv, &sp, &lg, val);
 	}
-	fill_item(kv, &a, key, klen, val, vlen, m, version, first, npages);
+	fill_item(kv, &a, key, klen, rest, vlen, m, version,
+	          sp.large ? &lg : NULL, sp.rest);
 	uint64_t home = kv__home(kv, h);
 	if (f.item)
 		kv__mark_odd_locked(kv, f.bucket, 1);

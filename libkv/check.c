@@ -19,8 +19,8 @@
  *             its bump, holds only chunks marked free and not linked; per
  *             page, used + free == handed out; used matches the index
  *   large     a large item's pages are its own (KV_PAGE_LARGE, owned by
- *             it), as many as its lengths say, each in one item only;
- *             every such page is a live item's
+ *             it) and its pieces name it, as many as its lengths say,
+ *             each in one item only; every such page is a live item's
  *   counters  items, key and value bytes and bytes in use match the walk
  *
  * With a read-write handle the writer lock is held for the walk, so the
@@ -84,6 +84,29 @@ static void bit_set(uint8_t *m, uint64_t i)
 static uint64_t ld64(_Atomic uint64_t *p)
 {
 	return atomic_load_explicit(p, memory_order_relaxed);
+}
+
+/* A live large item's piece (kv__large_of checked its header): count it
+ * as a live chunk of its class; the bytes it holds. */
+static uint64_t check_piece(struct checker *c, uint64_t off, uint32_t cls)
+{
+	struct kv *kv = c->kv;
+	if (bit_get(c->live, unit(kv, off))) {
+		problem(c, "piece at offset %llu is linked twice",
+		        (unsigned long long)off);
+		return 0;
+	}
+	bit_set(c->live, unit(kv, off));
+	uint64_t pg = (off - kv->arena_off) / kv->page_size;
+	uint64_t idx = (off - kv->arena_off) % kv->page_size /
+	               kv->class_size[cls];
+	if (idx >= atomic_load(&kv__page(kv, pg)->bump))
+		problem(c, "piece at offset %llu lies beyond its page's "
+		           "handed-out chunks",
+		        (unsigned long long)off);
+	c->cls_live[cls]++;
+	c->page_live[pg]++;
+	return kv->class_size[cls];
 }
 
 static void check_index(struct checker *c, bool locked)
@@ -168,15 +191,15 @@ static void check_index(struct checker *c, bool locked)
 					c->ovf[kv__badd(kv, home, d)]++;
 				c->hist[kv__probe_bin(dist)]++;
 			}
-			uint64_t first, np, last;
-			if (kv__large_pages_of(kv, off, &first, &np, &last) !=
-			    KV_OK) {
+			struct kv_large_info li;
+			if (kv__large_of(kv, off, &li) != KV_OK) {
 				problem(c, "large item at offset %llu: its "
-				           "pages do not check out",
+				           "pages or pieces do not check out",
 				        (unsigned long long)off);
-				np = 0;
+				li.s.npages = li.s.npieces = 0;
 			}
-			for (uint64_t n = 0, link = first; n < np; n++) {
+			for (uint64_t n = 0, link = li.first; n < li.s.npages;
+			     n++) {
 				uint64_t p = link - 1;
 				if (bit_get(c->large, p))
 					problem(c, "page %llu belongs to two "
@@ -185,10 +208,13 @@ static void check_index(struct checker *c, bool locked)
 				bit_set(c->large, p);
 				link = atomic_load(&kv__page(kv, p)->next);
 			}
+			for (uint64_t i = 0; i < li.s.npieces; i++)
+				used += check_piece(c, li.piece[i],
+				                    li.piece_cls[i]);
 			items++;
 			kbytes += it->klen;
 			vbytes += it->vlen;
-			used += kv->class_size[cls] + np * kv->page_size;
+			used += kv->class_size[cls] + li.s.npages * kv->page_size;
 			c->cls_live[cls]++;
 			c->page_live[(off - kv->arena_off) / kv->page_size]++;
 		}

@@ -172,8 +172,10 @@ static int evict_in_class(struct kv *kv, uint32_t cls)
 		    (const struct kv_item *)(void *)(kv->base + chunk);
 		if (it->klen == 0)
 			continue; /* free */
+		/* A piece stands for the large item that owns it. */
+		uint64_t item = it->klen == KV_PIECE_KLEN ? it->version : chunk;
 		struct kv_found f;
-		int rc = kv__find_chunk_locked(kv, chunk, &f);
+		int rc = kv__find_chunk_locked(kv, item, &f);
 		if (rc != KV_OK)
 			return rc;
 		if (!may_evict(kv, &f, budget > second))
@@ -189,7 +191,7 @@ static int evict_in_class(struct kv *kv, uint32_t cls)
 }
 
 /* Evict the owner of a page of a large item (its chunk's offset is the
- * page's owner word): that frees every page of it. */
+ * page's owner word): that frees every page and piece of it. */
 static int evict_large_owner(struct kv *kv, uint64_t p)
 {
 	uint64_t owner = ld(&kv__page(kv, p)->free_head);
@@ -216,8 +218,11 @@ static int evict_page_items(struct kv *kv, uint64_t p, uint32_t owner)
 			break; /* emptied: the page is free now */
 		if (it->klen == 0)
 			continue;
+		/* A piece goes with the large item that owns it. */
+		uint64_t item = it->klen == KV_PIECE_KLEN ? it->version
+		                                          : start + i * size;
 		struct kv_found f;
-		int rc = kv__find_chunk_locked(kv, start + i * size, &f);
+		int rc = kv__find_chunk_locked(kv, item, &f);
 		if (rc != KV_OK)
 			return rc;
 		evict(kv, &f, false);

@@ -60,6 +60,7 @@
 #include <assert.h>
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -74,9 +75,10 @@
  *   3  items may carry 32 bits of client flags (KV_IF_CFLAGS).
  *   4  the index and page table follow the arena; gen and max_map in the
  *      header; stores grow online (resize.c).
- *   5  pages are KV_PAGE_SIZE whatever the largest value; an item larger
- *      than a page keeps most of its value in whole pages of its own
- *      (KV_IF_LARGE, KV_PAGE_LARGE); journal chain entries. */
+ *   5  pages are KV_PAGE_SIZE whatever the largest value, classes end at
+ *      an eighth of a page; a larger item keeps its value in pages of its
+ *      own and pieces (KV_IF_LARGE, KV_PAGE_LARGE, KV_IF_PIECE); journal
+ *      chain entries. */
 
 /* The format word folds the layout version with the ABI facts the layout
  * depends on, so a store made by a build with another writer lock (a
@@ -446,31 +448,47 @@ struct kv_item {
 
 #define KV_IF_TTL 0x1u
 #define KV_IF_CFLAGS 0x2u
-#define KV_IF_LARGE 0x4u /* the value continues in pages: struct kv_large */
+#define KV_IF_LARGE 0x4u /* the value continues in pages and pieces:
+                          * struct kv_large */
 #define KV_IF_KNOWN (KV_IF_TTL | KV_IF_CFLAGS | KV_IF_LARGE)
+#define KV_IF_PIECE 0x8u /* a piece of a large item's value, not an item */
 #define KV_ITEM_HDR 16u
 #define KV_ITEM_TTL 8u    /* the expiry's bytes, when KV_IF_TTL */
 #define KV_ITEM_CFLAGS 4u /* the client flags' bytes, when KV_IF_CFLAGS */
-#define KV_ITEM_HDR_MAX (KV_ITEM_HDR + KV_ITEM_TTL + KV_ITEM_CFLAGS + 8u)
+#define KV_ITEM_HDR_MAX (KV_ITEM_HDR + KV_ITEM_TTL + KV_ITEM_CFLAGS + 72u)
 static_assert(sizeof(struct kv_item) == KV_ITEM_HDR, "kv_item header");
 static_assert(offsetof(struct kv_item, version) == 8, "layout");
 static_assert(KV_FREE_LINK == offsetof(struct kv_item, version),
               "a free chunk's link overlays the version");
 
-/* A large item: one whose header, key and value would not fit a page.
- * Its chunk holds the header, this and the key as any item's, then the
- * value's last bytes; the value's first npages * KV_PAGE_SIZE bytes (or
- * all of it, if that is fewer: a long key with a value just short of a
- * page) lie in npages pages of its own, linked from `first` through the
- * page table (KV_PAGE_LARGE). npages is the least that lets the chunk fit a
- * page (kv__large_npages), so the lengths alone say how the value is
- * split, and a damaged count is refused. */
+/* A large item: one whose header, key and value would not fit the
+ * largest chunk, KV_CHUNK_MAX, an eighth of a page (the classes above it
+ * would waste up to half of each page they take; see geometry.c). Its
+ * value is split (kv__split) into:
+ *   - npages whole pages of its own, linked from `first` through the page
+ *     table (KV_PAGE_LARGE, owner word = the item's chunk): the value's
+ *     first npages * KV_PAGE_SIZE bytes;
+ *   - npieces pieces, chunks of the ordinary classes holding a header
+ *     (struct kv_item with klen KV_PIECE_KLEN, flags KV_IF_PIECE, vlen the
+ *     bytes it carries, version the owner's offset) and the next bytes:
+ *     full ones (KV_PIECE_BYTES) and a last one of the class that fits;
+ *   - the rest, in the item's own chunk after this and the key.
+ * The lengths alone decide the split, so a damaged count or a piece that
+ * carries another length is refused. */
+#define KV_CHUNK_MAX (KV_PAGE_SIZE / 8)      /* largest class */
+#define KV_MAX_PIECES 8u
+#define KV_PIECE_KLEN 0xffffu                /* a piece, not an item */
+#define KV_PIECE_BYTES (KV_CHUNK_MAX - 16u)  /* value bytes of a full piece */
+
 struct kv_large {
-	uint32_t first;  /* 0x00 first page of the value (index+1) */
+	uint32_t first;  /* 0x00 first page of the value (index+1), 0 = none */
 	uint32_t npages; /* 0x04 pages of the value */
+	uint64_t piece[KV_MAX_PIECES]; /* 0x08 offsets of the pieces, in
+	                                *      value order; unused: 0. Only
+	                                *      4-aligned: read with memcpy */
 };
 
-#define KV_ITEM_LARGE 8u
+#define KV_ITEM_LARGE 72u
 static_assert(sizeof(struct kv_large) == KV_ITEM_LARGE, "kv_large");
 
 /* Bytes of an item's header, expiry and client flags included. */
@@ -481,30 +499,44 @@ static inline uint64_t kv_item_hdr_len(uint8_t flags)
 	       ((flags & KV_IF_LARGE) ? KV_ITEM_LARGE : 0);
 }
 
-/* How many whole pages an item of these lengths keeps its value in: 0 if
- * header, key and value fit one page, else the fewest that leave the
- * chunk (header, struct kv_large, key, the value's rest) within one.
- * hlen is the header's length without the struct kv_large. */
-static inline uint64_t kv__large_npages(uint64_t hlen, uint64_t klen,
-                                        uint64_t vlen)
+/* How an item of these lengths is laid out; hlen is its header's length
+ * without the struct kv_large. A small item (npages, npieces 0, large
+ * false) is header, key and value in one chunk of `chunk` bytes. A large
+ * one keeps its value's first npages pages in pages, the next bytes in
+ * npieces pieces (all full but the last, which carries last_bytes), and
+ * its last `rest` bytes in its chunk, which is filled to KV_CHUNK_MAX
+ * whenever it has pieces. */
+struct kv_split {
+	bool large;
+	uint64_t npages, npieces, last_bytes, rest, chunk;
+};
+
+static inline void kv__split(uint64_t hlen, uint64_t klen, uint64_t vlen,
+                             struct kv_split *s)
 {
 	uint64_t all = hlen + klen + vlen;
-	if (all <= KV_PAGE_SIZE)
-		return 0;
-	all += KV_ITEM_LARGE;
-	return (all - KV_PAGE_SIZE + KV_PAGE_SIZE - 1) / KV_PAGE_SIZE;
+
+	*s = (struct kv_split){.rest = vlen, .chunk = all};
+	if (all <= KV_CHUNK_MAX)
+		return;
+	uint64_t h0 = hlen + KV_ITEM_LARGE + klen; /* < KV_CHUNK_MAX */
+	uint64_t cap = KV_CHUNK_MAX - h0;
+	uint64_t r = vlen % KV_PAGE_SIZE;
+	s->large = true;
+	s->npages = vlen / KV_PAGE_SIZE;
+	s->rest = r;
+	if (r > cap) {
+		s->npieces = (r - cap + KV_PIECE_BYTES - 1) / KV_PIECE_BYTES;
+		s->last_bytes = r - cap - (s->npieces - 1) * KV_PIECE_BYTES;
+		s->rest = cap;
+	}
+	s->chunk = h0 + s->rest;
 }
 
-/* Bytes of the chunk of an item of these lengths (hlen as above). */
-static inline uint64_t kv__chunk_bytes(uint64_t hlen, uint64_t klen,
-                                       uint64_t vlen)
+/* Bytes a piece carries: full, or the last one's. */
+static inline uint64_t kv__piece_bytes(const struct kv_split *s, uint64_t i)
 {
-	uint64_t np = kv__large_npages(hlen, klen, vlen);
-	if (np == 0)
-		return hlen + klen + vlen;
-	uint64_t in_pages = np * KV_PAGE_SIZE;
-	return hlen + klen + KV_ITEM_LARGE +
-	       (vlen > in_pages ? vlen - in_pages : 0);
+	return i + 1 < s->npieces ? KV_PIECE_BYTES : s->last_bytes;
 }
 
 /* The KV_IF_ bits of an item with this expiry and client flags. */

@@ -148,7 +148,8 @@ static bool backoff(struct kv_backoff *bo, bool rdonly)
 static inline bool item_in_bounds(const struct kv *kv,
                                   const struct kv_ix *ix, uint64_t off,
                                   uint8_t cls, uint8_t flags, uint64_t hlen,
-                                  uint64_t klen, uint64_t vlen)
+                                  uint64_t klen, uint64_t vlen,
+                                  struct kv_split *sp)
 {
 	if (off < kv->arena_off || off % KV_CHUNK_ALIGN != 0 ||
 	    off > ix->arena_end - KV_ITEM_HDR || cls >= kv->nclasses ||
@@ -156,10 +157,10 @@ static inline bool item_in_bounds(const struct kv *kv,
 		return false;
 	/* A large item is one that must be: the lengths say so. */
 	uint64_t base = hlen - ((flags & KV_IF_LARGE) ? KV_ITEM_LARGE : 0);
-	if ((kv__large_npages(base, klen, vlen) != 0) !=
-	    ((flags & KV_IF_LARGE) != 0))
+	kv__split(base, klen, vlen, sp);
+	if (sp->large != ((flags & KV_IF_LARGE) != 0))
 		return false;
-	uint64_t total = kv__chunk_bytes(base, klen, vlen);
+	uint64_t total = sp->chunk;
 	uint64_t size = kv->class_size[cls];
 	uint64_t below = cls == 0 ? 0 : kv->class_size[cls - 1];
 	if (vlen > kv->max_value || total <= below || total > size ||
@@ -201,6 +202,7 @@ restart:
 			    (const struct kv_item *)(void *)(kv->base + off);
 			uint64_t ik = 0, iv = 0, hl = 0;
 			uint8_t fl = 0;
+			struct kv_split sp;
 			/* A read-only handle's hit reads its read hint: start
 			 * that miss now, beside the item's. */
 			if (kv->rdonly && kv->hint != NULL)
@@ -215,7 +217,7 @@ restart:
 				hl = kv_item_hdr_len(fl);
 				ok = (fl & ~KV_IF_KNOWN) == 0 &&
 				     item_in_bounds(kv, ix, off, it->cls, fl, hl,
-				                    ik, iv);
+				                    ik, iv, &sp);
 			}
 			if (!ok) {
 				/* Garbage: a torn read, or corruption if the
@@ -242,11 +244,9 @@ restart:
 			uint64_t ver = it->version;
 			bool fits = iv <= r->cap;
 			if (fits && (fl & KV_IF_LARGE)) {
-				if (!kv__large_copy(
-				        kv, ix, off, ip - KV_ITEM_LARGE, ip + ik,
-				        kv__large_npages(hl - KV_ITEM_LARGE, ik,
-				                         iv),
-				        r->buf, iv)) {
+				if (!kv__large_copy(kv, ix, off,
+				                    ip - KV_ITEM_LARGE, ip + ik,
+				                    &sp, r->buf)) {
 					atomic_thread_fence(
 					    memory_order_acquire);
 					if (locked ||
@@ -379,11 +379,12 @@ restart:
 				goto bad;
 			uint64_t kl = it->klen, vl = it->vlen;
 			uint8_t fl = it->flags;
+			struct kv_split sp;
 			uint64_t hl = kv_item_hdr_len(fl), exp = 0;
 			if (kl == 0 || kl > kv->max_key ||
 			    (fl & ~KV_IF_KNOWN) != 0 ||
 			    !item_in_bounds(kv, ix, off, it->cls, fl, hl, kl,
-			                    vl))
+			                    vl, &sp))
 				goto bad;
 			if (fl & KV_IF_TTL)
 				racy_copy(&exp, it + 1, sizeof exp);
@@ -498,13 +499,14 @@ int kv__item_check(const struct kv *kv, uint64_t off, uint32_t *cls)
 		return KV_ECORRUPT;
 	const struct kv_item *it =
 	    (const struct kv_item *)(const void *)(kv->base + off);
-	uint64_t base = kv_item_hdr_len(it->flags & ~KV_IF_LARGE);
+	struct kv_split sp;
+	kv__split(kv_item_hdr_len(it->flags & ~KV_IF_LARGE), it->klen,
+	          it->vlen, &sp);
 	if (it->klen == 0 || it->klen > kv->max_key ||
 	    it->vlen > kv->max_value || it->cls != c ||
 	    (it->flags & ~KV_IF_KNOWN) != 0 ||
-	    (kv__large_npages(base, it->klen, it->vlen) != 0) !=
-	        ((it->flags & KV_IF_LARGE) != 0) ||
-	    kv__chunk_bytes(base, it->klen, it->vlen) > kv->class_size[c])
+	    sp.large != ((it->flags & KV_IF_LARGE) != 0) ||
+	    sp.chunk > kv->class_size[c])
 		return KV_ECORRUPT;
 	*cls = c;
 	return KV_OK;
@@ -512,19 +514,20 @@ int kv__item_check(const struct kv *kv, uint64_t off, uint32_t *cls)
 
 KV_RACY bool kv__large_copy(struct kv *kv, const struct kv_ix *ix,
                             uint64_t item, const uint8_t *meta,
-                            const uint8_t *rest, uint64_t npages, void *buf,
-                            uint64_t vlen)
+                            const uint8_t *rest, const struct kv_split *s,
+                            void *buf)
 {
 	struct kv_large lg;
 	uint8_t *out = buf;
 
 	racy_copy(&lg, meta, sizeof lg);
-	if (lg.npages != npages)
+	if (lg.npages != s->npages)
 		return false;
-	/* Each page must still be this item's: a page freed and reused
-	 * under the copy fails here or at the caller's sequence check. */
+	/* Each page and piece must still be this item's: one freed and
+	 * reused under the copy fails here or at the caller's sequence
+	 * check. */
 	uint64_t link = lg.first;
-	for (uint64_t n = 0; n < npages; n++) {
+	for (uint64_t n = 0; n < s->npages; n++) {
 		if (link == 0 || link > ix->npages)
 			return false;
 		const struct kv_page *pg =
@@ -536,16 +539,27 @@ KV_RACY bool kv__large_copy(struct kv *kv, const struct kv_ix *ix,
 		    atomic_load_explicit(&pg->free_head,
 		                         memory_order_relaxed) != item)
 			return false;
-		uint64_t len = vlen < kv->page_size ? vlen : kv->page_size;
 		racy_copy(out, kv->base + kv->arena_off +
 		                   (link - 1) * kv->page_size,
-		          len);
-		out += len;
-		vlen -= len;
+		          kv->page_size);
+		out += kv->page_size;
 		link = atomic_load_explicit(&pg->next, memory_order_relaxed);
 	}
-	if (vlen > 0)
-		racy_copy(out, rest, vlen);
+	for (uint64_t i = 0; i < s->npieces; i++) {
+		uint64_t off = lg.piece[i], n = kv__piece_bytes(s, i);
+		if (off < kv->arena_off || off % KV_CHUNK_ALIGN != 0 ||
+		    off > ix->arena_end || ix->arena_end - off < KV_ITEM_HDR + n)
+			return false;
+		struct kv_item ph;
+		racy_copy(&ph, kv->base + off, sizeof ph);
+		if (ph.klen != KV_PIECE_KLEN || ph.flags != KV_IF_PIECE ||
+		    ph.vlen != n || ph.version != item)
+			return false;
+		racy_copy(out, kv->base + off + KV_ITEM_HDR, n);
+		out += n;
+	}
+	if (s->rest > 0)
+		racy_copy(out, rest, s->rest);
 	return true;
 }
 
@@ -553,18 +567,17 @@ int kv__value_locked(struct kv *kv, uint64_t off, void *buf)
 {
 	const struct kv_item *it =
 	    (const struct kv_item *)(const void *)(kv->base + off);
-	uint64_t first, np, last;
-	int rc = kv__large_pages_of(kv, off, &first, &np, &last);
+	struct kv_large_info li;
+	int rc = kv__large_of(kv, off, &li);
 	if (rc != KV_OK)
 		return rc;
 	const uint8_t *key = kv__item_key(it);
-	if (np == 0) {
+	if (!li.s.large) {
 		memcpy(buf, key + it->klen, it->vlen);
 		return KV_OK;
 	}
 	return kv__large_copy(kv, atomic_load(&kv->ix), off,
-	                      key - KV_ITEM_LARGE, key + it->klen, np, buf,
-	                      it->vlen)
+	                      key - KV_ITEM_LARGE, key + it->klen, &li.s, buf)
 	           ? KV_OK
 	           : KV_ECORRUPT;
 }

@@ -575,28 +575,38 @@ void kv__rstat_reset(struct kv *kv);
  * its number. */
 int kv__take_page_locked(struct kv *kv, uint32_t cls, uint64_t *taken);
 
-/* large.c: values in pages of their own (format.h, struct kv_large).
- * kv__large_room_locked makes the free-page list hold npages + 1 pages
- * (evicting whole pages if may_evict), else KV_EFULL; in the put's
- * transaction, after its chunk is taken, kv__large_take_locked takes
- * npages off the list for the item at owner (*first: index+1) and
- * kv__large_fill writes the value's first bytes into them.
- * kv__large_pages_of checks a large item's chain (npages 0 for an item
- * that is not large); kv__free_item_locked frees an item's chunk and
- * pages. kv__large_copy copies a value, pages and chunk, without the
- * lock: false if what it read cannot be the item's (the caller checks
- * the bucket's sequence, as for any read). */
-int kv__large_room_locked(struct kv *kv, uint64_t npages, bool may_evict);
-int kv__large_take_locked(struct kv *kv, uint64_t npages, uint64_t owner,
-                          uint64_t *first);
-void kv__large_fill(struct kv *kv, uint64_t first, const uint8_t *val,
-                    uint64_t vlen);
-int kv__large_pages_of(struct kv *kv, uint64_t item, uint64_t *first,
-                       uint64_t *npages, uint64_t *last);
+/* large.c: items larger than a chunk (format.h, struct kv_large).
+ * kv__large_room_locked makes the free-page list hold the pages a large
+ * item laid out as s, its chunk of class head_cls, needs (evicting whole
+ * pages if may_evict), else KV_EFULL; in the put's transaction, after its chunk is taken,
+ * kv__large_take_locked takes its pages and pieces for the item at owner
+ * and fills *lg, and kv__large_fill writes the value's bytes into them
+ * and returns where the rest begins. kv__large_of checks a large item's
+ * pages and pieces (li->s.large false for an item that is not large);
+ * kv__free_item_locked frees an item's chunk, pages and pieces.
+ * kv__large_copy copies a large value without the lock: false if what it
+ * read cannot be the item's (the caller checks the bucket's sequence, as
+ * for any read). */
+struct kv_large_info {
+	struct kv_split s;
+	uint64_t first;               /* first page (index+1), 0 = none */
+	uint64_t last;                /* last page */
+	uint64_t piece[KV_MAX_PIECES];
+	uint32_t piece_cls[KV_MAX_PIECES];
+};
+int kv__large_room_locked(struct kv *kv, const struct kv_split *s,
+                          uint32_t head_cls, bool may_evict);
+int kv__large_take_locked(struct kv *kv, const struct kv_split *s,
+                          uint64_t owner, struct kv_large *lg);
+const uint8_t *kv__large_fill(struct kv *kv, const struct kv_split *s,
+                              const struct kv_large *lg, const uint8_t *val);
+int kv__large_of(struct kv *kv, uint64_t item, struct kv_large_info *li);
+uint32_t kv__piece_class(const struct kv *kv, const struct kv_split *s,
+                         uint64_t i);
 void kv__free_item_locked(struct kv *kv, uint32_t cls, uint64_t item);
 bool kv__large_copy(struct kv *kv, const struct kv_ix *ix, uint64_t item,
                     const uint8_t *meta, const uint8_t *rest,
-                    uint64_t npages, void *buf, uint64_t vlen);
+                    const struct kv_split *s, void *buf);
 /* Copy the value of the item at off (lock held: trusted, checked). */
 int kv__value_locked(struct kv *kv, uint64_t off, void *buf);
 int kv__make_room_locked(struct kv *kv, uint32_t cls);

@@ -1,29 +1,32 @@
 /*
- * large.c - values larger than a page: the writer's side (the reader's is
- * in index.c, kv__large_copy).
+ * large.c - items larger than the largest chunk: the writer's side (the
+ * reader's is in index.c, kv__large_copy).
  *
- * An item whose header, key and value do not fit one KV_PAGE_SIZE page is
- * a large item (format.h, struct kv_large): its chunk, of an ordinary size
- * class, holds the header, the key, {first, npages} and the value's last
- * bytes; the value's first bytes fill npages pages of its own, linked
- * through the page table's next words in value order. Pages stay small
- * however large the values, and a value wastes only what its chunk's
- * class rounds up (at most 1/9 of the chunk, which holds less than a page
- * of the value).
+ * An item whose header, key and value do not fit KV_CHUNK_MAX (an eighth
+ * of a page) is a large item (format.h, struct kv_large, kv__split): its
+ * chunk holds the header, the struct kv_large, the key and the value's
+ * last bytes; the value's first bytes fill whole pages of its own, linked
+ * through the page table's next words, and the bytes between fill up to
+ * KV_MAX_PIECES pieces, chunks of the ordinary classes. Pages stay small
+ * however large the values, and a value wastes only what its last
+ * piece's and its chunk's classes round up.
  *
  * The pages come off the free-page list, where they are already linked:
  * the first npages of the list become the value's pages by cutting the
  * list after them, and one journal chain entry (KV_LOG_CHAIN) marks them
  * KV_PAGE_LARGE and names the owner. Freeing splices the chain back onto
- * the list the same way. So a put or a delete of a value of any size is
- * one transaction of a bounded number of journal entries, as crash-safe as
- * any other: the value's bytes are written into pages that are still on
- * the free list, so a writer that dies before COMMIT has changed nothing.
+ * the list the same way. Pieces are allocated as any chunk, and their
+ * header words are journal entries, so their free-list links survive
+ * until COMMIT. So a put or a delete of a value of any size is one
+ * transaction of a bounded number of journal entries, as crash-safe as
+ * any other: every value byte is written into memory that is still free
+ * until COMMIT, so a writer that dies before it has changed nothing.
  *
  * Room: kv__large_room_locked first puts never-used pages on the list (in
  * batches that each fit a transaction), then evicts whole pages by the
  * page hand (evict.c) until the list holds enough. A page of a large item
- * is taken by evicting its owner, which frees every page of it.
+ * is taken by evicting its owner, which frees every page and piece of it;
+ * so is a page holding one of its pieces.
  */
 #include <string.h>
 
@@ -84,14 +87,54 @@ static int add_new_pages(struct kv *kv, uint64_t want, uint64_t *added)
 	return KV_OK;
 }
 
-int kv__large_room_locked(struct kv *kv, uint64_t npages, bool may_evict)
+/* Free pages a large item needs beyond its own: for each class it takes
+ * chunks of (its chunk's, its pieces'), what the class's partial pages
+ * cannot give, in whole pages. Allocation takes from the partial pages
+ * first (alloc.c), so this is exact. */
+static uint64_t chunk_pages(struct kv *kv, const struct kv_split *s,
+                            uint32_t head_cls)
 {
-	/* One more than the value needs: its chunk may need a page too. */
-	uint64_t want = npages + 1, have;
+	uint32_t cls[1 + KV_MAX_PIECES];
+	uint64_t n = 0, pages = 0;
 
-	if (want > kv->npages)
-		return KV_EFULL; /* larger than the whole store */
+	cls[n++] = head_cls;
+	for (uint64_t i = 0; i < s->npieces; i++)
+		cls[n++] = kv__piece_class(kv, s, i);
+	for (uint64_t i = 0; i < n; i++) {
+		if (cls[i] >= kv->nclasses)
+			continue;
+		uint64_t want = 0;
+		bool seen = false;
+		for (uint64_t j = 0; j < n; j++) {
+			want += cls[j] == cls[i];
+			seen |= j < i && cls[j] == cls[i];
+		}
+		if (seen)
+			continue;
+		uint64_t per = kv->class_per_page[cls[i]], have = 0;
+		uint64_t link = atomic_load(&kv__class(kv, cls[i])->partial);
+		for (uint64_t g = 0; link != 0 && have < want && g < kv->npages;
+		     g++) {
+			uint64_t p = link_page(kv, link);
+			if (p == kv->npages)
+				break; /* damage: the allocator will say so */
+			uint32_t used = atomic_load(&kv__page(kv, p)->used);
+			have += used < per ? per - used : 0;
+			link = atomic_load(&kv__page(kv, p)->next);
+		}
+		if (have < want)
+			pages += (want - have + per - 1) / per;
+	}
+	return pages;
+}
+
+int kv__large_room_locked(struct kv *kv, const struct kv_split *s,
+                          uint32_t head_cls, bool may_evict)
+{
 	for (uint64_t rounds = 0; rounds <= kv->npages + 1; rounds++) {
+		uint64_t want = s->npages + chunk_pages(kv, s, head_cls), have;
+		if (want > kv->npages)
+			return KV_EFULL; /* larger than the whole store */
 		int rc = count_free(kv, want, &have);
 		if (rc != KV_OK || have >= want)
 			return rc;
@@ -111,8 +154,10 @@ int kv__large_room_locked(struct kv *kv, uint64_t npages, bool may_evict)
 	return KV_EFULL;
 }
 
-int kv__large_take_locked(struct kv *kv, uint64_t npages, uint64_t owner,
-                          uint64_t *first)
+/* Take npages off the free-page list for the item at owner; *first
+ * receives the first (index+1). */
+static int take_pages(struct kv *kv, uint64_t npages, uint64_t owner,
+                      uint64_t *first)
 {
 	struct kv_hdr *h = kv__hdr(kv);
 	uint64_t head = kv__tx_get64_locked(kv, &h->free_pages);
@@ -127,7 +172,7 @@ int kv__large_take_locked(struct kv *kv, uint64_t npages, uint64_t owner,
 		last = p;
 		link = kv__tx_get32_locked(kv, &kv__page(kv, p)->next);
 	}
-	if (npages == 0 || last == kv->npages)
+	if (last == kv->npages)
 		return KV_ECORRUPT;
 	kv__tx_put64_locked(kv, &h->free_pages, link);
 	kv__tx_put32_locked(kv, &kv__page(kv, last)->next, 0);
@@ -138,43 +183,97 @@ int kv__large_take_locked(struct kv *kv, uint64_t npages, uint64_t owner,
 	return KV_OK;
 }
 
-void kv__large_fill(struct kv *kv, uint64_t first, const uint8_t *val,
-                    uint64_t vlen)
+/* A piece's header as two words: vlen, klen, cls, flags; then the owner
+ * (struct kv_item's version). */
+static uint64_t piece_word0(uint64_t bytes, uint32_t cls)
 {
-	/* The pages are still on the free-page list in the mapping (the
-	 * transaction has not committed), linked as they were taken. */
-	uint64_t link = first;
-	while (vlen > 0) {
-		uint64_t p = link_page(kv, link);
-		if (p == kv->npages)
-			return; /* kv__large_take_locked walked these links */
-		uint64_t n = vlen < kv->page_size ? vlen : kv->page_size;
-		memcpy(kv->base + kv->arena_off + p * kv->page_size, val, n);
-		val += n;
-		vlen -= n;
-		link = atomic_load(&kv__page(kv, p)->next);
-	}
+	struct kv_item it = {.vlen = (uint32_t)bytes,
+	                     .klen = KV_PIECE_KLEN,
+	                     .cls = (uint8_t)cls,
+	                     .flags = KV_IF_PIECE};
+	uint64_t w;
+	memcpy(&w, &it, sizeof w);
+	return w;
 }
 
-int kv__large_pages_of(struct kv *kv, uint64_t item, uint64_t *first,
-                       uint64_t *npages, uint64_t *last)
+uint32_t kv__piece_class(const struct kv *kv, const struct kv_split *s,
+                         uint64_t i)
+{
+	return kv__class_for(kv, KV_ITEM_HDR + kv__piece_bytes(s, i));
+}
+
+int kv__large_take_locked(struct kv *kv, const struct kv_split *s,
+                          uint64_t owner, struct kv_large *lg)
+{
+	memset(lg, 0, sizeof *lg);
+	if (s->npages > 0) {
+		uint64_t first;
+		int rc = take_pages(kv, s->npages, owner, &first);
+		if (rc != KV_OK)
+			return rc;
+		lg->first = (uint32_t)first;
+		lg->npages = (uint32_t)s->npages;
+	}
+	for (uint64_t i = 0; i < s->npieces; i++) {
+		uint32_t cls = kv__piece_class(kv, s, i);
+		struct kv_alloc a;
+		int rc = cls < kv->nclasses ? kv__alloc_peek_locked(kv, cls, &a)
+		                            : KV_ECORRUPT;
+		if (rc != KV_OK)
+			return rc;
+		kv__alloc_take_locked(kv, &a);
+		kv__tx_put64_locked(kv, kv->base + a.chunk,
+		                    piece_word0(kv__piece_bytes(s, i), cls));
+		kv__tx_put64_locked(kv, kv->base + a.chunk + 8, owner);
+		lg->piece[i] = a.chunk;
+	}
+	return KV_OK;
+}
+
+const uint8_t *kv__large_fill(struct kv *kv, const struct kv_split *s,
+                              const struct kv_large *lg, const uint8_t *val)
+{
+	/* The pages are still on the free-page list in the mapping (the
+	 * transaction has not committed), linked as they were taken; the
+	 * pieces' headers are journal entries, so only their bytes after
+	 * the header are written here. */
+	uint64_t link = lg->first;
+	for (uint64_t n = 0; n < s->npages; n++) {
+		uint64_t p = link_page(kv, link);
+		if (p == kv->npages)
+			break; /* take_pages walked these links */
+		memcpy(kv->base + kv->arena_off + p * kv->page_size, val,
+		       kv->page_size);
+		val += kv->page_size;
+		link = atomic_load(&kv__page(kv, p)->next);
+	}
+	for (uint64_t i = 0; i < s->npieces; i++) {
+		uint64_t n = kv__piece_bytes(s, i);
+		memcpy(kv->base + lg->piece[i] + KV_ITEM_HDR, val, n);
+		val += n;
+	}
+	return val;
+}
+
+int kv__large_of(struct kv *kv, uint64_t item, struct kv_large_info *li)
 {
 	const struct kv_item *it =
 	    (const struct kv_item *)(const void *)(kv->base + item);
 	uint64_t base = kv_item_hdr_len(it->flags & ~KV_IF_LARGE);
-	uint64_t np = kv__large_npages(base, it->klen, it->vlen);
 	struct kv_large lg;
 
-	*first = 0;
-	*npages = 0;
-	*last = kv->npages;
+	memset(li, 0, sizeof *li);
+	kv__split(base, it->klen, it->vlen, &li->s);
+	li->last = kv->npages;
 	if (!(it->flags & KV_IF_LARGE))
-		return np == 0 ? KV_OK : KV_ECORRUPT;
+		return li->s.large ? KV_ECORRUPT : KV_OK;
+	if (!li->s.large)
+		return KV_ECORRUPT;
 	memcpy(&lg, (const uint8_t *)it + base, sizeof lg);
-	if (lg.npages != np || np == 0)
+	if (lg.npages != li->s.npages || (lg.first == 0) != (lg.npages == 0))
 		return KV_ECORRUPT;
 	uint64_t link = lg.first;
-	for (uint64_t n = 0; n < np; n++) {
+	for (uint64_t n = 0; n < li->s.npages; n++) {
 		uint64_t p = link_page(kv, link);
 		if (p == kv->npages)
 			return KV_ECORRUPT;
@@ -182,32 +281,56 @@ int kv__large_pages_of(struct kv *kv, uint64_t item, uint64_t *first,
 		if (atomic_load(&pg->cls) != KV_PAGE_LARGE ||
 		    atomic_load(&pg->free_head) != item)
 			return KV_ECORRUPT;
-		*last = p;
+		li->last = p;
 		link = atomic_load(&pg->next);
 	}
 	if (link != 0)
 		return KV_ECORRUPT;
-	*first = lg.first;
-	*npages = np;
+	li->first = lg.first;
+	for (uint64_t i = 0; i < KV_MAX_PIECES; i++) {
+		uint64_t off = lg.piece[i];
+		if (i >= li->s.npieces) {
+			if (off != 0)
+				return KV_ECORRUPT;
+			continue;
+		}
+		uint32_t cls;
+		if (kv__chunk_check(kv, off, &cls) != KV_OK ||
+		    cls != kv__piece_class(kv, &li->s, i))
+			return KV_ECORRUPT;
+		const struct kv_item *pc =
+		    (const struct kv_item *)(const void *)(kv->base + off);
+		if (pc->klen != KV_PIECE_KLEN || pc->flags != KV_IF_PIECE ||
+		    pc->cls != cls || pc->vlen != kv__piece_bytes(&li->s, i) ||
+		    pc->version != item)
+			return KV_ECORRUPT;
+		li->piece[i] = off;
+		li->piece_cls[i] = cls;
+	}
 	return KV_OK;
 }
 
 void kv__free_item_locked(struct kv *kv, uint32_t cls, uint64_t item)
 {
 	struct kv_hdr *h = kv__hdr(kv);
-	uint64_t first, np, last;
+	struct kv_large_info li;
 
-	/* A chain that does not check out is left where it is: check
-	 * reports the pages, and nothing is freed twice. */
-	if (kv__large_pages_of(kv, item, &first, &np, &last) == KV_OK &&
-	    np > 0) {
-		kv__tx_put32_locked(kv, &kv__page(kv, last)->next,
-		                    (uint32_t)kv__tx_get64_locked(
-		                        kv, &h->free_pages));
-		kv__tx_put64_locked(kv, &h->free_pages, first);
-		kv__tx_chain_locked(kv, first - 1, np, KV_PAGE_FREE, 0);
-		kv__add64_locked(kv, &h->data_used,
-		                 -(int64_t)(np * (uint64_t)kv->page_size));
+	/* A large item that does not check out keeps its pages and
+	 * pieces: check reports them, and nothing is freed twice. */
+	if (kv__large_of(kv, item, &li) == KV_OK && li.s.large) {
+		if (li.s.npages > 0) {
+			kv__tx_put32_locked(kv, &kv__page(kv, li.last)->next,
+			                    (uint32_t)kv__tx_get64_locked(
+			                        kv, &h->free_pages));
+			kv__tx_put64_locked(kv, &h->free_pages, li.first);
+			kv__tx_chain_locked(kv, li.first - 1, li.s.npages,
+			                    KV_PAGE_FREE, 0);
+			kv__add64_locked(kv, &h->data_used,
+			                 -(int64_t)(li.s.npages *
+			                            (uint64_t)kv->page_size));
+		}
+		for (uint64_t i = 0; i < li.s.npieces; i++)
+			kv__free_chunk_locked(kv, li.piece_cls[i], li.piece[i]);
 	}
 	kv__free_chunk_locked(kv, cls, item);
 }

@@ -377,14 +377,12 @@ static int move_below(struct kv *kv, uint64_t old, uint32_t cls,
 		return rc;
 	const struct kv_item *it =
 	    (const struct kv_item *)(const void *)(kv->base + old);
-	uint64_t len = kv__chunk_bytes(kv_item_hdr_len(it->flags &
-	                                               ~KV_IF_LARGE),
-	                               it->klen, it->vlen);
-	uint64_t h = kv__hash(kv, kv__item_key(it), it->klen);
-	uint64_t first, np, last;
-	rc = kv__large_pages_of(kv, old, &first, &np, &last);
+	struct kv_large_info li;
+	rc = kv__large_of(kv, old, &li);
 	if (rc != KV_OK)
 		return rc;
+	uint64_t len = li.s.chunk;
+	uint64_t h = kv__hash(kv, kv__item_key(it), it->klen);
 
 	kv__tx_begin_locked(kv, KV_TX_PUT);
 	kv__alloc_pend_locked(kv, &a);
@@ -393,8 +391,12 @@ static int move_below(struct kv *kv, uint64_t old, uint32_t cls,
 	kv__alloc_promote_locked(kv, &a, pred);
 	kv__alloc_take_locked(kv, &a);
 	kv__replace_locked(kv, h, &f, a.chunk);
-	if (np > 0) /* a large item's pages name their new owner */
-		kv__tx_chain_locked(kv, first - 1, np, KV_PAGE_LARGE, a.chunk);
+	/* A large item's pages and pieces name their new owner. */
+	if (li.s.npages > 0)
+		kv__tx_chain_locked(kv, li.first - 1, li.s.npages, KV_PAGE_LARGE,
+		                    a.chunk);
+	for (uint64_t i = 0; i < li.s.npieces; i++)
+		kv__tx_put64_locked(kv, kv->base + li.piece[i] + 8, a.chunk);
 	kv__free_chunk_locked(kv, cls, old);
 	kv__tx_commit_locked(kv);
 	kv__mark_even_locked(kv);
@@ -495,16 +497,16 @@ static int move_large_page(struct kv *kv, uint64_t item,
 static int move_large(struct kv *kv, uint64_t item, uint64_t limit)
 {
 	struct kv_found f;
-	uint64_t first, np, last;
+	struct kv_large_info li;
 	int rc = kv__find_chunk_locked(kv, item, &f);
 	if (rc == KV_OK)
-		rc = kv__large_pages_of(kv, item, &first, &np, &last);
+		rc = kv__large_of(kv, item, &li);
 	if (rc != KV_OK)
 		return rc;
-	if (np == 0)
-		return KV_ECORRUPT; /* a page's owner that is not large */
-	uint64_t prev = 0, link = first;
-	for (uint64_t n = 0; n < np; n++) {
+	if (li.s.npages == 0)
+		return KV_ECORRUPT; /* a page's owner that has none */
+	uint64_t prev = 0, link = li.first;
+	for (uint64_t n = 0; n < li.s.npages; n++) {
 		uint64_t p = link - 1;
 		link = atomic_load(&kv__page(kv, p)->next);
 		if (p >= limit) {
@@ -514,6 +516,52 @@ static int move_large(struct kv *kv, uint64_t item, uint64_t limit)
 		}
 		prev = p + 1;
 	}
+	return KV_OK;
+}
+
+/* Move the piece in chunk old (class cls) to a chunk below page limit:
+ * a copy, and its owner's struct kv_large names the copy. */
+static int move_piece(struct kv *kv, uint64_t old, uint32_t cls,
+                      uint64_t limit)
+{
+	const struct kv_item *pc =
+	    (const struct kv_item *)(const void *)(kv->base + old);
+	uint64_t item = pc->version;
+	struct kv_found f;
+	struct kv_large_info li;
+	struct kv_alloc a;
+	uint64_t pred, i;
+	int rc = kv__find_chunk_locked(kv, item, &f);
+	if (rc == KV_OK)
+		rc = kv__large_of(kv, item, &li);
+	if (rc != KV_OK)
+		return rc;
+	for (i = 0; i < li.s.npieces && li.piece[i] != old; i++)
+		;
+	if (i == li.s.npieces || li.piece_cls[i] != cls)
+		return KV_ECORRUPT; /* its owner does not name it */
+	rc = kv__alloc_below_locked(kv, cls, limit, &a, &pred);
+	if (rc != KV_OK)
+		return rc;
+	const struct kv_item *it =
+	    (const struct kv_item *)(const void *)(kv->base + item);
+	/* The piece's slot in struct kv_large: 4-aligned, so two words. */
+	const uint8_t *slot = kv__item_key(it) - KV_ITEM_LARGE +
+	                      offsetof(struct kv_large, piece) + i * 8;
+
+	kv__tx_begin_locked(kv, KV_TX_PUT);
+	kv__alloc_pend_locked(kv, &a);
+	memcpy(kv->base + a.chunk, kv->base + old,
+	       KV_ITEM_HDR + kv__piece_bytes(&li.s, i));
+	kv__mark_odd_locked(kv, f.bucket, 1);
+	kv__alloc_promote_locked(kv, &a, pred);
+	kv__alloc_take_locked(kv, &a);
+	kv__tx_put32_locked(kv, slot, (uint32_t)a.chunk);
+	kv__tx_put32_locked(kv, slot + 4, (uint32_t)(a.chunk >> 32));
+	kv__free_chunk_locked(kv, cls, old);
+	kv__tx_commit_locked(kv);
+	kv__mark_even_locked(kv);
+	kv__tx_end_locked(kv);
 	return KV_OK;
 }
 
@@ -547,7 +595,9 @@ static int evacuate(struct kv *kv, uint64_t limit)
 			                                           chunk);
 			if (it->klen == 0)
 				continue; /* free */
-			int rc = move_below(kv, chunk, c, limit);
+			int rc = it->klen == KV_PIECE_KLEN
+			             ? move_piece(kv, chunk, c, limit)
+			             : move_below(kv, chunk, c, limit);
 			if (rc != KV_OK)
 				return rc;
 			if (atomic_load(&pg->cls) != c)

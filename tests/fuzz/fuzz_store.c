@@ -6,13 +6,14 @@
  * How it works
  * ------------
  * Once per process two template stores are built in a private directory
- * (file-backed stores, max_value 4096 so pages are 64 KiB): a 2 MiB one
- * with a 2048-bucket index, and a 1 MiB one with the smallest index (64
+ * (file-backed stores of 64 KiB pages): a 3 MiB one
+ * with a 2048-bucket index, and a 1.5 MiB one with the smallest index (64
  * buckets) filled until puts evict for want of a slot. The hash seed and
  * the clock are pinned so their bytes are the same in every run. Both hold:
  * big values that filled the arena and forced evictions, small keys of
  * several sizes (some with TTLs, some expired), keys that all share one
- * home bucket (overflow counts, backward shift), long keys, a counter;
+ * home bucket (overflow counts, backward shift), long keys, a counter,
+ * large items (a long key's, with a piece; one with a page and pieces);
  * then deletes, so pages have free lists and one page is on the free-page
  * list (the colliding keys of the small template sit at the end of the
  * index, so their probes wrap). Their bytes are the templates.
@@ -139,8 +140,9 @@
 #define T_LATE (T0 + UINT64_C(100000000)) /* every TTL expired */
 #define FIXED_SEED UINT64_C(0x6b7666757a7a3031)
 
-#define STORE_SIZE (2u << 20)
-#define MAX_VALUE 4096u
+#define STORE_SIZE (3u << 20)
+#define MAX_VALUE 90000u /* a page and pieces (format.h, kv__split) */
+#define SMALL_MAX 4096u /* the other values */
 
 /* Where the value table (vsel) keeps its kinds of value. */
 #define VSEL_ITEMS 61  /* vsel 61 + j: the offset of live item j */
@@ -208,8 +210,8 @@ static void fill_value(uint8_t *v, size_t n, const void *key, size_t klen)
 
 /* ------------------------------------------------------------------------
  * State of the process: the templates and what we know about their
- * layout. Template 0 is the main one (2 MiB, 2048 buckets); template 1 has
- * the smallest index (64 buckets) over a 1 MiB store, nearly full, so
+ * layout. Template 0 is the main one (3 MiB, 2048 buckets); template 1 has
+ * the smallest index (64 buckets) over a 1.5 MiB store, nearly full, so
  * probes wrap around the end of the index and puts find no free slot on
  * their path (eviction on the path).
  */
@@ -608,7 +610,9 @@ static void populate(kv_t *kv)
 	fill_value((uint8_t *)long2, sizeof long2, "K", 1);
 	long2[0] = 'K';
 	tput(kv, long1, sizeof long1, 100, 0);
-	tput(kv, long2, sizeof long2, MAX_VALUE, 0);
+	tput(kv, long2, sizeof long2, SMALL_MAX, 0);
+	/* A large item of a page, pieces and a rest (large.c). */
+	tput(kv, "large", 5, MAX_VALUE, 0);
 	tcheck(kv_put(kv, "counter", 7, "41", 2, NULL), "put counter");
 	tcheck(kv_put(kv, "notnum", 6, "12a", 3, NULL), "put notnum");
 
@@ -699,8 +703,9 @@ static void analyse(void)
 	for (uint64_t p = 0; p < T->npages; p++) {
 		const struct kv_page *pg =
 		    (const void *)(t + T->ptab_off + p * sizeof *pg);
-		if (atomic_load(&pg->cls) == KV_PAGE_FREE)
-			continue;
+		uint32_t cls = atomic_load(&pg->cls);
+		if (cls == KV_PAGE_FREE || cls == KV_PAGE_LARGE)
+			continue; /* no chunks (a large page's word: owner) */
 		uint64_t c = atomic_load(&pg->free_head);
 		for (int guard = 0; c != 0 && guard < 4096; guard++) {
 			if (T->nfrees < sizeof T->frees / 8)
@@ -1479,6 +1484,8 @@ static void rw_ops(struct run *r, kv_t *kv)
 	k = T->coll[NCOLL + v % NSPARE];
 	do_put(r, kv, k.b, k.n, 12, 0, 0, 0);
 	do_put(r, kv, long2, sizeof long2, MAX_VALUE, 0, 0, 0);
+	/* A large value replaced: pieces, and a page for some v. */
+	do_put(r, kv, "large", 5, 40000 + 1000 * (v % 50), 0, 0, 0);
 	k = mk("over.%u", v);
 	do_put(r, kv, k.b, k.n, (size_t)kv->max_value + 1, 0, 0, 0);
 

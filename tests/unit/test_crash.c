@@ -42,7 +42,7 @@ static const char *op_name[] = {"insert",      "insert-reuse", "replace",
 
 /* Values of several pages, each byte a function of its place and seed,
  * so a value stitched from two puts' pages does not compare equal. */
-enum { BIG_A = 5 * 65536 + 1234, BIG_B = 3 * 65536 + 99, BIG_SPARE = 700000 };
+enum { BIG_A = 5 * 65536 + 30000, BIG_B = 2 * 65536 + 20000, BIG_SPARE = 700000 };
 
 static unsigned char *big_value(size_t len, unsigned seed)
 {
