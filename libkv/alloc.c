@@ -16,8 +16,10 @@
  * the mapping is checked before use: a corrupt list gives KV_ECORRUPT,
  * never a chunk outside its page and class.
  *
- * Waste: a chunk is at most 1/8 larger than the item in it (geometry.c),
- * plus the unused tail of each page.
+ * Waste: a chunk is at most 1/16 larger than the item in it (1/8 for the
+ * top classes), and a page of a class leaves at most a sixteenth of
+ * itself unused (geometry.c); together at most 11 % of what an item
+ * holds. Items larger than the largest class are large.c's.
  */
 #include "kv_internal.h"
 

@@ -34,6 +34,11 @@
  * The hands and since_move are hints kept outside the journal: any value
  * is safe, as each is checked before use.
  *
+ * Large items (large.c): a chunk that is a piece of one stands for it
+ * (the CLOCK weighs the owner's bit; taking the page evicts the owner),
+ * and a page of one is taken by evicting its owner, which frees all of
+ * its pages and pieces at once.
+ *
  * A read-only handle cannot set reference bits (its mapping is
  * read-only): it sets the item's bit in the read hints instead
  * (hint_posix.c), which count here as the reference bit does.
