@@ -180,9 +180,11 @@ struct kv_stats {
 	uint32_t page_size;      /* bytes per allocator page */
 	uint64_t map_size;       /* bytes of the whole mapping */
 	uint64_t data_bytes;     /* bytes of the value arena */
-	uint64_t data_used;      /* arena bytes held by live chunks */
+	uint64_t data_used;      /* arena bytes held by live chunks and
+	                          * the pages of large values */
 	uint64_t pages_total;    /* allocator pages */
-	uint64_t pages_used;     /* pages assigned to a size class */
+	uint64_t pages_used;     /* pages assigned to a size class or
+	                          * holding part of a large value */
 	uint64_t buckets;        /* index buckets (cache lines) */
 	uint64_t slots;          /* index slots (buckets * slots per bucket) */
 	uint64_t items;          /* live keys (expired ones not yet reclaimed too) */
@@ -197,7 +199,8 @@ struct kv_stats {
 	uint32_t nclasses;       /* size classes */
 	uint32_t daemon_pid;     /* pid of the kvd serving the store, or 0 */
 	uint64_t evictions;      /* items evicted to make room */
-	uint64_t page_moves;     /* pages taken from one class for another */
+	uint64_t page_moves;     /* pages taken from one class for another,
+	                          * or for a large value */
 	uint32_t evict;          /* 1: evicts when full; 0: KV_EFULL */
 	uint32_t item_header;    /* bytes of an item's header beside its key
 	                          * and value (8 more with a TTL) */

@@ -297,7 +297,7 @@ PyDoc_STRVAR(create_doc,
 "with its data if a compatible one exists, and attach to it read-write.\n"
 "size is the whole mapping (an int of bytes, or \"64M\", \"4G\",\n"
 "\"512KiB\"), reserved up front; max_value the largest value it will\n"
-"accept (default 1M, or size/64 for a store under 64 MiB). Both apply\n"
+"accept (default size/16, at least 1M; at most 1G). Both apply\n"
 "only when the store is created. A name with a '/' is a file-backed\n"
 "store at that path.");
 

@@ -7,7 +7,7 @@
  * ------------
  * Once per process two template stores are built in a private directory
  * (file-backed stores of 64 KiB pages): a 3 MiB one
- * with a 2048-bucket index, and a 1.5 MiB one with the smallest index (64
+ * with a 3072-bucket index, and a 1.5 MiB one with the smallest index (64
  * buckets) filled until puts evict for want of a slot. The hash seed and
  * the clock are pinned so their bytes are the same in every run. Both hold:
  * big values that filled the arena and forced evictions, small keys of
@@ -210,7 +210,7 @@ static void fill_value(uint8_t *v, size_t n, const void *key, size_t klen)
 
 /* ------------------------------------------------------------------------
  * State of the process: the templates and what we know about their
- * layout. Template 0 is the main one (3 MiB, 2048 buckets); template 1 has
+ * layout. Template 0 is the main one (3 MiB, 3072 buckets); template 1 has
  * the smallest index (64 buckets) over a 1.5 MiB store, nearly full, so
  * probes wrap around the end of the index and puts find no free slot on
  * their path (eviction on the path).

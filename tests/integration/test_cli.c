@@ -25,8 +25,8 @@ static const char *serve(const char *tag)
 	return store;
 }
 
-/* A small store that still takes 1 MiB values (below 64 MiB the default
- * largest value is size / 64). */
+/* A small store that takes 1 MiB values (its default largest value
+ * would be that too: a sixteenth of the store, at least 1 MiB). */
 static const char *serve_big_values(const char *tag)
 {
 	const char *store = h_store_name(tag);
