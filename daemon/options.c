@@ -509,7 +509,7 @@ bool kvd_config_parse(int argc, char **argv, struct kvd_config *cfg,
 			if (kvd_parse_size(optarg, &v, &why) != 0)
 				goto bad_value;
 			if (v > KV_MAX_VALUE_LIMIT) {
-				why = "larger than the limit of 64 MiB";
+				why = "larger than the limit of 1 GiB";
 				goto bad_value;
 			}
 			cfg->opts.max_value = (uint32_t)v;

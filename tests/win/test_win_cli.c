@@ -224,7 +224,7 @@ static void kvd_options(void)
 		{"--size 12Q", "kvd: --size '12Q': not a size"},
 		{"--mode 0666", "kvd: --mode '0666': world-writable stores are "
 		                "refused"},
-		{"--max-value 65M", "kvd: --max-value '65M': larger than"},
+		{"--max-value 1025M", "kvd: --max-value '1025M': larger than"},
 		{"--bogus", "kvd: --bogus: unknown option"},
 		{"--size", "kvd: --size: option needs an argument"},
 		{"extra", "kvd: extra: unexpected argument"},
