@@ -6,6 +6,7 @@
  */
 #include <pthread.h>
 
+#include "daemon.h" /* kv__sweep */
 #include "unit.h"
 
 #define PAGE KV_PAGE_SIZE
@@ -286,6 +287,39 @@ static void test_readers_never_torn(void **state)
 	free(b);
 }
 
+/* Expiry frees all of a large value: the sweep reclaims it, and so does
+ * a put that finds it expired; either way no page or chunk stays held. */
+static void test_expiry_frees_all(void **state)
+{
+	(void)state;
+	kv_t *kv = u_create("expire", 16 << 20, 2 << 20, 0);
+	size_t len = 5 * PAGE + 30000; /* pages and pieces */
+	unsigned char *v = value(len, 11);
+	uint64_t t0 = kv__now_ms();
+	struct kv_put_opts o = {.ttl_ms = 1000};
+
+	kv__set_test_clock(t0);
+	assert_kv(KV_OK, kv_put(kv, "a", 1, v, len, &o));
+	assert_kv(KV_OK, kv_put(kv, "b", 1, v, len, &o));
+	u_expect(kv, "a", 1, v, len);
+	kv__set_test_clock(t0 + 1001);
+	u_absent(kv, "a", 1);
+	assert_kv(KV_OK, kv__sweep(kv, kv->nbuckets, NULL));
+	/* "b" went with the sweep too; a new "b" takes the room. */
+	assert_kv(KV_OK, kv_put(kv, "b", 1, v, 100, NULL));
+	assert_kv(KV_OK, kv_del(kv, "b", 1));
+	kv__set_test_clock(0);
+	struct kv_stats st;
+	assert_kv(KV_OK, kv_stats(kv, &st));
+	assert_int_equal(st.items, 0);
+	assert_int_equal(st.data_used, 0);
+	assert_int_equal(st.pages_used, 0);
+	assert_int_equal(st.expired, 2);
+	assert_sound(kv);
+	kv_close(kv);
+	free(v);
+}
+
 /* Touch and incr read a large value under the lock. */
 static void test_touch_and_incr(void **state)
 {
@@ -436,6 +470,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_one_gib, h_teardown),
 		cmocka_unit_test_teardown(test_full_store, h_teardown),
 		cmocka_unit_test_teardown(test_readers_never_torn, h_teardown),
+		cmocka_unit_test_teardown(test_expiry_frees_all, h_teardown),
 		cmocka_unit_test_teardown(test_touch_and_incr, h_teardown),
 		cmocka_unit_test_teardown(test_damaged_pages, h_teardown),
 		cmocka_unit_test_teardown(test_waste, h_teardown),
