@@ -188,7 +188,8 @@ struct kv_hdr {
 	_Atomic uint32_t resizing;    /* 0x0fc pid of a writer rebuilding
 	                               *       the index under the lock
 	                               *       (resize.c), else 0: waiters
-	                               *       for the lock wait longer */
+	                               *       for the lock wait longer,
+	                               *       while resize_beat moves */
 
 	/* 0x100: writer state, guarded by the mutex and changed only through
 	 * the journal. Readers may load these racily for statistics. */
@@ -223,7 +224,11 @@ struct kv_hdr {
 	 * the mutex, by the creator or kvd (hint_posix.c). Untrusted like
 	 * every byte: a segment is used only if it checks out. */
 	_Atomic uint64_t hint_id;        /* 0x1e0 */
-	uint64_t reserved3[3];           /* 0x1e8 */
+	/* 0x1e8: while resizing is set, the resizer's monotonic clock (ms)
+	 * at its latest progress; a waiter for the lock waits on for a
+	 * resizer only while this moves (lock.c). Advisory, no lock. */
+	_Atomic uint64_t resize_beat;    /* 0x1e8 */
+	uint64_t reserved3[2];           /* 0x1f0 */
 
 	/* 0x200: chunk size of each class, ascending; immutable. */
 	uint32_t class_size[KV_MAX_CLASSES]; /* 0x200 */
@@ -255,6 +260,7 @@ static_assert(offsetof(struct kv_hdr, data_used) == 0x150, "layout");
 static_assert(offsetof(struct kv_hdr, sweep_ns) == 0x188, "layout");
 static_assert(offsetof(struct kv_hdr, probe_hist) == 0x1a0, "layout");
 static_assert(offsetof(struct kv_hdr, hint_id) == 0x1e0, "layout");
+static_assert(offsetof(struct kv_hdr, resize_beat) == 0x1e8, "layout");
 static_assert(offsetof(struct kv_hdr, class_size) == 0x200, "layout");
 
 /* ------------------------------------------------------------------------

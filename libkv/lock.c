@@ -69,6 +69,7 @@ void kv__crash_fire(int point)
 
 #define KV_LOCK_WAIT_MS 1500 /* longest wait for the writer lock */
 #define KV_RESIZE_WAIT_MS 120000 /* and for a resizer's rebuild, more */
+#define KV_RESIZE_BEAT_MS 500    /* while it beats at least this often */
 
 /* The lock is ours: record it, repair what a dead holder (or damage) left,
  * and refuse a destroyed store. On failure the lock is given back. */
@@ -131,10 +132,16 @@ int kv__lock_until(struct kv *kv, uint64_t deadline_ns)
 	while (rc == KV_EBUSY && deadline_ns == 0) {
 		uint32_t pid = atomic_load_explicit(&kv__hdr(kv)->resizing,
 		                                    memory_order_relaxed);
-		if (pid == 0 || kv__os_pid_gone(pid) ||
-		    kv__os_mono_ms() > until + KV_RESIZE_WAIT_MS)
+		/* Only while it shows progress: a resizing word left by
+		 * damage, or naming a process that is not resizing, costs
+		 * the usual wait, not minutes. */
+		uint64_t beat = atomic_load_explicit(
+		    &kv__hdr(kv)->resize_beat, memory_order_relaxed);
+		uint64_t now = kv__os_mono_ms();
+		if (pid == 0 || beat > now || now - beat > KV_RESIZE_BEAT_MS ||
+		    now > until + KV_RESIZE_WAIT_MS || kv__os_pid_gone(pid))
 			break;
-		rc = kv__os_lock_acquire(kv, kv__os_mono_ms() + KV_LOCK_WAIT_MS);
+		rc = kv__os_lock_acquire(kv, beat + KV_RESIZE_BEAT_MS);
 	}
 	if (rc != KV_OK && rc != KV_LOCK_DIED)
 		return rc;

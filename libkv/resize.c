@@ -181,6 +181,22 @@ int kv__sync_slow(struct kv *kv)
  * Growing
  */
 
+/* A resizer's progress, for the writers waiting for the lock (lock.c):
+ * called at least every few milliseconds while it holds the lock. */
+static void beat(struct kv *kv)
+{
+	atomic_store_explicit(&kv__hdr(kv)->resize_beat, kv__os_mono_ms(),
+	                      memory_order_relaxed);
+}
+
+/* Set (pid) or clear (0) the resizing mark, beating first. */
+static void mark_resizing(struct kv *kv, uint32_t pid)
+{
+	beat(kv);
+	atomic_store_explicit(&kv__hdr(kv)->resizing, pid,
+	                      memory_order_relaxed);
+}
+
 /* Place every key of the current index into the index at g (zeroed),
  * as a writer would have placed them one by one into a table that never
  * held anything else. Lock held; the new index is not yet visible to
@@ -197,8 +213,10 @@ static int rehash_locked(struct kv *kv, const struct kv_geometry *g,
 	*max_probe = 0;
 	for (uint64_t b = 0; b < kv->nbuckets; b++) {
 		const struct kv_bucket *ob = kv__bucket(kv, b);
-		if (b % 4096 == 0)
+		if (b % 4096 == 0) {
 			KV_CRASHPOINT(11);
+			beat(kv);
+		}
 		for (unsigned s = 0; s < KV_SLOTS; s++) {
 			uint64_t w = atomic_load_explicit(&ob->slot[s],
 			                                  memory_order_relaxed);
@@ -283,10 +301,9 @@ static void publish_locked(struct kv *kv, const struct kv_geometry *g,
  * handle's geometry the store's, g laid out past the current end. */
 static int grow_locked(struct kv *kv, const struct kv_geometry *g)
 {
-	struct kv_hdr *h = kv__hdr(kv);
 	uint64_t hist[8], max_probe;
 
-	atomic_store_explicit(&h->resizing, kv__os_pid(), memory_order_relaxed);
+	mark_resizing(kv, kv__os_pid());
 	struct kv_page *np = (struct kv_page *)(void *)(kv->base + g->ptab_off);
 	const struct kv_page *op = kv__page(kv, 0);
 	memcpy(np, op, kv->npages * sizeof *np);
@@ -295,14 +312,14 @@ static int grow_locked(struct kv *kv, const struct kv_geometry *g)
 		                      memory_order_relaxed);
 	int rc = rehash_locked(kv, g, hist, &max_probe);
 	if (rc != KV_OK) {
-		atomic_store_explicit(&h->resizing, 0, memory_order_relaxed);
+		mark_resizing(kv, 0);
 		return rc == KV_EFULL ? KV_ECORRUPT : rc;
 	}
 	KV_CRASHPOINT(12);
 
 	kv__tx_begin_locked(kv, KV_TX_RESIZE);
 	publish_locked(kv, g, hist, max_probe);
-	atomic_store_explicit(&h->resizing, 0, memory_order_relaxed);
+	mark_resizing(kv, 0);
 	return kv__sync(kv);
 }
 
@@ -571,6 +588,7 @@ static int evacuate(struct kv *kv, uint64_t limit)
 	for (uint64_t p = limit; p < kv->npages; p++) {
 		struct kv_page *pg = kv__page(kv, p);
 		uint32_t c = atomic_load(&pg->cls);
+		beat(kv);
 		if (c == KV_PAGE_FREE)
 			continue;
 		if (c == KV_PAGE_LARGE) {
@@ -618,7 +636,7 @@ static int shrink_locked(struct kv *kv, const struct kv_geometry *g)
 	int rc = shrink_fits(kv, g);
 	if (rc != KV_OK)
 		return rc;
-	atomic_store_explicit(&h->resizing, kv__os_pid(), memory_order_relaxed);
+	mark_resizing(kv, kv__os_pid());
 	rc = evacuate(kv, g->npages);
 	if (rc != KV_OK)
 		goto out;
@@ -628,6 +646,7 @@ static int shrink_locked(struct kv *kv, const struct kv_geometry *g)
 	 * we hold the lock. Its page table: the pages below the new end as
 	 * they are, the free-page list rebuilt from those of them that are
 	 * free. */
+	beat(kv);
 	memset(kv->base + g->index_off, 0, g->map_size - g->index_off);
 	struct kv_page *np = (struct kv_page *)(void *)(kv->base + g->ptab_off);
 	memcpy(np, kv__page(kv, 0), g->npages * sizeof *np);
@@ -656,7 +675,7 @@ static int shrink_locked(struct kv *kv, const struct kv_geometry *g)
 	publish_locked(kv, g, hist, max_probe);
 	rc = kv__sync(kv);
 out:
-	atomic_store_explicit(&h->resizing, 0, memory_order_relaxed);
+	mark_resizing(kv, 0);
 	return rc;
 }
 
