@@ -78,9 +78,13 @@ static size_t sweep(uint64_t max, uint64_t *out, size_t cap)
 			out[j] = out[j - 1];
 			out[j - 1] = t;
 		}
-	if (n == 0 || out[n - 1] != max)
-		out[n++] = max;
-	return n;
+	size_t m = 0; /* each size once */
+	for (size_t i = 0; i < n; i++)
+		if (m == 0 || out[i] != out[m - 1])
+			out[m++] = out[i];
+	if (m == 0 || out[m - 1] != max)
+		out[m++] = max;
+	return m;
 }
 
 int main(int argc, char **argv)
