@@ -200,6 +200,14 @@ static void check_index(struct checker *c, bool locked)
 			}
 			for (uint64_t n = 0, link = li.first; n < li.s.npages;
 			     n++) {
+				/* Walked again: a read-only walk's store may
+				 * have changed since kv__large_of's. */
+				if (link == 0 || link > kv->npages) {
+					problem(c, "large item at offset %llu: "
+					           "its pages changed",
+					        (unsigned long long)off);
+					break;
+				}
 				uint64_t p = link - 1;
 				if (bit_get(c->large, p))
 					problem(c, "page %llu belongs to two "

@@ -716,8 +716,12 @@ uint64_t kv__unlink_locked(struct kv *kv, const struct kv_found *f, bool shift)
 	/* Each move lowers some key's dist, so this ends; the caps keep the
 	 * journal bounded and the odd range from wrapping onto itself in a
 	 * tiny table. Stopping early leaves every invariant intact. */
+	/* The reserve leaves room for what the caller records after: the
+	 * free of the item, a large one's pages and pieces included (each
+	 * piece's free may move its page between lists). */
 	for (int moves = 0; shift && moves < KV_MAX_SHIFTS &&
-	                    kv__tx_room_locked(kv) > KV_MAX_PROBE + 64;
+	                    kv__tx_room_locked(kv) >
+	                        KV_MAX_PROBE + 64 + 16 * (KV_MAX_PIECES + 2);
 	     moves++) {
 		struct kv_bucket *hb = kv__bucket(kv, hole_b);
 		uint32_t passing = kv__tx_get32_locked(kv, &hb->overflow);

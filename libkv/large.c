@@ -32,6 +32,17 @@
 
 #include "kv_internal.h"
 
+/* kv__split's bounds: a large item's chunk holds its header, struct
+ * kv_large and the longest key with room to spare, and the part of a
+ * value short of a page fits KV_MAX_PIECES pieces and that room. */
+#define KV_LARGE_HEAD_MAX (KV_ITEM_HDR_MAX + KV_MAX_KEY)
+static_assert(KV_LARGE_HEAD_MAX < KV_CHUNK_MAX,
+              "the longest key fits a large item's chunk");
+static_assert((uint64_t)KV_MAX_PIECES * KV_PIECE_BYTES +
+                      (KV_CHUNK_MAX - KV_LARGE_HEAD_MAX) >=
+                  KV_PAGE_SIZE - 1,
+              "a value's rest short of a page fits the pieces");
+
 static uint64_t link_page(const struct kv *kv, uint64_t link)
 {
 	return link >= 1 && link <= kv->npages ? link - 1 : kv->npages;
@@ -304,6 +315,9 @@ int kv__large_of(struct kv *kv, uint64_t item, struct kv_large_info *li)
 		    pc->cls != cls || pc->vlen != kv__piece_bytes(&li->s, i) ||
 		    pc->version != item)
 			return KV_ECORRUPT;
+		for (uint64_t j = 0; j < i; j++)
+			if (li->piece[j] == off)
+				return KV_ECORRUPT; /* one chunk named twice */
 		li->piece[i] = off;
 		li->piece_cls[i] = cls;
 	}

@@ -527,6 +527,7 @@ static int move_large(struct kv *kv, uint64_t item, uint64_t limit)
 		uint64_t p = link - 1;
 		link = atomic_load(&kv__page(kv, p)->next);
 		if (p >= limit) {
+			beat(kv);
 			rc = move_large_page(kv, item, &f, prev, p, limit, &p);
 			if (rc != KV_OK)
 				return rc;
