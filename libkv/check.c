@@ -86,27 +86,30 @@ static uint64_t ld64(_Atomic uint64_t *p)
 	return atomic_load_explicit(p, memory_order_relaxed);
 }
 
-/* A live large item's piece (kv__large_of checked its header): count it
- * as a live chunk of its class; the bytes it holds. */
-static uint64_t check_piece(struct checker *c, uint64_t off, uint32_t cls)
+/* A chunk the index reaches (an item, what = "item", or a large item's
+ * piece): false if it was reached before (reported); else mark it live,
+ * check it lies below its page's bump (or the allocator will hand it out
+ * again) and count it as a live chunk of cls. */
+static bool live_chunk(struct checker *c, uint64_t off, uint32_t cls,
+                       const char *what)
 {
 	struct kv *kv = c->kv;
 	if (bit_get(c->live, unit(kv, off))) {
-		problem(c, "piece at offset %llu is linked twice",
+		problem(c, "%s at offset %llu is linked twice", what,
 		        (unsigned long long)off);
-		return 0;
+		return false;
 	}
 	bit_set(c->live, unit(kv, off));
 	uint64_t pg = (off - kv->arena_off) / kv->page_size;
 	uint64_t idx = (off - kv->arena_off) % kv->page_size /
 	               kv->class_size[cls];
 	if (idx >= atomic_load(&kv__page(kv, pg)->bump))
-		problem(c, "piece at offset %llu lies beyond its page's "
+		problem(c, "%s at offset %llu lies beyond its page's "
 		           "handed-out chunks",
-		        (unsigned long long)off);
+		        what, (unsigned long long)off);
 	c->cls_live[cls]++;
 	c->page_live[pg]++;
-	return kv->class_size[cls];
+	return true;
 }
 
 static void check_index(struct checker *c, bool locked)
@@ -136,24 +139,11 @@ static void check_index(struct checker *c, bool locked)
 				        (unsigned long long)off);
 				continue;
 			}
-			if (bit_get(c->live, unit(kv, off))) {
-				problem(c, "item at offset %llu is linked twice",
-				        (unsigned long long)off);
+			if (!live_chunk(c, off, cls, "item"))
 				continue;
-			}
-			bit_set(c->live, unit(kv, off));
 			const struct kv_item *it =
 			    (const struct kv_item *)(void *)(kv->base + off);
 			uint64_t h = kv__hash(kv, kv__item_key(it), it->klen);
-			/* A live chunk must lie below its page's bump, or the
-			 * allocator will hand it out again. */
-			uint64_t pg = (off - kv->arena_off) / kv->page_size;
-			uint64_t idx = (off - kv->arena_off) % kv->page_size /
-			               kv->class_size[cls];
-			if (idx >= atomic_load(&kv__page(kv, pg)->bump))
-				problem(c, "item at offset %llu lies beyond its "
-				           "page's handed-out chunks",
-				        (unsigned long long)off);
 			/* Each key once: the first match on its probe must be
 			 * this item. */
 			struct kv_found f;
@@ -217,14 +207,13 @@ static void check_index(struct checker *c, bool locked)
 				link = atomic_load(&kv__page(kv, p)->next);
 			}
 			for (uint64_t i = 0; i < li.s.npieces; i++)
-				used += check_piece(c, li.piece[i],
-				                    li.piece_cls[i]);
+				if (live_chunk(c, li.piece[i], li.piece_cls[i],
+				               "piece"))
+					used += kv->class_size[li.piece_cls[i]];
 			items++;
 			kbytes += it->klen;
 			vbytes += it->vlen;
 			used += kv->class_size[cls] + li.s.npages * kv->page_size;
-			c->cls_live[cls]++;
-			c->page_live[(off - kv->arena_off) / kv->page_size]++;
 		}
 	}
 	for (uint64_t b = 0; b < kv->nbuckets; b++) {
