@@ -195,17 +195,14 @@ static int evict_in_class(struct kv *kv, uint32_t cls)
 	return KV_EFULL;
 }
 
-/* Evict the owner of a page of a large item (its chunk's offset is the
- * page's owner word): that frees every page and piece of it. */
-static int evict_large_owner(struct kv *kv, uint64_t p)
+/* Evict the item whose chunk is at item, wherever its slot is. */
+static int evict_item(struct kv *kv, uint64_t item)
 {
-	uint64_t owner = ld(&kv__page(kv, p)->free_head);
 	struct kv_found f;
-	int rc = kv__find_chunk_locked(kv, owner, &f);
-	if (rc != KV_OK)
-		return rc;
-	evict(kv, &f, false);
-	return KV_OK;
+	int rc = kv__find_chunk_locked(kv, item, &f);
+	if (rc == KV_OK)
+		evict(kv, &f, false);
+	return rc;
 }
 
 /* Evict every item on page p, a page of class owner. */
@@ -224,13 +221,11 @@ static int evict_page_items(struct kv *kv, uint64_t p, uint32_t owner)
 		if (it->klen == 0)
 			continue;
 		/* A piece goes with the large item that owns it. */
-		uint64_t item = it->klen == KV_PIECE_KLEN ? it->version
-		                                          : start + i * size;
-		struct kv_found f;
-		int rc = kv__find_chunk_locked(kv, item, &f);
+		int rc = evict_item(kv, it->klen == KV_PIECE_KLEN
+		                            ? it->version
+		                            : start + i * size);
 		if (rc != KV_OK)
 			return rc;
-		evict(kv, &f, false);
 	}
 	return KV_OK;
 }
@@ -243,8 +238,8 @@ int kv__take_page_locked(struct kv *kv, uint32_t cls, uint64_t *taken)
 	for (uint64_t n = 0; n < kv->npages; n++, p = (p + 1) % kv->npages) {
 		uint32_t owner = atomic_load(&kv__page(kv, p)->cls);
 		int rc;
-		if (owner == KV_PAGE_LARGE)
-			rc = evict_large_owner(kv, p);
+		if (owner == KV_PAGE_LARGE) /* its owner, and all of it */
+			rc = evict_item(kv, ld(&kv__page(kv, p)->free_head));
 		else if (owner != KV_PAGE_FREE && owner != cls &&
 		         owner < kv->nclasses)
 			rc = evict_page_items(kv, p, owner);
