@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """plot_waste.py CSV PNG
 
-The memory each value size costs, from kv-waste-bench --csv: waste
-(allocator only, and with the 8-byte alignment of every item) against the
+The memory each value size costs, from kv-waste-bench --csv: waste (all
+the memory an item holds beyond its header, key and value) against the
 value size, log scale, with the 15 % bound drawn in. Needs
 python3-matplotlib.
 """
@@ -22,11 +22,8 @@ def main():
         rows = list(csv.DictReader(f))
     size = [int(r["value_bytes"]) for r in rows]
     waste = [100 * float(r["waste"]) for r in rows]
-    padded = [100 * float(r["waste_with_align"]) for r in rows]
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    ax.plot(size, padded, ".:", color="0.6",
-            label="with the 8-byte alignment of every item")
-    ax.plot(size, waste, "o-", markersize=3, label="allocator waste")
+    ax.plot(size, waste, "o-", markersize=3, label="waste")
     ax.axhline(15, color="red", linewidth=0.8, label="15 %")
     for x, name in ((8192, "largest class"), (65536, "a page")):
         ax.axvline(x, color="0.8", linewidth=0.8)

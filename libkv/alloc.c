@@ -72,7 +72,7 @@ static int partial_chunk(struct kv *kv, uint32_t cls, uint64_t p,
 		    page_of(kv, head) != p)
 			return KV_ECORRUPT;
 		uint64_t next =
-		    kv__tx_get64_locked(kv, kv->base + head + KV_FREE_LINK);
+		    kv__tx_get64_locked(kv, kv->base + kv_free_link(head));
 		if (next != 0 && (kv__chunk_check(kv, next, &hc) != KV_OK ||
 		                  page_of(kv, next) != p))
 			return KV_ECORRUPT;
@@ -229,7 +229,7 @@ void kv__free_chunk_locked(struct kv *kv, uint32_t cls, uint64_t chunk)
 	}
 	/* Mark the chunk free (klen 0) and link it into its page. */
 	kv__tx_put32_locked(kv, kv->base + chunk + offsetof(struct kv_item, klen), 0);
-	kv__tx_put64_locked(kv, kv->base + chunk + KV_FREE_LINK,
+	kv__tx_put64_locked(kv, kv->base + kv_free_link(chunk),
 	             kv__tx_get64_locked(kv, &pg->free_head));
 	kv__tx_put64_locked(kv, &pg->free_head, chunk);
 	kv__tx_put32_locked(kv, &pg->used, used - 1);

@@ -269,7 +269,8 @@ static void fill_item(struct kv *kv, const struct kv_alloc *a,
 	it->cls = (uint8_t)a->cls;
 	it->flags = (uint8_t)(kv_item_flags(m->expire, m->cflags) |
 	                      (lg != NULL ? KV_IF_LARGE : 0));
-	it->version = version;
+	it->version_lo = (uint32_t)version;
+	it->version_hi = (uint32_t)(version >> 32);
 	KV_CRASHPOINT(2);
 	if (m->expire) {
 		memcpy(p, &m->expire, sizeof m->expire);
@@ -333,8 +334,9 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 		if ((flags & (KV_PUT_XX | KV_PUT_CAS)) && !live)
 			return KV_ENOTFOUND;
 		if ((flags & KV_PUT_CAS) &&
-		    ((const struct kv_item *)(void *)(kv->base + f.item))
-		            ->version != m->cas)
+		    KV_ITEM_VERSION((const struct kv_item *)(void *)(kv->base +
+		                                                      f.item)) !=
+		        m->cas)
 			return KV_ECHANGED;
 		/* A store that evicts, once its index is nearly full,
 		 * keeps new keys near their home: a free slot further away
@@ -384,7 +386,7 @@ int kv__put_locked(struct kv *kv, uint64_t h, const void *key, size_t klen,
 			kv__tx_abort_locked(kv);
 			return rc;
 		}
-		rest = kv__large_fill(kv, &sp, &lg, val);
+		rest = kv__large_fill(kv, &sp, &lg, a.chunk, val);
 	}
 	fill_item(kv, &a, key, klen, rest, vlen, m, version,
 	          sp.large ? &lg : NULL, sp.rest);
@@ -487,8 +489,8 @@ int kv_touch(kv_t *kv, const void *key, size_t klen, uint64_t ttl_ms)
 	struct kv_put_meta m = {.expire = expire,
 	                        .cflags = kv__item_cflags(it),
 	                        .flags = KV_PUT_CAS,
-	                        .cas = it->version,
-	                        .version = it->version};
+	                        .cas = KV_ITEM_VERSION(it),
+	                        .version = KV_ITEM_VERSION(it)};
 	/* kv__find_locked checked the item's bounds: vlen <= max_value. */
 	copy = malloc(vlen ? vlen : 1);
 	if (copy == NULL) {

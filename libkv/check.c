@@ -42,7 +42,7 @@ struct checker {
 	void (*report)(void *ctx, const char *problem);
 	void *ctx;
 	unsigned problems;
-	uint8_t *live;     /* bit per 32-byte arena unit: a live chunk */
+	uint8_t *live;     /* bit per KV_CHUNK_UNIT of arena: a live chunk */
 	uint8_t *freed;    /* same: a chunk on a free list */
 	uint32_t *ovf;     /* expected overflow per bucket */
 	uint64_t *cls_live;
@@ -68,7 +68,7 @@ KV_PRINTF(2, 3) static void problem(struct checker *c,
 
 static uint64_t unit(const struct kv *kv, uint64_t off)
 {
-	return (off - kv->arena_off) / KV_MIN_CHUNK;
+	return (off - kv->arena_off) / KV_CHUNK_UNIT;
 }
 
 static bool bit_get(const uint8_t *m, uint64_t i)
@@ -162,9 +162,6 @@ static void check_index(struct checker *c, bool locked)
 			    ((it->flags & KV_IF_TTL) != 0))
 				problem(c, "bucket %llu slot %u: ttl flag "
 				           "differs from its item",
-				        (unsigned long long)b, s);
-			if (w & 4u)
-				problem(c, "bucket %llu slot %u: reserved bit set",
 				        (unsigned long long)b, s);
 			if (KV_SLOT_DIST(w) != dist)
 				problem(c, "bucket %llu slot %u: records %u "
@@ -285,8 +282,8 @@ static void check_page(struct checker *c, uint64_t p, uint32_t k)
 		}
 		bit_set(c->freed, u);
 		nfree++;
-		off = ld64((_Atomic uint64_t *)(void *)(kv->base + off +
-		                                        KV_FREE_LINK));
+		off = ld64((_Atomic uint64_t *)(void *)(kv->base +
+		                                        kv_free_link(off)));
 	}
 	if (c->page_live[p] != used)
 		problem(c, "page %llu: used %u, index links %u",
@@ -418,7 +415,7 @@ static int walk(struct kv *kv, bool locked,
                 void (*report)(void *ctx, const char *problem), void *ctx)
 {
 	struct checker c = {.kv = kv, .report = report, .ctx = ctx};
-	uint64_t units = (kv->arena_end - kv->arena_off) / KV_MIN_CHUNK + 1;
+	uint64_t units = (kv->arena_end - kv->arena_off) / KV_CHUNK_UNIT + 1;
 	int rc = KV_ENOMEM;
 
 	c.live = calloc(units / 8 + 1, 1);

@@ -67,7 +67,7 @@
 #include "os.h" /* KV_OS_LOCK_KIND */
 
 /* Bump whenever any byte of the layout or any protocol on it changes. */
-#define KV_FORMAT_VERSION 5u
+#define KV_FORMAT_VERSION 6u
 /* Changes:
  *   1  first format.
  *   2  the store's life word (destroyed stores), the lock record, the
@@ -78,7 +78,12 @@
  *   5  pages are KV_PAGE_SIZE whatever the largest value, classes end at
  *      an eighth of a page; a larger item keeps its value in pages of its
  *      own and pieces (KV_IF_LARGE, KV_PAGE_LARGE, KV_IF_PIECE); journal
- *      chain entries. */
+ *      chain entries.
+ *   6  chunks are 4-aligned and the smallest class is 20 bytes (was 8
+ *      and 32), so the smallest items waste at most 15 %; an item's
+ *      version is two 32-bit halves, a free chunk's link is the 8-aligned
+ *      word at 8 or 12 (kv_free_link), per-chunk bits are per
+ *      KV_CHUNK_UNIT. */
 
 /* The format word folds the layout version with the ABI facts the layout
  * depends on, so a store made by a build with another writer lock (a
@@ -94,8 +99,12 @@
 #define KV_SLOTS 7u          /* slots per bucket */
 #define KV_MAX_PROBE 128u    /* buckets a key may sit from its home bucket */
 #define KV_LOG_MAX 1248u     /* redo journal entries */
-#define KV_MIN_CHUNK 32u     /* smallest size class */
-#define KV_CHUNK_ALIGN 8u    /* every chunk size is a multiple of this */
+#define KV_MIN_CHUNK 20u     /* smallest size class */
+#define KV_CHUNK_ALIGN 4u    /* every chunk size is a multiple of this */
+/* Per-chunk bitmaps (read hints, kv check) give a bit to each
+ * KV_CHUNK_UNIT bytes of the arena: no two chunks start in one unit, as
+ * they start at least KV_MIN_CHUNK bytes apart. */
+#define KV_CHUNK_UNIT 16u
 #define KV_PAGE_ALIGN KV_SIZE_ALIGN /* kv.h: sizes round down to it */
 #define KV_PAGE_SIZE (64u * 1024u) /* every store's allocator page */
 
@@ -272,7 +281,7 @@ static_assert(offsetof(struct kv_hdr, class_size) == 0x200, "layout");
  * into chunks of that class's size. Chunks [0, bump) of a page have been
  * handed out at least once: each is live (its item's klen is not 0) or
  * free (klen 0, on the page's own free list, linked through the 8 bytes
- * at offset 8). Chunks [bump, per_page) were never used.
+ * at kv_free_link: offset 8 or 12). Chunks [bump, per_page) were never used.
  *
  * A class keeps a doubly linked list of its partial pages: those with a
  * free or never-used chunk. A chunk comes from the first partial page, else
@@ -315,7 +324,6 @@ struct kv_page {
  * holds the offset of the item's chunk, used, bump, prev and partial are
  * 0. */
 #define KV_PAGE_LARGE 0xfffffffeu
-#define KV_FREE_LINK 8u /* offset of a free chunk's link */
 
 static_assert(sizeof(struct kv_page) == 32, "kv_page");
 static_assert(offsetof(struct kv_page, free_head) == 0x10, "layout");
@@ -395,9 +403,8 @@ static_assert(KV_RSTAT_OFF + KV_RSTAT_SLOTS * sizeof(struct kv_rstat) ==
  * Index bucket: one cache line. A slot is 0 when empty, else
  *   bits 63..48  tag: the top 16 bits of the key's hash
  *   bits 47..40  dist: buckets from the key's home bucket to this one
- *   bits 39..3   offset of the item in the mapping (maps are < 1 TiB;
- *                items are 8-aligned, so the low 3 bits are free)
- *   bit  2       reserved, 0
+ *   bits 39..2   offset of the item in the mapping (maps are < 1 TiB;
+ *                items are 4-aligned, so the low 2 bits are free)
  *   bit  1       ttl: the item has an expiry (so the sweep reads only
  *                items that can expire)
  *   bit  0       ref: the CLOCK reference bit. Readers set it, with a
@@ -428,7 +435,7 @@ static_assert(KV_MAX_PROBE < 256, "dist fits its 8 bits");
 #define KV_SLOT_DIST(w) ((uint32_t)((w) >> KV_SLOT_OFF_BITS) & 0xffu)
 #define KV_SLOT_REF UINT64_C(1)
 #define KV_SLOT_TTL UINT64_C(2)
-#define KV_SLOT_OFF(w) ((w) & KV_SLOT_OFF_MASK & ~UINT64_C(7))
+#define KV_SLOT_OFF(w) ((w) & KV_SLOT_OFF_MASK & ~UINT64_C(3))
 #define KV_SLOT_MAKE(tag, dist, off)                                           \
 	(((uint64_t)(tag) << 48) | ((uint64_t)(dist) << KV_SLOT_OFF_BITS) |    \
 	 (uint64_t)(off))
@@ -443,7 +450,8 @@ struct kv_item {
 	uint16_t klen;          /* 0x04 key bytes, 1..max_key; 0 = free */
 	uint8_t cls;            /* 0x06 size class of the chunk */
 	uint8_t flags;          /* 0x07 KV_IF_... */
-	uint64_t version;       /* 0x08 store-wide put counter at its put */
+	uint32_t version_lo;    /* 0x08 store-wide put counter at its put, */
+	uint32_t version_hi;    /* 0x0c in halves: an item is only 4-aligned */
 	/* 0x10: with KV_IF_TTL, the expiry (uint64_t ms since the epoch);
 	 * then, with KV_IF_CFLAGS, the client flags (uint32_t); then, with
 	 * KV_IF_LARGE, a struct kv_large (4-aligned, as all before it are
@@ -463,9 +471,21 @@ struct kv_item {
 #define KV_ITEM_CFLAGS 4u /* the client flags' bytes, when KV_IF_CFLAGS */
 #define KV_ITEM_HDR_MAX (KV_ITEM_HDR + KV_ITEM_TTL + KV_ITEM_CFLAGS + 72u)
 static_assert(sizeof(struct kv_item) == KV_ITEM_HDR, "kv_item header");
-static_assert(offsetof(struct kv_item, version) == 8, "layout");
-static_assert(KV_FREE_LINK == offsetof(struct kv_item, version),
-              "a free chunk's link overlays the version");
+static_assert(alignof(struct kv_item) == KV_CHUNK_ALIGN, "4-aligned");
+static_assert(offsetof(struct kv_item, version_lo) == 8, "layout");
+
+#define KV_ITEM_VERSION(it)                                                    \
+	(((uint64_t)(it)->version_hi << 32) | (uint64_t)(it)->version_lo)
+
+/* Where a free chunk keeps its free-list link: the 8-aligned word at 8 or
+ * 12 bytes into it, over the version (klen, at 4, stays 0). */
+static inline uint64_t kv_free_link(uint64_t chunk)
+{
+	return (chunk + 8u + 7u) & ~UINT64_C(7);
+}
+static_assert(KV_MIN_CHUNK >= 12u + 8u, "a 4-aligned chunk holds its link");
+static_assert(KV_MIN_CHUNK >= KV_CHUNK_UNIT, "one chunk per unit");
+static_assert(KV_PAGE_SIZE % KV_CHUNK_UNIT == 0, "pages hold whole units");
 
 /* A large item: one whose header, key and value would not fit the
  * largest chunk, KV_CHUNK_MAX, an eighth of a page (the classes above it
@@ -556,19 +576,19 @@ static inline uint8_t kv_item_flags(uint64_t expire, uint32_t cflags)
  * the header's hint_id, that every process allowed to read the store may
  * write (hint_posix.c). A read-only handle cannot set an index slot's
  * reference bit, so on a hit it sets the item's bit here instead: bit
- * (off - arena_off) / KV_MIN_CHUNK of the words after this header, one
+ * (off - arena_off) / KV_CHUNK_UNIT of the words after this header, one
  * bit per place a chunk can start, sized for the store's max_map so
  * growing needs no new segment. Eviction treats either bit as a
  * reference and clears both (evict.c). Nothing here is data: any value
  * of any bit only changes which item is evicted next.
  */
-#define KV_HINT_MAGIC "KVHINT1" /* 8 bytes with its NUL */
+#define KV_HINT_MAGIC "KVHINT2" /* 8 bytes with its NUL */
 
 struct kv_hint {
 	char magic[8];       /* 0x00 KV_HINT_MAGIC, written last */
 	uint64_t seed;       /* 0x08 the store's seed */
 	uint64_t created_ms; /* 0x10 the store's created_ms */
-	uint64_t bits;       /* 0x18 max_map / KV_MIN_CHUNK */
+	uint64_t bits;       /* 0x18 max_map / KV_CHUNK_UNIT */
 	uint64_t reserved[4];/* 0x20 */
 	/* 0x40: the bits, in 64-bit words */
 };

@@ -4,13 +4,14 @@
  * out, and by every attacher to check that a header describes a layout this
  * build would have made (anything else is refused as corrupt).
  *
- * Size classes: 8-byte steps from 32 bytes, then growth by 1/16 up to a
- * sixteenth of a page, then the sizes that cut a page into 16, 15, ... 8
- * chunks. So a chunk is at most 1/16 (up to 1/8 at the top) larger than
- * what it holds, and a page of any class leaves at most a sixteenth of
- * itself unused, or a few bytes for the top classes: an item up to the
- * largest class, KV_CHUNK_MAX, wastes at most 11 % of the memory it
- * takes (bench: kv-waste-bench). A larger item keeps its value in whole
+ * Size classes: 4-byte steps from 20 bytes (the smallest item, a 16-byte
+ * header and a 1-byte key, is 17), then growth by 1/16 up to a sixteenth
+ * of a page, then the sizes that cut a page into 16, 15, ... 8 chunks.
+ * So a chunk is at most 3 bytes or 1/16 (up to 1/8 at the top) larger
+ * than what it holds, and a page of any class leaves at most a sixteenth
+ * of itself unused, or a few bytes for the top classes: an item up to the
+ * largest class, KV_CHUNK_MAX, wastes at most 15 % of the memory it takes,
+ * 12.5 % if its value has a byte (bench: kv-waste-bench). A larger item keeps its value in whole
  * pages and pieces (format.h, struct kv_large; large.c), which waste only
  * what the last piece's class rounds up, so pages are KV_PAGE_SIZE
  * whatever the largest value.
@@ -29,7 +30,7 @@ static int make_classes(uint32_t page_size, struct kv_geometry *g)
 	uint64_t c = KV_MIN_CHUNK;
 	uint32_t n = 0;
 
-	/* Up to a sixteenth of a page: 8-byte steps, then growth by 1/16. */
+	/* Up to a sixteenth of a page: 4-byte steps, then growth by 1/16. */
 	while (c < page_size / 16) {
 		if (n == KV_MAX_CLASSES - 1)
 			return KV_EINVAL;
@@ -37,7 +38,7 @@ static int make_classes(uint32_t page_size, struct kv_geometry *g)
 		uint64_t next = round_up(c + c / 16, KV_CHUNK_ALIGN);
 		c = next > c + KV_CHUNK_ALIGN ? next : c + KV_CHUNK_ALIGN;
 	}
-	/* Then a page's 16th, 15th, ... 8th (rounded down to 8 bytes): each
+	/* Then a page's 16th, 15th, ... 8th (rounded down to 4 bytes): each
 	 * fills its page but for a few bytes, and each is at most 1/8 above
 	 * the one before. */
 	for (uint32_t per = 16; per >= 8; per--) {

@@ -13,8 +13,8 @@
  * change, only its creator (or root) can remove or re-permission it, a
  * process that has it attached keeps it even then, and its pages come
  * from memory, not from a tmpfs that fills. It is sized for the store's
- * max_map, one bit per 32 bytes (1/256 of it), and like any shared memory
- * takes memory only for the pages touched: about 1/256 of the arena that
+ * max_map, one bit per 16 bytes (1/128 of it), and like any shared memory
+ * takes memory only for the pages touched: about 1/128 of the arena that
  * read-only readers hit.
  *
  * Its permissions are the store's, with write added wherever read is: the
@@ -51,7 +51,7 @@ static uint64_t magic_word(void)
 
 static uint64_t seg_bytes(uint64_t max_map)
 {
-	return sizeof(struct kv_hint) + max_map / KV_MIN_CHUNK / 8;
+	return sizeof(struct kv_hint) + max_map / KV_CHUNK_UNIT / 8;
 }
 
 /* Attach segment id and check that it is this store's: owned by the
@@ -71,7 +71,7 @@ static struct kv_hint *attach_checked(int id, const struct kv_hdr *h,
 	                             hs->magic,
 	                         memory_order_acquire) != magic_word() ||
 	    hs->seed != h->seed || hs->created_ms != h->created_ms ||
-	    hs->bits != max_map / KV_MIN_CHUNK) {
+	    hs->bits != max_map / KV_CHUNK_UNIT) {
 		shmdt(m);
 		return NULL;
 	}
@@ -101,7 +101,7 @@ static struct kv_hint *make(struct kv_hdr *h, uint64_t was, uint64_t max_map,
 		return NULL;
 	hs->seed = h->seed;
 	hs->created_ms = h->created_ms;
-	hs->bits = max_map / KV_MIN_CHUNK;
+	hs->bits = max_map / KV_CHUNK_UNIT;
 	atomic_store_explicit((_Atomic uint64_t *)(void *)hs->magic,
 	                      magic_word(), memory_order_release);
 	if (!atomic_compare_exchange_strong(&h->hint_id, &was,

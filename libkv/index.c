@@ -241,7 +241,7 @@ restart:
 				          (const uint8_t *)(it + 1) +
 				              ((fl & KV_IF_TTL) ? KV_ITEM_TTL : 0),
 				          sizeof cf);
-			uint64_t ver = it->version;
+			uint64_t ver = KV_ITEM_VERSION(it);
 			bool fits = iv <= r->cap;
 			if (fits && (fl & KV_IF_LARGE)) {
 				if (!kv__large_copy(kv, ix, off,
@@ -553,7 +553,7 @@ KV_RACY bool kv__large_copy(struct kv *kv, const struct kv_ix *ix,
 		struct kv_item ph;
 		racy_copy(&ph, kv->base + off, sizeof ph);
 		if (ph.klen != KV_PIECE_KLEN || ph.flags != KV_IF_PIECE ||
-		    ph.vlen != n || ph.version != item)
+		    ph.vlen != n || KV_ITEM_VERSION(&ph) != item)
 			return false;
 		racy_copy(out, kv->base + off + KV_ITEM_HDR, n);
 		out += n;

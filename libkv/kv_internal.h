@@ -131,7 +131,7 @@ struct kv {
 static inline bool kv__hint_bit(const struct kv *kv, uint64_t off,
                                 _Atomic uint64_t **word, uint64_t *mask)
 {
-	uint64_t u = (off - kv->arena_off) / KV_MIN_CHUNK;
+	uint64_t u = (off - kv->arena_off) / KV_CHUNK_UNIT;
 	if (kv->hint == NULL || off < kv->arena_off || u >= kv->hint_bits)
 		return false;
 	*word = &kv->hint[u / 64];
@@ -409,6 +409,9 @@ void kv__tx_chain_locked(struct kv *kv, uint64_t first, uint64_t count,
 uint32_t kv__tx_room_locked(struct kv *kv); /* journal entries left */
 void kv__tx_put64_locked(struct kv *kv, const void *addr, uint64_t val);
 void kv__tx_put32_locked(struct kv *kv, const void *addr, uint32_t val);
+/* An 8-byte word that may be only 4-aligned (an item's version): one
+ * entry, or two 4-byte ones. */
+void kv__tx_put64u_locked(struct kv *kv, const void *addr, uint64_t val);
 void kv__tx_commit_locked(struct kv *kv);
 void kv__tx_end_locked(struct kv *kv);
 void kv__mark_odd_locked(struct kv *kv, uint64_t first, uint32_t count);
@@ -580,8 +583,9 @@ int kv__take_page_locked(struct kv *kv, uint32_t cls, uint64_t *taken);
  * item laid out as s, its chunk of class head_cls, needs (evicting whole
  * pages if may_evict), else KV_EFULL; in the put's transaction, after its chunk is taken,
  * kv__large_take_locked takes its pages and pieces for the item at owner
- * and fills *lg, and kv__large_fill writes the value's bytes into them
- * and returns where the rest begins. kv__large_of checks a large item's
+ * and fills *lg, and kv__large_fill writes the pieces' headers (naming
+ * owner) and the value's bytes into them and returns where the rest
+ * begins. kv__large_of checks a large item's
  * pages and pieces (li->s.large false for an item that is not large);
  * kv__free_item_locked frees an item's chunk, pages and pieces.
  * kv__large_copy copies a large value without the lock: false if what it
@@ -599,7 +603,8 @@ int kv__large_room_locked(struct kv *kv, const struct kv_split *s,
 int kv__large_take_locked(struct kv *kv, const struct kv_split *s,
                           uint64_t owner, struct kv_large *lg);
 const uint8_t *kv__large_fill(struct kv *kv, const struct kv_split *s,
-                              const struct kv_large *lg, const uint8_t *val);
+                              const struct kv_large *lg, uint64_t owner,
+                              const uint8_t *val);
 int kv__large_of(struct kv *kv, uint64_t item, struct kv_large_info *li);
 uint32_t kv__piece_class(const struct kv *kv, const struct kv_split *s,
                          uint64_t i);

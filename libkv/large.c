@@ -194,17 +194,41 @@ static int take_pages(struct kv *kv, uint64_t npages, uint64_t owner,
 	return KV_OK;
 }
 
-/* A piece's header as two words: vlen, klen, cls, flags; then the owner
- * (struct kv_item's version). */
-static uint64_t piece_word0(uint64_t bytes, uint32_t cls)
+/* Journal a piece's header, naming its owner, and the first value bytes
+ * up to the end of the chunk's free-list link (kv_free_link: 8 or 12
+ * bytes in, by the chunk's alignment): the chunk stays on its page's free
+ * list until COMMIT, so its link must survive until then, and only bytes
+ * past it may be written directly. Returns the value bytes journaled. */
+static uint64_t put_piece_head(struct kv *kv, uint64_t chunk, uint32_t cls,
+                               uint64_t bytes, uint64_t owner,
+                               const uint8_t *val)
 {
 	struct kv_item it = {.vlen = (uint32_t)bytes,
 	                     .klen = KV_PIECE_KLEN,
 	                     .cls = (uint8_t)cls,
-	                     .flags = KV_IF_PIECE};
-	uint64_t w;
-	memcpy(&w, &it, sizeof w);
-	return w;
+	                     .flags = KV_IF_PIECE,
+	                     .version_lo = (uint32_t)owner,
+	                     .version_hi = (uint32_t)(owner >> 32)};
+	uint8_t b[KV_ITEM_HDR + 8] = {0};
+	uint64_t end = kv_free_link(chunk) + 8 - chunk; /* 16 or 20 */
+	uint64_t n = end - KV_ITEM_HDR < bytes ? end - KV_ITEM_HDR : bytes;
+
+	memcpy(b, &it, sizeof it);
+	memcpy(b + KV_ITEM_HDR, val, n);
+	for (uint64_t o = 0; o < end;) {
+		uint64_t w = 0;
+		if ((chunk + o) % 8 == 0 && o + 8 <= end) {
+			memcpy(&w, b + o, 8);
+			kv__tx_put64_locked(kv, kv->base + chunk + o, w);
+			o += 8;
+		} else {
+			uint32_t w32;
+			memcpy(&w32, b + o, 4);
+			kv__tx_put32_locked(kv, kv->base + chunk + o, w32);
+			o += 4;
+		}
+	}
+	return n;
 }
 
 uint32_t kv__piece_class(const struct kv *kv, const struct kv_split *s,
@@ -233,21 +257,19 @@ int kv__large_take_locked(struct kv *kv, const struct kv_split *s,
 		if (rc != KV_OK)
 			return rc;
 		kv__alloc_take_locked(kv, &a);
-		kv__tx_put64_locked(kv, kv->base + a.chunk,
-		                    piece_word0(kv__piece_bytes(s, i), cls));
-		kv__tx_put64_locked(kv, kv->base + a.chunk + 8, owner);
 		lg->piece[i] = a.chunk;
 	}
 	return KV_OK;
 }
 
 const uint8_t *kv__large_fill(struct kv *kv, const struct kv_split *s,
-                              const struct kv_large *lg, const uint8_t *val)
+                              const struct kv_large *lg, uint64_t owner,
+                              const uint8_t *val)
 {
 	/* The pages are still on the free-page list in the mapping (the
-	 * transaction has not committed), linked as they were taken; the
-	 * pieces' headers are journal entries, so only their bytes after
-	 * the header are written here. */
+	 * transaction has not committed), linked as they were taken; each
+	 * piece's header and first bytes are journal entries (put_piece_head),
+	 * so only its bytes after them are written here. */
 	uint64_t link = lg->first;
 	for (uint64_t n = 0; n < s->npages; n++) {
 		uint64_t p = link_page(kv, link);
@@ -260,7 +282,10 @@ const uint8_t *kv__large_fill(struct kv *kv, const struct kv_split *s,
 	}
 	for (uint64_t i = 0; i < s->npieces; i++) {
 		uint64_t n = kv__piece_bytes(s, i);
-		memcpy(kv->base + lg->piece[i] + KV_ITEM_HDR, val, n);
+		uint64_t h = put_piece_head(kv, lg->piece[i],
+		                            kv__piece_class(kv, s, i), n, owner,
+		                            val);
+		memcpy(kv->base + lg->piece[i] + KV_ITEM_HDR + h, val + h, n - h);
 		val += n;
 	}
 	return val;
@@ -313,7 +338,7 @@ int kv__large_of(struct kv *kv, uint64_t item, struct kv_large_info *li)
 		    (const struct kv_item *)(const void *)(kv->base + off);
 		if (pc->klen != KV_PIECE_KLEN || pc->flags != KV_IF_PIECE ||
 		    pc->cls != cls || pc->vlen != kv__piece_bytes(&li->s, i) ||
-		    pc->version != item)
+		    KV_ITEM_VERSION(pc) != item)
 			return KV_ECORRUPT;
 		for (uint64_t j = 0; j < i; j++)
 			if (li->piece[j] == off)

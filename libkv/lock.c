@@ -271,6 +271,17 @@ void kv__tx_put32_locked(struct kv *kv, const void *addr, uint32_t val)
 	tx_add(kv, kv__off(kv, addr) | KV_LOG_W32, val);
 }
 
+void kv__tx_put64u_locked(struct kv *kv, const void *addr, uint64_t val)
+{
+	if (kv__off(kv, addr) % 8 == 0) {
+		kv__tx_put64_locked(kv, addr, val);
+	} else {
+		kv__tx_put32_locked(kv, addr, (uint32_t)val);
+		kv__tx_put32_locked(kv, (const uint8_t *)addr + 4,
+		                    (uint32_t)(val >> 32));
+	}
+}
+
 /* Is off a place the journal may write: an aligned word inside the
  * writer-owned parts of the mapping? Journal bytes are untrusted. A
  * resize's transaction writes only header words, the geometry among
@@ -430,8 +441,8 @@ int kv__recover_locked(struct kv *kv)
 			    (_Atomic uint32_t *)(void *)(kv->base + c + 4), 0,
 			    memory_order_relaxed);
 			atomic_store_explicit(
-			    (_Atomic uint64_t *)(void *)(kv->base + c +
-			                                 KV_FREE_LINK),
+			    (_Atomic uint64_t *)(void *)(kv->base +
+			                                 kv_free_link(c)),
 			    j->pend_next, memory_order_relaxed);
 		} else {
 			rc = KV_ECORRUPT;

@@ -413,7 +413,7 @@ static int move_below(struct kv *kv, uint64_t old, uint32_t cls,
 		kv__tx_chain_locked(kv, li.first - 1, li.s.npages, KV_PAGE_LARGE,
 		                    a.chunk);
 	for (uint64_t i = 0; i < li.s.npieces; i++)
-		kv__tx_put64_locked(kv, kv->base + li.piece[i] + 8, a.chunk);
+		kv__tx_put64u_locked(kv, kv->base + li.piece[i] + 8, a.chunk);
 	kv__free_chunk_locked(kv, cls, old);
 	kv__tx_commit_locked(kv);
 	kv__mark_even_locked(kv);
@@ -544,7 +544,7 @@ static int move_piece(struct kv *kv, uint64_t old, uint32_t cls,
 {
 	const struct kv_item *pc =
 	    (const struct kv_item *)(const void *)(kv->base + old);
-	uint64_t item = pc->version;
+	uint64_t item = KV_ITEM_VERSION(pc);
 	struct kv_found f;
 	struct kv_large_info li;
 	struct kv_alloc a;

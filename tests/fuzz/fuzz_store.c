@@ -710,7 +710,7 @@ static void analyse(void)
 		for (int guard = 0; c != 0 && guard < 4096; guard++) {
 			if (T->nfrees < sizeof T->frees / 8)
 				T->frees[T->nfrees++] = c;
-			memcpy(&c, t + c + KV_FREE_LINK, sizeof c);
+			memcpy(&c, t + kv_free_link(c), sizeof c);
 		}
 	}
 	if (T->nitems == 0 || T->nfrees == 0)

@@ -33,7 +33,7 @@ static void test_every_class(void **state)
 		val[i] = (char)(i * 131 + 7);
 	assert_true(kv->nclasses > 40);
 	for (uint32_t c = 0; c < kv->nclasses; c++) {
-		uint32_t lo = c ? kv->class_size[c - 1] + 1 : KV_ITEM_HDR + 5;
+		uint32_t lo = c ? kv->class_size[c - 1] + 1 : KV_ITEM_HDR + 4;
 		uint32_t hi = kv->class_size[c];
 		for (int which = 0; which < 2; which++) {
 			uint32_t item = which ? hi : lo;

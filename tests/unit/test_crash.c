@@ -13,7 +13,10 @@
  * key into a never-used chunk, a new key into a chunk popped from a free
  * list (whose link recovery must restore), a replace, and a delete; and
  * the same for values that live in pages of their own (large.c), whose
- * pages come off and go back on the free-page list by chain entries.
+ * pages come off and go back on the free-page list by chain entries, and
+ * whose pieces may be chunks popped from a free list at either of the
+ * two alignments a chunk can have (their links sit at 8 or 12 bytes in,
+ * and must survive a put that dies before its commit).
  */
 #include <signal.h>
 #include <sys/wait.h>
@@ -34,15 +37,23 @@ enum op {
 	OP_BIG_REPLACE, /* one value in pages for another */
 	OP_BIG_DELETE,  /* a value in pages, its pages back on the list */
 	OP_BIG_FRESH,   /* the first value in pages: never-used pages too */
+	OP_BIG_REUSE,   /* its last piece a freed chunk only 4-aligned */
 };
 
 static const char *op_name[] = {"insert",      "insert-reuse", "replace",
                                 "delete",      "delete-shift", "big-insert",
-                                "big-replace", "big-delete",   "big-fresh"};
+                                "big-replace", "big-delete",   "big-fresh",
+                                "big-reuse"};
 
 /* Values of several pages, each byte a function of its place and seed,
  * so a value stitched from two puts' pages does not compare equal. */
 enum { BIG_A = 5 * 65536 + 30000, BIG_B = 2 * 65536 + 20000, BIG_SPARE = 700000 };
+
+/* OP_BIG_REUSE's value length, and the class of its last piece: one
+ * whose size is an odd multiple of 4, so every other chunk of it is only
+ * 4-aligned. Set by the parent before it forks. */
+static size_t big_r;
+static uint32_t big_r_cls;
 
 static unsigned char *big_value(size_t len, unsigned seed)
 {
@@ -132,6 +143,9 @@ static bool crash_child(const char *name, enum op op, int point)
 		case OP_BIG_DELETE:
 			kv_del(kv, "big", 3);
 			break;
+		case OP_BIG_REUSE:
+			kv_put(kv, "big", 3, big_value(big_r, 4), big_r, NULL);
+			break;
 		}
 		_exit(21); /* the point is not on this path */
 	}
@@ -146,6 +160,48 @@ static bool crash_child(const char *name, enum op op, int point)
 	return true;
 }
 
+/* Choose big_r, then leave the head of big_r_cls's free list a chunk
+ * only 4-aligned, linked to two more (r3 keeps the page in use). */
+static void free_odd_chunk(kv_t *kv)
+{
+	struct kv_split sp;
+	big_r = 0;
+	for (size_t v = 65536 + 8192; v < 65536 + 65536 && !big_r; v += 4) {
+		kv__split(KV_ITEM_HDR, 3, v, &sp);
+		if (sp.npieces == 0)
+			continue;
+		uint32_t c = kv__piece_class(kv, &sp, sp.npieces - 1);
+		if (kv->class_size[c] % 8 == 4 && kv->class_size[c] >= 100) {
+			big_r = v;
+			big_r_cls = c;
+		}
+	}
+	assert_true(big_r != 0);
+	size_t vlen = kv->class_size[big_r_cls] - KV_ITEM_HDR - 2;
+	char *v = malloc(vlen);
+	assert_non_null(v);
+	memset(v, 'r', vlen);
+	uint64_t off[4];
+	for (int i = 0; i < 4; i++) {
+		char k[3] = {'r', (char)('0' + i), 0};
+		assert_kv(KV_OK, kv_put(kv, k, 2, v, vlen, NULL));
+		off[i] = u_item_of(kv, k, 2);
+	}
+	free(v);
+	/* A fresh page of the class: its chunks in order from its start. */
+	assert_int_equal(off[1], off[0] + kv->class_size[big_r_cls]);
+	assert_int_equal(off[2], off[1] + kv->class_size[big_r_cls]);
+	assert_int_equal(off[1] % 8, off[0] % 8 == 0 ? 4 : 0);
+	uint64_t odd = off[1] % 8 == 4 ? 1 : 0; /* the 4-aligned one */
+	assert_kv(KV_OK, kv_del(kv, odd ? "r0" : "r1", 2));
+	assert_kv(KV_OK, kv_del(kv, "r2", 2));
+	assert_kv(KV_OK, kv_del(kv, odd ? "r1" : "r0", 2));
+	const struct kv_page *pg =
+	    kv__page(kv, (off[odd] - kv->arena_off) / kv->page_size);
+	assert_int_equal(atomic_load(&pg->free_head), off[odd]);
+	assert_int_equal(off[odd] % 8, 4);
+}
+
 static void one_case(enum op op, int point, int *crashed)
 {
 	bool big = op >= OP_BIG_INSERT;
@@ -157,7 +213,8 @@ static void one_case(enum op op, int point, int *crashed)
 	fill(kv, N);
 	if (op == OP_DELETE_SHIFT)
 		make_colliding(kv);
-	if (op == OP_BIG_INSERT || op == OP_BIG_REPLACE) {
+	if (op == OP_BIG_INSERT || op == OP_BIG_REPLACE ||
+	    op == OP_BIG_REUSE) {
 		/* Pages enough on the free-page list, so the put's own
 		 * transaction is the first the crash point meets. */
 		unsigned char *spare = big_value(BIG_SPARE, 3);
@@ -167,6 +224,8 @@ static void one_case(enum op op, int point, int *crashed)
 	}
 	if (op == OP_BIG_REPLACE || op == OP_BIG_DELETE)
 		assert_kv(KV_OK, kv_put(kv, "big", 3, a, BIG_A, NULL));
+	if (op == OP_BIG_REUSE)
+		free_odd_chunk(kv);
 	if (op == OP_INSERT_REUSE) {
 		/* Free a chunk of the class "new" will use. */
 		assert_kv(KV_OK, kv_put(kv, "gone", 4, "new value", 9, NULL));
@@ -243,6 +302,16 @@ static void one_case(enum op op, int point, int *crashed)
 		else
 			u_expect(kv, "big", 3, a, BIG_A);
 		break;
+	case OP_BIG_REUSE: {
+		expect_fill(kv, N, -1);
+		unsigned char *r = big_value(big_r, 4);
+		if (done)
+			u_expect(kv, "big", 3, r, big_r);
+		else
+			u_absent(kv, "big", 3);
+		free(r);
+		break;
+	}
 	case OP_BIG_FRESH:
 		/* Killed in the transaction that puts never-used pages on
 		 * the free list, or in the put's: either way the value is
@@ -271,7 +340,7 @@ static void one_case(enum op op, int point, int *crashed)
 static void test_crash_points(void **state)
 {
 	(void)state;
-	for (int op = OP_INSERT; op <= OP_BIG_FRESH; op++) {
+	for (int op = OP_INSERT; op <= OP_BIG_REUSE; op++) {
 		int crashed = 0;
 		for (int point = 1; point <= KV_NPOINTS; point++)
 			one_case((enum op)op, point, &crashed);
