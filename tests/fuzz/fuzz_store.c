@@ -638,9 +638,11 @@ static void populate(kv_t *kv)
 	for (i = 0; i < NCOLL; i++)
 		tput(kv, T->coll[i].b, T->coll[i].n, 8 + i, i % 3 == 0 ? 3600000 : 0);
 
-	/* Deletes: free chunks in pages that stay partial, backward shifts,
-	 * and one whole page back on the free-page list. */
-	for (i = 0; i < NSMALL; i += 5) {
+	/* Deletes: free chunks in pages that stay partial (of every small
+	 * value's class, so some are only 4-aligned and keep their link 12
+	 * bytes in), backward shifts, and one whole page back on the
+	 * free-page list. */
+	for (i = 0; i < NSMALL; i += 4) {
 		struct key k = small_key(i);
 		tdel(kv, k.b, k.n);
 	}
@@ -1489,8 +1491,8 @@ static void rw_ops(struct run *r, kv_t *kv)
 	do_put(r, kv, k.b, k.n, 7, 0, KV_PUT_XX, 0);
 	k = mk("ttl.%u", v);
 	do_put(r, kv, k.b, k.n, 30, 5000, 0, 0);
-	k = mk("n%03u", v % 1000); /* class 32: reuses a free chunk */
-	do_put(r, kv, k.b, k.n, 1, 0, 0, 0);
+	k = mk("n%03u", v % 1000); /* reuses a free chunk: class 24, or */
+	do_put(r, kv, k.b, k.n, v & 1 ? 8 : 1, 0, 0, 0); /* 28 (4-aligned) */
 	k = mk("bignew.%u", v);
 	do_put(r, kv, k.b, k.n, 3000, 0, 0, 0);
 	k = mk("f.%u", v); /* the full class: evict within it */
@@ -1716,7 +1718,7 @@ static void __attribute__((noreturn)) dying_writer(const struct run *r, int out)
 		break;
 	case 1: /* into a chunk popped from a free list */
 		k = mk("n%03u", r->v % 1000);
-		kv_put(kv, k.b, k.n, val, 1, NULL);
+		kv_put(kv, k.b, k.n, val, r->v & 1 ? 8 : 1, NULL);
 		break;
 	case 2:
 		k = small_key(r->v * 3u);
