@@ -269,8 +269,7 @@ static void fill_item(struct kv *kv, const struct kv_alloc *a,
 	it->cls = (uint8_t)a->cls;
 	it->flags = (uint8_t)(kv_item_flags(m->expire, m->cflags) |
 	                      (lg != NULL ? KV_IF_LARGE : 0));
-	it->version_lo = (uint32_t)version;
-	it->version_hi = (uint32_t)(version >> 32);
+	kv_item_set_version(it, version);
 	KV_CRASHPOINT(2);
 	if (m->expire) {
 		memcpy(p, &m->expire, sizeof m->expire);

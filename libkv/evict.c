@@ -178,7 +178,8 @@ static int evict_in_class(struct kv *kv, uint32_t cls)
 		if (it->klen == 0)
 			continue; /* free */
 		/* A piece stands for the large item that owns it. */
-		uint64_t item = it->klen == KV_PIECE_KLEN ? KV_ITEM_VERSION(it) : chunk;
+		uint64_t item =
+		    it->klen == KV_PIECE_KLEN ? KV_ITEM_VERSION(it) : chunk;
 		struct kv_found f;
 		int rc = kv__find_chunk_locked(kv, item, &f);
 		if (rc != KV_OK)

@@ -477,6 +477,12 @@ static_assert(offsetof(struct kv_item, version_lo) == 8, "layout");
 #define KV_ITEM_VERSION(it)                                                    \
 	(((uint64_t)(it)->version_hi << 32) | (uint64_t)(it)->version_lo)
 
+static inline void kv_item_set_version(struct kv_item *it, uint64_t v)
+{
+	it->version_lo = (uint32_t)v;
+	it->version_hi = (uint32_t)(v >> 32);
+}
+
 /* Where a free chunk keeps its free-list link: the 8-aligned word at 8 or
  * 12 bytes into it, over the version (klen, at 4, stays 0). */
 static inline uint64_t kv_free_link(uint64_t chunk)

@@ -11,10 +11,10 @@
  * than what it holds, and a page of any class leaves at most a sixteenth
  * of itself unused, or a few bytes for the top classes: an item up to the
  * largest class, KV_CHUNK_MAX, wastes at most 15 % of the memory it takes,
- * 12.5 % if its value has a byte (bench: kv-waste-bench). A larger item keeps its value in whole
- * pages and pieces (format.h, struct kv_large; large.c), which waste only
- * what the last piece's class rounds up, so pages are KV_PAGE_SIZE
- * whatever the largest value.
+ * 12.5 % if its value has a byte (bench: kv-waste-bench). A larger item
+ * keeps its value in whole pages and pieces (format.h, struct kv_large;
+ * large.c), which waste only what the last piece's class rounds up, so
+ * pages are KV_PAGE_SIZE whatever the largest value.
  */
 #include <errno.h>
 

@@ -206,13 +206,12 @@ static uint64_t put_piece_head(struct kv *kv, uint64_t chunk, uint32_t cls,
 	struct kv_item it = {.vlen = (uint32_t)bytes,
 	                     .klen = KV_PIECE_KLEN,
 	                     .cls = (uint8_t)cls,
-	                     .flags = KV_IF_PIECE,
-	                     .version_lo = (uint32_t)owner,
-	                     .version_hi = (uint32_t)(owner >> 32)};
+	                     .flags = KV_IF_PIECE};
 	uint8_t b[KV_ITEM_HDR + 8] = {0};
 	uint64_t end = kv_free_link(chunk) + 8 - chunk; /* 16 or 20 */
 	uint64_t n = end - KV_ITEM_HDR < bytes ? end - KV_ITEM_HDR : bytes;
 
+	kv_item_set_version(&it, owner);
 	memcpy(b, &it, sizeof it);
 	memcpy(b + KV_ITEM_HDR, val, n);
 	for (uint64_t o = 0; o < end;) {

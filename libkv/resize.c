@@ -563,7 +563,7 @@ static int move_piece(struct kv *kv, uint64_t old, uint32_t cls,
 		return rc;
 	const struct kv_item *it =
 	    (const struct kv_item *)(const void *)(kv->base + item);
-	/* The piece's slot in struct kv_large: 4-aligned, so two words. */
+	/* The piece's slot in struct kv_large: only 4-aligned. */
 	const uint8_t *slot = kv__item_key(it) - KV_ITEM_LARGE +
 	                      offsetof(struct kv_large, piece) + i * 8;
 
@@ -574,8 +574,7 @@ static int move_piece(struct kv *kv, uint64_t old, uint32_t cls,
 	kv__mark_odd_locked(kv, f.bucket, 1);
 	kv__alloc_promote_locked(kv, &a, pred);
 	kv__alloc_take_locked(kv, &a);
-	kv__tx_put32_locked(kv, slot, (uint32_t)a.chunk);
-	kv__tx_put32_locked(kv, slot + 4, (uint32_t)(a.chunk >> 32));
+	kv__tx_put64u_locked(kv, slot, a.chunk);
 	kv__free_chunk_locked(kv, cls, old);
 	kv__tx_commit_locked(kv);
 	kv__mark_even_locked(kv);
